@@ -1,0 +1,61 @@
+# Alephant: `make run` starts everything, `make test` runs the whole suite.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8000
+PYTEST_ARGS ?=
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: run test services services-down migrate seed lint format bench lock venv browser clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.lock
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check --require-hashes -r requirements.lock
+	@touch $@
+
+## Lock file: pins with hashes, so a compromised release cannot slip into a fresh install.
+lock:
+	$(PYTHON) -m pip install -q uv && uv pip compile -q --generate-hashes --python $(PYTHON) --extra dev pyproject.toml -o requirements.lock
+
+services:
+	@$(PYTHON) -m alephant.devservices up
+
+services-down:
+	@$(PYTHON) -m alephant.devservices down
+
+migrate: venv services
+	ALEPHANT_DB_AS_OWNER=1 $(PY) manage.py migrate --no-input -v 0
+
+seed: migrate
+	$(PY) manage.py seed_demo
+
+browser:
+	@command -v chromium >/dev/null 2>&1 || test -x /usr/lib/chromium/chromium || \
+		(echo "[make] installing Debian chromium for browser tests (once per machine)" && \
+		 DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+
+run: seed
+	PORT=$(PORT) $(PY) -m alephant.devrun
+
+test: venv services browser
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy workspaces billing gateway attribution alephant
+
+format: venv
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: migrate
+	$(PY) -m bench
+
+clean: services-down
+	rm -rf .run staticfiles

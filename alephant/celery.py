@@ -1,0 +1,12 @@
+import os
+
+from celery import Celery
+
+from alephant.env import load_dotenv
+
+load_dotenv()
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "alephant.settings")
+
+app = Celery("alephant")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()

@@ -1,0 +1,74 @@
+"""`make run`: serve the app with a Celery worker and beat beside it; Ctrl-C stops them all.
+
+Each process is a child of this supervisor; when one dies, or on SIGINT/SIGTERM, every child
+is stopped, then the services `make` started (private Postgres/Redis) are stopped too.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from alephant.env import BASE_DIR, load_dotenv
+
+
+def processes(port: str) -> list[tuple[str, list[str]]]:
+    py = sys.executable
+    procs = [
+        ("web", [py, "-m", "uvicorn", "alephant.asgi:application", "--host", "127.0.0.1",
+                 "--port", port, "--no-access-log", "--lifespan", "on"]),
+        ("worker", [py, "-m", "celery", "-A", "alephant", "worker", "-l", "warning",
+                    "--concurrency", "2"]),
+        ("beat", [py, "-m", "celery", "-A", "alephant", "beat", "-l", "warning",
+                  "--schedule", str(BASE_DIR / ".run" / "celerybeat-schedule")]),
+    ]
+    try:  # the gateway issue adds the upstream simulator, ledger writer and demo traffic
+        from gateway.devprocs import extra_processes
+    except ImportError:
+        return procs
+    return procs + extra_processes(py, port)
+
+
+def main() -> None:
+    load_dotenv()
+    port = os.environ.get("PORT", "8000")
+    children: list[tuple[str, subprocess.Popen]] = []
+    for name, cmd in processes(port):
+        children.append((name, subprocess.Popen(cmd, cwd=BASE_DIR, start_new_session=True)))
+    stopping = False
+
+    def stop(*_args) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    print(f"\n  Alephant is running on http://127.0.0.1:{port}/")
+    print("  Demo login: owner@demo.alephant.dev / alephant-demo-2026 (finance: finance@demo...)")
+    print(f"  Gateway: http://127.0.0.1:{port}/v1   API docs: http://127.0.0.1:{port}/api/docs/")
+    print("  Ctrl-C stops everything.\n", flush=True)
+    try:
+        while not stopping:
+            for name, proc in children:
+                if proc.poll() is not None and name != "traffic":
+                    print(f"[run] {name} exited with {proc.returncode}; stopping", flush=True)
+                    stopping = True
+            time.sleep(0.5)
+    finally:
+        for _name, proc in children:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.time() + 10
+        for _name, proc in children:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        subprocess.run([sys.executable, "-m", "alephant.devservices", "down"], cwd=BASE_DIR)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,14 @@
+from django.urls import include, path
+
+from alephant import health
+
+urlpatterns = [
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("accounts/", include("allauth.urls")),
+    path("api/", include("alephant.api_urls")),
+    path("", include("attribution.urls")),
+    path("", include("billing.urls")),
+    path("", include("gateway.urls")),
+    path("", include("workspaces.urls")),
+]

@@ -1,0 +1,9 @@
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+from alephant.env import load_dotenv
+
+load_dotenv()
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "alephant.settings")
+application = get_wsgi_application()

@@ -1,0 +1,17 @@
+#!/usr/bin/env python
+import os
+import sys
+
+
+def main() -> None:
+    from alephant.env import load_dotenv
+
+    load_dotenv()
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "alephant.settings")
+    from django.core.management import execute_from_command_line
+
+    execute_from_command_line(sys.argv)
+
+
+if __name__ == "__main__":
+    main()

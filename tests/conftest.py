@@ -1,0 +1,86 @@
+"""Test set-up shared by every test module.
+
+* The test database is created and migrated as the **owner** role, then every test connects as
+  the **app** role, so row-level security is exercised, not assumed. Transactional tests flush
+  (TRUNCATE) as the owner, since the app role has no TRUNCATE.
+* Redis tests use their own logical database (`ALEPHANT_TEST_REDIS_DB`, default 15), flushed
+  before each test that asks for `redis_client`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from alephant.env import load_dotenv
+
+load_dotenv()
+_redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:63799/0")
+_test_redis_db = os.environ.get("ALEPHANT_TEST_REDIS_DB", "15")
+os.environ["REDIS_URL"] = re.sub(r"/\d*$", "", _redis_url.rstrip("/")) + f"/{_test_redis_db}"
+os.environ.setdefault("ALEPHANT_ALLOW_PRIVATE_UPSTREAMS", "1")
+
+import dj_database_url  # noqa: E402
+import pytest  # noqa: E402
+
+from tests.cast import *  # noqa: E402,F403
+
+
+def _connect_as(url: str) -> None:
+    from django.db import connections
+
+    conn = connections["default"]
+    parsed = dj_database_url.parse(url)
+    conn.close()
+    conn.settings_dict["USER"] = parsed["USER"]
+    conn.settings_dict["PASSWORD"] = parsed["PASSWORD"]
+
+
+def connect_as_owner() -> None:
+    from django.conf import settings
+
+    _connect_as(settings.DATABASE_OWNER_URL)
+
+
+def connect_as_app() -> None:
+    from django.conf import settings
+
+    _connect_as(settings.DATABASE_APP_URL)
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(request, django_test_environment, django_db_blocker):
+    from django.test.testcases import TransactionTestCase
+    from django.test.utils import setup_databases, teardown_databases
+
+    with django_db_blocker.unblock():
+        connect_as_owner()
+        config = setup_databases(verbosity=0, interactive=False, keepdb=False)
+        connect_as_app()
+
+    original_teardown = TransactionTestCase._fixture_teardown
+
+    def _flush_as_owner(self):
+        connect_as_owner()
+        try:
+            original_teardown(self)
+        finally:
+            connect_as_app()
+
+    TransactionTestCase._fixture_teardown = _flush_as_owner
+    yield
+    TransactionTestCase._fixture_teardown = original_teardown
+    with django_db_blocker.unblock():
+        connect_as_owner()
+        teardown_databases(config, verbosity=0)
+
+
+@pytest.fixture
+def redis_client():
+    import redis
+    from django.conf import settings
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    client.flushdb()
+    yield client
+    client.close()

@@ -1,0 +1,6 @@
+def workspace(request):
+    return {
+        "workspace": getattr(request, "workspace", None),
+        "member": getattr(request, "member", None),
+        "memberships": getattr(request, "memberships", []),
+    }
