@@ -1,0 +1,71 @@
+"""The usage ledger: one row per call attempt, the system of record for spend.
+
+Rows are appended by the ledger writer (`gateway/ledger_writer.py`) from the Redis stream
+`alephant:usage`, idempotently by `request_id`. Nothing updates or deletes them.
+
+The owner columns (key, member, department, agent) are foreign keys without a database
+constraint: the ledger is append-only history, so a batch must never fail because a key or
+member was deleted between the call and the insert, and the attribution must survive that
+deletion (the id stays, joins simply find nothing).
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+from workspaces.models import TenantModel
+
+
+def _owner_fk(to: str) -> models.ForeignKey:
+    return models.ForeignKey(
+        to,
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
+    )
+
+
+class UsageRecord(TenantModel):
+    request_id = models.CharField(max_length=64, unique=True)
+    member = _owner_fk("workspaces.Member")
+    department = _owner_fk("workspaces.Department")
+    agent = _owner_fk("workspaces.Agent")
+    session_id = models.CharField(max_length=128, blank=True, default="")
+    session_path = models.CharField(max_length=512, blank=True, default="")
+    session_name = models.CharField(max_length=256, blank=True, default="")
+    properties = models.JSONField(default=dict, blank=True)
+    provider = models.CharField(max_length=32)
+    model = models.CharField(max_length=200)
+    endpoint = models.CharField(max_length=64)
+    input_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+    cached_tokens = models.BigIntegerField(default=0)
+    reasoning_tokens = models.BigIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=24, decimal_places=12, default=0)
+    saved_usd = models.DecimalField(max_digits=24, decimal_places=12, default=0)
+    cache_hit = models.BooleanField(default=False)
+    status_code = models.PositiveSmallIntegerField(default=200)
+    error_type = models.CharField(max_length=64, blank=True, default="")
+    estimated = models.BooleanField(default=False)
+    stream = models.BooleanField(default=False)
+    latency_ms = models.PositiveIntegerField(default=0)
+    fingerprint = models.CharField(max_length=64, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["workspace", "created_at"], name="usage_ws_time"),
+            models.Index(fields=["workspace", "member", "created_at"], name="usage_ws_member"),
+            models.Index(fields=["workspace", "agent", "created_at"], name="usage_ws_agent"),
+            models.Index(
+                fields=["workspace", "department", "created_at"], name="usage_ws_department"
+            ),
+            models.Index(fields=["workspace", "session_id", "created_at"], name="usage_ws_session"),
+        ]
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.request_id} {self.provider}/{self.model} ${self.cost_usd}"
