@@ -102,6 +102,15 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE: dict = {}
+# Attribution rollups: incremental every minute, a whole rebuild of the last 2 days nightly.
+CELERY_BEAT_SCHEDULE["attribution-rollup"] = {
+    "task": "attribution.rollup_all",
+    "schedule": env_int("ALEPHANT_ROLLUP_INTERVAL_S", 60),
+}
+CELERY_BEAT_SCHEDULE["attribution-reconcile"] = {
+    "task": "attribution.reconcile_all",
+    "schedule": env_int("ALEPHANT_ROLLUP_RECONCILE_INTERVAL_S", 24 * 3600),
+}
 
 CACHES = {
     "default": {

@@ -1,0 +1,81 @@
+"""Rollups of the usage ledger, the dashboard's read model.
+
+`UsageRollup` holds one row per workspace x granularity (hour, day) x bucket x dimension x key,
+with the sums the dashboard shows. Hour buckets are UTC hours; day buckets are the workspace's
+local days (stored as the aware instant the local day starts), so a month in Tokyo sums to the
+right days. The rows are derived data: `attribution.services.rollups` deletes and rebuilds whole
+windows from the ledger, so re-running a window always gives the same numbers.
+
+`RollupState` is the per-workspace watermark (highest ledger id already folded in).
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+from workspaces.models import TenantModel
+
+
+class Granularity(models.TextChoices):
+    HOUR = "hour", "Hour"
+    DAY = "day", "Day"
+
+
+class Dimension(models.TextChoices):
+    WORKSPACE = "workspace", "Workspace"  # key "": the workspace total
+    MEMBER = "member", "Member"  # key: member id, "" when unattributed
+    AGENT = "agent", "Agent"
+    DEPARTMENT = "department", "Department"
+    GATEWAY_KEY = "gateway_key", "Gateway key"
+    PROVIDER = "provider", "Provider"
+    MODEL = "model", "Model"  # key: "provider/model"
+    SESSION = "session", "Session"  # only calls that named a session
+    PROPERTY = "property", "Custom property"  # key: "name=value"
+
+
+class UsageRollup(TenantModel):
+    granularity = models.CharField(max_length=8, choices=Granularity.choices)
+    bucket_start = models.DateTimeField()
+    dimension = models.CharField(max_length=16, choices=Dimension.choices)
+    key = models.CharField(max_length=400, blank=True, default="")
+    requests = models.BigIntegerField(default=0)
+    input_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+    cached_tokens = models.BigIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=24, decimal_places=12, default=0)
+    saved_usd = models.DecimalField(max_digits=24, decimal_places=12, default=0)
+    errors = models.BigIntegerField(default=0)
+    cache_hits = models.BigIntegerField(default=0)
+    first_at = models.DateTimeField(null=True)
+    last_at = models.DateTimeField(null=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["workspace", "granularity", "dimension", "key", "bucket_start"],
+                name="rollup_unique_bucket",
+            )
+        ]
+        indexes = [
+            # The dashboard's shape: one dimension over a time range, grouped by key.
+            models.Index(
+                fields=["workspace", "granularity", "dimension", "bucket_start"],
+                name="rollup_ws_dim_time",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.granularity} {self.bucket_start} {self.dimension}={self.key}"
+
+
+class RollupState(TenantModel):
+    """Watermark: every ledger row with id <= `last_record_id` is folded into the rollups."""
+
+    last_record_id = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["workspace"], name="rollup_state_one_per_workspace")
+        ]
