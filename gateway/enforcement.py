@@ -1,0 +1,512 @@
+"""Budget and rate enforcement for the gateway's hot path: one Redis script per request.
+
+`Enforcer.admit` checks, in ONE atomic Lua script call (EVALSHA), every budget and quota on the
+request's chain (key -> agent -> member -> department -> workspace, from the workspace snapshot's
+`budgets`), the throttle bands, the key's rate caps (RPM sliding window, TPM per minute) and the
+agent loop breaker, and either reserves the request's worst case on every budget or refuses.
+`settle` (exactly once per request id) swaps the reservation for the actual usage; `release` drops
+it. Django-free: the only way back to Postgres is the injected `loader` (counter rebuild).
+
+Counters (integers, one hash per budget per period, `alephant:{w<ws>}:b:<budget>:<period>`):
+`spent` and `reserved` in nano-USD for money budgets, requests or tokens for quotas; `init` is the
+epoch the counter was seeded with from the ledger. A missing counter (new period, Redis flushed
+or restarted) is never read as zero: the script reports it, the Enforcer rebuilds it from the
+ledger and retries.
+
+Refusal rule for a hard-stop budget (limit L, spent S, reserved R, this call's worst case W > 0):
+refuse when S + R >= L (at the cap) or S + R + W > L (the call could pass the cap). So settled
+spend never exceeds L as long as actual cost <= W, and a call that reserves nothing (a zero-price
+model under a money budget) is never blocked by it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import logging
+import math
+import os
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import ROUND_DOWN, Decimal
+from functools import lru_cache
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError, RedisError
+
+logger = logging.getLogger("alephant.enforcement")
+
+NANOS_PER_USD = 1_000_000_000
+ALERTS_STREAM = "alephant:alerts"
+DEFAULT_RPM_FLOOR = 100
+DEFAULT_LADDER = (50, 75, 90, 100)
+SETTLED_TTL_S = 2 * 24 * 3600
+CHAIN = ("key", "agent", "member", "department", "workspace")
+MONEY, REQUESTS, TOKENS, REQUEST_COST = "usd", "requests", "tokens", "request_usd"
+
+# loader(workspace_id, items) -> current totals, one int per item, from the ledger.
+# item: {"budget_id", "metric", "scope_type", "scope_id", "model", "start", "end"} (aware datetimes)
+CounterLoader = Callable[[int, list[dict]], Awaitable[list[int]]]
+
+
+@dataclass
+class AdmitRequest:
+    request_id: str
+    workspace_id: int
+    key_id: int
+    member_id: int | None
+    department_id: int | None
+    agent_id: int | None
+    provider: str
+    model: str
+    estimated_input_tokens: int
+    max_output_tokens: int
+    reserve_nanos: int  # worst-case cost of this call, nano-USD
+    fingerprint: str
+    session_id: str | None
+
+
+@dataclass
+class Admission:
+    allowed: bool
+    status: int = 200  # 402 budget / 429 rate or throttle or loop / 503 redis down
+    error_type: str | None = None  # budget_exceeded | rate_limit_exceeded | loop_detected | ...
+    message: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    handle: object | None = None  # opaque, passed back to settle/release
+    details: dict | None = None  # machine-readable refusal facts (scope, budget, spent, ...)
+
+
+@dataclass
+class _Budgeted:
+    key: str
+    epoch: str
+    reserve: int
+    metric: str
+    ladder: str
+    limit: int
+    budget_id: int
+    period: str
+
+
+@dataclass
+class _Handle:
+    workspace_id: int
+    request_id: str
+    budgets: list[_Budgeted]
+    done: bool = False
+
+
+# --- periods ------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=64)
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name or "UTC")
+    except Exception:  # an unknown zone must not take the gateway down
+        return ZoneInfo("UTC")
+
+
+def period_bounds(period: str, time_zone: str, now: float) -> tuple[str, datetime | None, datetime | None]:
+    """(period key, start, end) of the period holding `now` in the workspace's time zone."""
+    if period == "lifetime":
+        return "life", None, None
+    tz = _zone(time_zone)
+    local = datetime.fromtimestamp(now, tz)
+    day = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == "day":
+        start, end = day, day + timedelta(days=1)
+        key = f"d{start:%Y%m%d}"
+    elif period == "week":
+        start = day - timedelta(days=day.weekday())
+        end = start + timedelta(days=7)
+        iso = start.isocalendar()
+        key = f"w{iso.year}{iso.week:02d}"
+    elif period == "month":
+        start = day.replace(day=1)
+        end = (start + timedelta(days=32)).replace(day=1)
+        key = f"m{start:%Y%m}"
+    else:
+        raise ValueError(f"unknown period {period!r}")
+    # Wall-clock arithmetic across a DST change: re-resolve the local midnight in the zone.
+    start = start.replace(tzinfo=None).replace(tzinfo=tz)
+    end = end.replace(tzinfo=None).replace(tzinfo=tz)
+    return key, start, end
+
+
+class _PeriodCache:
+    """Period bounds per (period, time zone), valid until the period ends."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[str, str], tuple[float, float, tuple]] = {}
+
+    def get(self, period: str, time_zone: str, now: float) -> tuple[str, datetime | None, datetime | None]:
+        hit = self._cache.get((period, time_zone))
+        if hit is not None and hit[0] <= now < hit[1]:
+            return hit[2]
+        bounds = period_bounds(period, time_zone, now)
+        start = bounds[1].timestamp() if bounds[1] is not None else -math.inf
+        end = bounds[2].timestamp() if bounds[2] is not None else math.inf
+        if len(self._cache) > 512:
+            self._cache.clear()
+        self._cache[(period, time_zone)] = (start, end, bounds)
+        return bounds
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def nanos_to_usd(nanos: int) -> str:
+    return str((Decimal(int(nanos)) / NANOS_PER_USD).quantize(Decimal("0.000001"), ROUND_DOWN))
+
+
+def _retry_after(ms: int | float) -> str:
+    return str(max(1, math.ceil(float(ms) / 1000)))
+
+
+def _model_matches(pattern: str | None, provider: str, model: str) -> bool:
+    if not pattern:
+        return True
+    return fnmatch.fnmatchcase(model, pattern) or fnmatch.fnmatchcase(f"{provider}/{model}", pattern)
+
+
+def _scope_ids(req: AdmitRequest) -> dict[str, int | None]:
+    return {
+        "key": req.key_id,
+        "agent": req.agent_id,
+        "member": req.member_id,
+        "department": req.department_id,
+        "workspace": req.workspace_id,
+    }
+
+
+def _index(workspace: dict) -> dict[tuple[str, int], list[dict]]:
+    """Budgets of a workspace snapshot by scope, computed once per snapshot object."""
+    index = workspace.get("_alephant_budget_index")
+    if index is None:
+        index = {}
+        for budget in workspace.get("budgets") or ():
+            scope = (budget["scope_type"], int(budget["scope_id"]))
+            index.setdefault(scope, []).append(budget)
+        workspace["_alephant_budget_index"] = index
+    return index
+
+
+def _ladder_arg(budget: dict) -> str:
+    limit = int(budget["limit"])
+    steps = budget.get("ladder") or DEFAULT_LADDER
+    # threshold = ceil(limit * step / 100), in integers: no float near the cap.
+    return ",".join(f"{int(s)}={-(-limit * int(s) // 100)}" for s in steps)
+
+
+def _load_script(name: str) -> str:
+    return (Path(__file__).with_name("lua") / name).read_text()
+
+
+class _Script:
+    """EVALSHA with the script loaded once per Redis; reloaded on NOSCRIPT (Redis restarted)."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        import hashlib
+
+        self.sha = hashlib.sha1(source.encode()).hexdigest()  # noqa: S324 - Redis' script id
+
+    async def __call__(self, client: aioredis.Redis, keys: list[str], args: list) -> object:
+        try:
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            await client.script_load(self.source)
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
+
+
+_ADMIT = _Script(_load_script("admit.lua"))
+_SETTLE = _Script(_load_script("settle.lua"))
+_INIT = _Script(_load_script("init.lua"))
+
+
+async def ledger_loader(workspace_id: int, items: list[dict]) -> list[int]:
+    """Default counter loader: sums the Postgres ledger in a worker thread (Django side)."""
+    from billing.services.counters import counters_from_ledger
+
+    return await asyncio.to_thread(counters_from_ledger, workspace_id=workspace_id, items=items)
+
+
+def _s(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class Enforcer:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        *,
+        fail_open: bool = False,
+        loader: CounterLoader | None = None,
+        loop_max_repeats: int | None = None,
+        loop_window_s: int | None = None,
+        enabled: bool = True,
+    ) -> None:
+        self.redis = redis
+        self.fail_open = fail_open
+        self.loader = loader or ledger_loader
+        self.loop_max_repeats = (
+            loop_max_repeats
+            if loop_max_repeats is not None
+            else int(os.environ.get("ALEPHANT_LOOP_MAX_REPEATS") or 8)
+        )
+        self.loop_window_s = (
+            loop_window_s
+            if loop_window_s is not None
+            else int(os.environ.get("ALEPHANT_LOOP_WINDOW_S") or 60)
+        )
+        self.enabled = enabled
+        self._periods = _PeriodCache()
+
+    @classmethod
+    def from_env(cls, redis: aioredis.Redis, **kwargs) -> Enforcer:
+        """`ALEPHANT_FAIL_OPEN`, `ALEPHANT_LOOP_MAX_REPEATS`, `ALEPHANT_LOOP_WINDOW_S`,
+        `ALEPHANT_ENFORCEMENT` (0 turns enforcement off: benchmarks only)."""
+        fail_open = (os.environ.get("ALEPHANT_FAIL_OPEN") or "").lower() in {"1", "true", "yes", "on"}
+        enabled = (os.environ.get("ALEPHANT_ENFORCEMENT") or "1").lower() not in {"0", "false", "no", "off"}
+        return cls(redis, fail_open=fail_open, enabled=enabled, **kwargs)
+
+    # --- admit ----------------------------------------------------------------------------
+
+    async def admit(self, req: AdmitRequest, workspace: dict, key: dict) -> Admission:
+        if not self.enabled:
+            return Admission(True, handle=_Handle(req.workspace_id, req.request_id, []))
+        now = time.time()
+        ws = req.workspace_id
+        tag = f"alephant:{{w{ws}}}"
+        time_zone = workspace.get("time_zone") or "UTC"
+        ids = _scope_ids(req)
+        index = _index(workspace)
+
+        chain: list[tuple[dict, str, datetime | None]] = []  # (budget, period key, period end)
+        for scope_type in CHAIN:
+            scope_id = ids[scope_type]
+            if scope_id is None:
+                continue
+            for budget in index.get((scope_type, int(scope_id)), ()):
+                if not _model_matches(budget.get("model"), req.provider, req.model):
+                    continue
+                if budget.get("metric", MONEY) == REQUEST_COST:
+                    # Per-request cost cap: decided here, no counter needed.
+                    if req.reserve_nanos > int(budget["limit"]):
+                        return self._refuse_request_cost(budget, req)
+                    continue
+                pkey, _start, end = self._periods.get(budget["period"], time_zone, now)
+                chain.append((budget, pkey, end))
+
+        tokens_estimate = max(0, int(req.estimated_input_tokens)) + max(0, int(req.max_output_tokens))
+        rpm = key.get("rpm")
+        if rpm is None:
+            rpm = workspace.get("rpm_floor", DEFAULT_RPM_FLOOR)
+        tpm = key.get("tpm") or 0
+        settings = workspace.get("settings") or {}
+        loop_max = int(settings.get("loop_max_repeats") or self.loop_max_repeats)
+        loop_window = int(settings.get("loop_window_s") or self.loop_window_s)
+        subject = (
+            f"a{req.agent_id}" if req.agent_id is not None
+            else (f"s{req.session_id}" if req.session_id else "")
+        )
+        if not req.fingerprint or not subject:
+            loop_max = 0
+        minute = int(now // 60)
+
+        keys = [
+            f"{tag}:rl:k{req.key_id}",
+            f"{tag}:tpm:k{req.key_id}:{minute}",
+            f"{tag}:loop:{subject}:{req.fingerprint}",
+            ALERTS_STREAM,
+        ]
+        args: list = [
+            req.request_id, int(rpm or 0), int(tpm), tokens_estimate,
+            loop_max, loop_window, 1 if settings.get("loop_breaker") else 0,
+            len(chain), ws, subject,
+        ]
+        throttle_keys = []
+        reserves = []
+        for budget, pkey, _end in chain:
+            metric = budget.get("metric", MONEY)
+            limit = int(budget["limit"])
+            reserve = (
+                max(0, int(req.reserve_nanos)) if metric == MONEY
+                else 1 if metric == REQUESTS else tokens_estimate
+            )
+            reserves.append(reserve)
+            throttle_at = budget.get("throttle_at")
+            throttle_rpm = budget.get("throttle_rpm") or 0
+            threshold = -1 if throttle_at is None or not throttle_rpm else -(-limit * int(throttle_at) // 100)
+            keys.append(f"{tag}:b:{budget['id']}:{pkey}")
+            throttle_keys.append(f"{tag}:th:{budget['id']}")
+            args += [
+                limit, reserve, 1 if budget.get("hard_stop", True) else 0, threshold,
+                int(throttle_rpm), 1 if metric == MONEY else 0, budget["id"], pkey,
+            ]
+        keys += throttle_keys
+
+        for attempt in range(3):
+            try:
+                result = await _ADMIT(self.redis, keys, args)
+            except (RedisError, OSError) as exc:
+                return self._redis_down(req, exc)
+            code = _s(result[0])
+            if code == "missing" and attempt < 2:
+                missing = [int(i) - 1 for i in result[1:]]
+                try:
+                    await self._rebuild(req, [chain[i] for i in missing], [keys[4 + i] for i in missing], time_zone, now)
+                except (RedisError, OSError) as exc:
+                    return self._redis_down(req, exc)
+                continue
+            break
+        if code == "ok":
+            remaining, has_money, looped = int(result[1]), int(result[2]), int(result[3])
+            epochs = [_s(e) for e in result[4:]]
+            handle = _Handle(ws, req.request_id, [
+                _Budgeted(
+                    key=keys[4 + i], epoch=epochs[i], reserve=reserves[i],
+                    metric=budget.get("metric", MONEY), ladder=_ladder_arg(budget),
+                    limit=int(budget["limit"]), budget_id=int(budget["id"]), period=pkey,
+                )
+                for i, (budget, pkey, _end) in enumerate(chain)
+            ])
+            headers = {}
+            if has_money:
+                headers["Alephant-Budget-Remaining-USD"] = nanos_to_usd(max(0, remaining))
+            if looped:
+                logger.warning("agent loop: %s repeated %s times (workspace %s)", subject, looped, ws)
+            return Admission(True, headers=headers, handle=handle)
+        if code == "budget":
+            i = int(result[1]) - 1
+            budget, pkey, end = chain[i]
+            return self._refuse_budget(budget, end, int(result[2]), int(result[3]), int(result[4]))
+        if code == "throttle":
+            budget = chain[int(result[1]) - 1][0]
+            return Admission(
+                False, 429, "rate_limit_exceeded",
+                f"{budget['scope_type']} budget {budget['id']} is past its throttle point "
+                f"({budget.get('throttle_at')}%): limited to {budget.get('throttle_rpm')} requests/minute.",
+                {"Retry-After": _retry_after(int(result[2]))},
+                details={"reason": "throttle", "budget_id": budget["id"], "scope_type": budget["scope_type"],
+                         "scope_id": budget["scope_id"]},
+            )
+        if code in ("rate", "tpm"):
+            what = f"{rpm} requests/minute" if code == "rate" else f"{tpm} tokens/minute"
+            return Admission(
+                False, 429, "rate_limit_exceeded", f"Rate limit of {what} for this key reached.",
+                {"Retry-After": _retry_after(int(result[1]))},
+                details={"reason": code, "scope_type": "key", "scope_id": req.key_id},
+            )
+        if code == "loop":
+            return Admission(
+                False, 429, "loop_detected",
+                f"Agent loop detected: the same request was sent {int(result[1])} times within "
+                f"{loop_window} s. Change the request or wait.",
+                {"Retry-After": str(loop_window)},
+                details={"reason": "loop", "count": int(result[1])},
+            )
+        # Still missing after rebuilds: fail closed rather than read a missing counter as zero.
+        return Admission(False, 503, "service_unavailable", "Budget counters are unavailable; retry shortly.",
+                         {"Retry-After": "1"})
+
+    async def _rebuild(self, req: AdmitRequest, missing: list, counter_keys: list[str], time_zone: str, now: float) -> None:
+        items = []
+        for budget, _pkey, _end in missing:
+            _key, start, end = period_bounds(budget["period"], time_zone, now)
+            items.append({
+                "budget_id": int(budget["id"]), "metric": budget.get("metric", MONEY),
+                "scope_type": budget["scope_type"], "scope_id": int(budget["scope_id"]),
+                "model": budget.get("model"), "start": start, "end": end,
+            })
+        totals = await self.loader(req.workspace_id, items)
+        args: list = []
+        for item, total in zip(items, totals, strict=True):
+            end = item["end"]
+            # Keep a closed period's counter a while after it ends (late settles, dashboards).
+            ttl = 0 if end is None else max(60, int(end.timestamp() - now) + 8 * 24 * 3600)
+            args += [int(total), ttl, secrets.token_hex(6)]
+        await _INIT(self.redis, counter_keys, args)
+
+    def _refuse_budget(self, budget: dict, end: datetime | None, spent: int, reserved: int, limit: int) -> Admission:
+        money = budget.get("metric", MONEY) == MONEY
+        fmt = nanos_to_usd if money else str
+        unit = "USD" if money else budget.get("metric")
+        resets = end.isoformat() if end is not None else None
+        message = (
+            f"Budget exceeded: {budget['scope_type']} {budget['scope_id']} budget {budget['id']} "
+            f"({budget['period']}) has {fmt(spent)} {unit} spent"
+            + (f" and {fmt(reserved)} in flight" if reserved else "")
+            + f" of {fmt(limit)} {unit}. "
+            + (f"Resets at {resets}." if resets else "This budget does not reset.")
+        )
+        details = {
+            "scope_type": budget["scope_type"], "scope_id": budget["scope_id"],
+            "budget_id": budget["id"], "metric": budget.get("metric", MONEY), "period": budget["period"],
+            "spent": fmt(spent), "reserved": fmt(reserved), "limit": fmt(limit), "resets_at": resets,
+        }
+        headers = {"Alephant-Budget-Remaining-USD": nanos_to_usd(max(0, limit - spent - reserved))} if money else {}
+        return Admission(False, 402, "budget_exceeded", message, headers, details=details)
+
+    def _refuse_request_cost(self, budget: dict, req: AdmitRequest) -> Admission:
+        limit = int(budget["limit"])
+        message = (
+            f"Budget exceeded: this call could cost up to {nanos_to_usd(req.reserve_nanos)} USD, over the "
+            f"per-request cap of {nanos_to_usd(limit)} USD on {budget['scope_type']} {budget['scope_id']} "
+            f"(budget {budget['id']}). Lower max_tokens or the prompt size."
+        )
+        details = {
+            "scope_type": budget["scope_type"], "scope_id": budget["scope_id"], "budget_id": budget["id"],
+            "metric": REQUEST_COST, "period": "request", "spent": nanos_to_usd(req.reserve_nanos),
+            "limit": nanos_to_usd(limit), "resets_at": None,
+        }
+        return Admission(False, 402, "budget_exceeded", message, details=details)
+
+    def _redis_down(self, req: AdmitRequest, exc: BaseException) -> Admission:
+        if self.fail_open:
+            logger.error(
+                "ALERT enforcement fail-open: Redis unreachable (%s); admitting request %s of workspace %s "
+                "without budget or rate checks", exc, req.request_id, req.workspace_id,
+            )
+            return Admission(True, headers={"Alephant-Enforcement": "fail-open"},
+                             handle=_Handle(req.workspace_id, req.request_id, []))
+        logger.error("enforcement: Redis unreachable (%s); refusing request %s", exc, req.request_id)
+        return Admission(False, 503, "service_unavailable",
+                         "Budget enforcement is unavailable (counter store unreachable); retry shortly.",
+                         {"Retry-After": "5"})
+
+    # --- settle / release -------------------------------------------------------------------
+
+    async def settle(self, admission: Admission, *, cost_nanos: int, tokens: int) -> None:
+        await self._finish(admission, cost_nanos=max(0, int(cost_nanos)), tokens=max(0, int(tokens)), count=1)
+
+    async def release(self, admission: Admission) -> None:
+        await self._finish(admission, cost_nanos=0, tokens=0, count=0)
+
+    async def _finish(self, admission: Admission, *, cost_nanos: int, tokens: int, count: int) -> bool:
+        handle = admission.handle
+        if not isinstance(handle, _Handle) or handle.done:
+            return False
+        handle.done = True
+        if not handle.budgets:
+            return True
+        tag = f"alephant:{{w{handle.workspace_id}}}"
+        keys = [f"{tag}:settled:{handle.request_id}", ALERTS_STREAM]
+        args: list = [SETTLED_TTL_S, len(handle.budgets), handle.workspace_id, handle.request_id]
+        for b in handle.budgets:
+            actual = cost_nanos if b.metric == MONEY else count if b.metric == REQUESTS else tokens
+            keys.append(b.key)
+            args += [b.epoch, b.reserve, actual, b.limit, b.ladder, b.budget_id, b.period]
+        try:
+            return bool(await _SETTLE(self.redis, keys, args))
+        except (RedisError, OSError) as exc:
+            # The reservation stays until the counter expires or is rebuilt; the ledger keeps the cost.
+            logger.error("enforcement: settle of %s failed: %s", handle.request_id, exc)
+            return False

@@ -1,0 +1,128 @@
+-- Admit one request: loop breaker, every budget on the chain, throttle bands, rate caps.
+-- Atomic: either every reservation is made or nothing changes (except the loop counter and
+-- alert events, which record the attempt itself).
+--
+-- KEYS[1] key rate window (zset)   KEYS[2] key tokens-per-minute counter
+-- KEYS[3] loop counter             KEYS[4] alerts stream
+-- KEYS[4+i] counter hash of budget i, KEYS[4+n+i] throttle window (zset) of budget i
+-- ARGV[1] request id  ARGV[2] rpm (<=0: none)  ARGV[3] tpm (<=0: none)  ARGV[4] token estimate
+-- ARGV[5] loop max (<=0: off)  ARGV[6] loop window s  ARGV[7] loop enforce (1/0)
+-- ARGV[8] n budgets  ARGV[9] workspace id  ARGV[10] loop subject
+-- budget i, from o = 10 + (i-1)*8: limit, reserve, hard (1/0), throttle threshold (-1: none),
+--   throttle rpm, money (1/0), budget id, period key
+-- Returns {'ok', remaining (tightest money budget, after this reservation), has_money, loop count,
+--          epoch_1..epoch_n} | {'missing', i...} | {'budget', i, spent, reserved, limit}
+--        | {'throttle', i, retry_ms} | {'rate', retry_ms} | {'tpm', retry_ms} | {'loop', count}
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local n = tonumber(ARGV[8])
+
+local spent, reserved, epochs, missing = {}, {}, {}, {}
+for i = 1, n do
+  local v = redis.call('HMGET', KEYS[4 + i], 'init', 'spent', 'reserved')
+  if not v[1] then
+    missing[#missing + 1] = i
+  else
+    epochs[i] = v[1]
+    spent[i] = tonumber(v[2]) or 0
+    reserved[i] = tonumber(v[3]) or 0
+  end
+end
+if #missing > 0 then
+  table.insert(missing, 1, 'missing')
+  return missing
+end
+
+local loop_max = tonumber(ARGV[5])
+local looped = 0
+if loop_max > 0 then
+  local c = redis.call('INCR', KEYS[3])
+  if c == 1 then redis.call('EXPIRE', KEYS[3], tonumber(ARGV[6])) end
+  if c > loop_max then
+    looped = c
+    if c == loop_max + 1 then
+      redis.call('XADD', KEYS[4], 'MAXLEN', '~', 100000, '*', 'kind', 'loop',
+        'workspace_id', ARGV[9], 'subject', ARGV[10], 'count', c, 'at_ms', now)
+    end
+    if ARGV[7] == '1' then return {'loop', c} end
+  end
+end
+
+-- Hard stops first: a 402 tells the client not to retry, which beats a 429.
+for i = 1, n do
+  local o = 10 + (i - 1) * 8
+  local limit = tonumber(ARGV[o + 1])
+  local reserve = tonumber(ARGV[o + 2])
+  local used = spent[i] + reserved[i]
+  -- At the cap is refused; a call whose worst case would pass the cap is refused; a call that
+  -- reserves nothing (a zero-price model under a money budget) is never blocked.
+  if ARGV[o + 3] == '1' and reserve > 0 and (used >= limit or used + reserve > limit) then
+    if redis.call('HSETNX', KEYS[4 + i], 'a100', 1) == 1 then
+      redis.call('XADD', KEYS[4], 'MAXLEN', '~', 100000, '*', 'kind', 'ladder',
+        'workspace_id', ARGV[9], 'budget_id', ARGV[o + 7], 'period', ARGV[o + 8], 'step', 100,
+        'spent', spent[i], 'limit', limit, 'refused', 1, 'at_ms', now)
+    end
+    return {'budget', i, spent[i], reserved[i], limit}
+  end
+end
+
+local bands = {}
+for i = 1, n do
+  local o = 10 + (i - 1) * 8
+  local threshold = tonumber(ARGV[o + 4])
+  local trpm = tonumber(ARGV[o + 5])
+  if threshold >= 0 and trpm > 0 and spent[i] + reserved[i] >= threshold then
+    local z = KEYS[4 + n + i]
+    redis.call('ZREMRANGEBYSCORE', z, '-inf', now - 60000)
+    if redis.call('ZCARD', z) >= trpm then
+      local oldest = redis.call('ZRANGE', z, 0, 0, 'WITHSCORES')
+      return {'throttle', i, tonumber(oldest[2]) + 60000 - now}
+    end
+    bands[#bands + 1] = z
+  end
+end
+
+local rpm = tonumber(ARGV[2])
+if rpm > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 60000)
+  if redis.call('ZCARD', KEYS[1]) >= rpm then
+    local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+    return {'rate', tonumber(oldest[2]) + 60000 - now}
+  end
+end
+local tpm = tonumber(ARGV[3])
+local tokens = tonumber(ARGV[4])
+if tpm > 0 then
+  local used = tonumber(redis.call('GET', KEYS[2]) or '0')
+  if used > 0 and used + tokens > tpm then
+    return {'tpm', 60000 - (now % 60000)}
+  end
+end
+
+-- Every check passed: record and reserve.
+if rpm > 0 then
+  redis.call('ZADD', KEYS[1], now, ARGV[1])
+  redis.call('PEXPIRE', KEYS[1], 61000)
+end
+if tpm > 0 then
+  redis.call('INCRBY', KEYS[2], tokens)
+  redis.call('EXPIRE', KEYS[2], 120)
+end
+for _, z in ipairs(bands) do
+  redis.call('ZADD', z, now, ARGV[1])
+  redis.call('PEXPIRE', z, 61000)
+end
+local remaining = nil
+for i = 1, n do
+  local o = 10 + (i - 1) * 8
+  local limit = tonumber(ARGV[o + 1])
+  local reserve = tonumber(ARGV[o + 2])
+  if reserve > 0 then redis.call('HINCRBY', KEYS[4 + i], 'reserved', reserve) end
+  if ARGV[o + 6] == '1' then
+    local left = limit - spent[i] - reserved[i] - reserve
+    if remaining == nil or left < remaining then remaining = left end
+  end
+end
+local out = {'ok', remaining or 0, remaining and 1 or 0, looped}
+for i = 1, n do out[#out + 1] = epochs[i] end
+return out

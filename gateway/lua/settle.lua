@@ -1,0 +1,33 @@
+-- Settle (or release) one request exactly once: drop its reservations, add its actual usage,
+-- and signal every ladder step the new total crossed (one event per budget, period and step).
+--
+-- KEYS[1] settled marker  KEYS[2] alerts stream  KEYS[2+i] counter hash of budget i
+-- ARGV[1] marker ttl s  ARGV[2] n  ARGV[3] workspace id  ARGV[4] request id
+-- budget i, from o = 4 + (i-1)*7: epoch seen at admit, reserve, actual, limit,
+--   ladder "step=threshold,...", budget id, period key
+-- Returns 1 when settled now, 0 when this request id was already settled.
+if not redis.call('SET', KEYS[1], 1, 'NX', 'EX', tonumber(ARGV[1])) then return 0 end
+local n = tonumber(ARGV[2])
+for i = 1, n do
+  local k = KEYS[2 + i]
+  local o = 4 + (i - 1) * 7
+  local epoch = redis.call('HGET', k, 'init')
+  -- A counter that vanished (Redis flushed) is left alone: the ledger carries this usage and
+  -- the rebuild reads it. A counter rebuilt since admit holds none of our reservation.
+  if epoch then
+    local reserve = tonumber(ARGV[o + 2])
+    if epoch == ARGV[o + 1] and reserve > 0 then redis.call('HINCRBY', k, 'reserved', -reserve) end
+    local actual = tonumber(ARGV[o + 3])
+    if actual > 0 then
+      local after = redis.call('HINCRBY', k, 'spent', actual)
+      for step, threshold in string.gmatch(ARGV[o + 5], '(%d+)=(%d+)') do
+        if after >= tonumber(threshold) and redis.call('HSETNX', k, 'a' .. step, 1) == 1 then
+          redis.call('XADD', KEYS[2], 'MAXLEN', '~', 100000, '*', 'kind', 'ladder',
+            'workspace_id', ARGV[3], 'budget_id', ARGV[o + 6], 'period', ARGV[o + 7],
+            'step', step, 'spent', after, 'limit', ARGV[o + 4], 'request_id', ARGV[4])
+        end
+      end
+    end
+  end
+end
+return 1
