@@ -113,7 +113,9 @@ def _zone(name: str) -> ZoneInfo:
         return ZoneInfo("UTC")
 
 
-def period_bounds(period: str, time_zone: str, now: float) -> tuple[str, datetime | None, datetime | None]:
+def period_bounds(
+    period: str, time_zone: str, now: float
+) -> tuple[str, datetime | None, datetime | None]:
     """(period key, start, end) of the period holding `now` in the workspace's time zone."""
     if period == "lifetime":
         return "life", None, None
@@ -146,7 +148,9 @@ class _PeriodCache:
     def __init__(self) -> None:
         self._cache: dict[tuple[str, str], tuple[float, float, tuple]] = {}
 
-    def get(self, period: str, time_zone: str, now: float) -> tuple[str, datetime | None, datetime | None]:
+    def get(
+        self, period: str, time_zone: str, now: float
+    ) -> tuple[str, datetime | None, datetime | None]:
         hit = self._cache.get((period, time_zone))
         if hit is not None and hit[0] <= now < hit[1]:
             return hit[2]
@@ -173,7 +177,9 @@ def _retry_after(ms: int | float) -> str:
 def _model_matches(pattern: str | None, provider: str, model: str) -> bool:
     if not pattern:
         return True
-    return fnmatch.fnmatchcase(model, pattern) or fnmatch.fnmatchcase(f"{provider}/{model}", pattern)
+    return fnmatch.fnmatchcase(model, pattern) or fnmatch.fnmatchcase(
+        f"{provider}/{model}", pattern
+    )
 
 
 def _scope_ids(req: AdmitRequest) -> dict[str, int | None]:
@@ -273,8 +279,18 @@ class Enforcer:
     def from_env(cls, redis: aioredis.Redis, **kwargs) -> Enforcer:
         """`ALEPHANT_FAIL_OPEN`, `ALEPHANT_LOOP_MAX_REPEATS`, `ALEPHANT_LOOP_WINDOW_S`,
         `ALEPHANT_ENFORCEMENT` (0 turns enforcement off: benchmarks only)."""
-        fail_open = (os.environ.get("ALEPHANT_FAIL_OPEN") or "").lower() in {"1", "true", "yes", "on"}
-        enabled = (os.environ.get("ALEPHANT_ENFORCEMENT") or "1").lower() not in {"0", "false", "no", "off"}
+        fail_open = (os.environ.get("ALEPHANT_FAIL_OPEN") or "").lower() in {
+            "1",
+            "true",
+            "yes",
+            "on",
+        }
+        enabled = (os.environ.get("ALEPHANT_ENFORCEMENT") or "1").lower() not in {
+            "0",
+            "false",
+            "no",
+            "off",
+        }
         return cls(redis, fail_open=fail_open, enabled=enabled, **kwargs)
 
     # --- admit ----------------------------------------------------------------------------
@@ -305,7 +321,9 @@ class Enforcer:
                 pkey, _start, end = self._periods.get(budget["period"], time_zone, now)
                 chain.append((budget, pkey, end))
 
-        tokens_estimate = max(0, int(req.estimated_input_tokens)) + max(0, int(req.max_output_tokens))
+        tokens_estimate = max(0, int(req.estimated_input_tokens)) + max(
+            0, int(req.max_output_tokens)
+        )
         rpm = key.get("rpm")
         if rpm is None:
             rpm = workspace.get("rpm_floor", DEFAULT_RPM_FLOOR)
@@ -314,7 +332,8 @@ class Enforcer:
         loop_max = int(settings.get("loop_max_repeats") or self.loop_max_repeats)
         loop_window = int(settings.get("loop_window_s") or self.loop_window_s)
         subject = (
-            f"a{req.agent_id}" if req.agent_id is not None
+            f"a{req.agent_id}"
+            if req.agent_id is not None
             else (f"s{req.session_id}" if req.session_id else "")
         )
         if not req.fingerprint or not subject:
@@ -328,9 +347,16 @@ class Enforcer:
             ALERTS_STREAM,
         ]
         args: list = [
-            req.request_id, int(rpm or 0), int(tpm), tokens_estimate,
-            loop_max, loop_window, 1 if settings.get("loop_breaker") else 0,
-            len(chain), ws, subject,
+            req.request_id,
+            int(rpm or 0),
+            int(tpm),
+            tokens_estimate,
+            loop_max,
+            loop_window,
+            1 if settings.get("loop_breaker") else 0,
+            len(chain),
+            ws,
+            subject,
         ]
         throttle_keys = []
         reserves = []
@@ -338,18 +364,31 @@ class Enforcer:
             metric = budget.get("metric", MONEY)
             limit = int(budget["limit"])
             reserve = (
-                max(0, int(req.reserve_nanos)) if metric == MONEY
-                else 1 if metric == REQUESTS else tokens_estimate
+                max(0, int(req.reserve_nanos))
+                if metric == MONEY
+                else 1
+                if metric == REQUESTS
+                else tokens_estimate
             )
             reserves.append(reserve)
             throttle_at = budget.get("throttle_at")
             throttle_rpm = budget.get("throttle_rpm") or 0
-            threshold = -1 if throttle_at is None or not throttle_rpm else -(-limit * int(throttle_at) // 100)
+            threshold = (
+                -1
+                if throttle_at is None or not throttle_rpm
+                else -(-limit * int(throttle_at) // 100)
+            )
             keys.append(f"{tag}:b:{budget['id']}:{pkey}")
             throttle_keys.append(f"{tag}:th:{budget['id']}")
             args += [
-                limit, reserve, 1 if budget.get("hard_stop", True) else 0, threshold,
-                int(throttle_rpm), 1 if metric == MONEY else 0, budget["id"], pkey,
+                limit,
+                reserve,
+                1 if budget.get("hard_stop", True) else 0,
+                threshold,
+                int(throttle_rpm),
+                1 if metric == MONEY else 0,
+                budget["id"],
+                pkey,
             ]
         keys += throttle_keys
 
@@ -362,7 +401,13 @@ class Enforcer:
             if code == "missing" and attempt < 2:
                 missing = [int(i) - 1 for i in result[1:]]
                 try:
-                    await self._rebuild(req, [chain[i] for i in missing], [keys[4 + i] for i in missing], time_zone, now)
+                    await self._rebuild(
+                        req,
+                        [chain[i] for i in missing],
+                        [keys[4 + i] for i in missing],
+                        time_zone,
+                        now,
+                    )
                 except (RedisError, OSError) as exc:
                     return self._redis_down(req, exc)
                 continue
@@ -370,19 +415,30 @@ class Enforcer:
         if code == "ok":
             remaining, has_money, looped = int(result[1]), int(result[2]), int(result[3])
             epochs = [_s(e) for e in result[4:]]
-            handle = _Handle(ws, req.request_id, [
-                _Budgeted(
-                    key=keys[4 + i], epoch=epochs[i], reserve=reserves[i],
-                    metric=budget.get("metric", MONEY), ladder=_ladder_arg(budget),
-                    limit=int(budget["limit"]), budget_id=int(budget["id"]), period=pkey,
-                )
-                for i, (budget, pkey, _end) in enumerate(chain)
-            ])
+            handle = _Handle(
+                ws,
+                req.request_id,
+                [
+                    _Budgeted(
+                        key=keys[4 + i],
+                        epoch=epochs[i],
+                        reserve=reserves[i],
+                        metric=budget.get("metric", MONEY),
+                        ladder=_ladder_arg(budget),
+                        limit=int(budget["limit"]),
+                        budget_id=int(budget["id"]),
+                        period=pkey,
+                    )
+                    for i, (budget, pkey, _end) in enumerate(chain)
+                ],
+            )
             headers = {}
             if has_money:
                 headers["Alephant-Budget-Remaining-USD"] = nanos_to_usd(max(0, remaining))
             if looped:
-                logger.warning("agent loop: %s repeated %s times (workspace %s)", subject, looped, ws)
+                logger.warning(
+                    "agent loop: %s repeated %s times (workspace %s)", subject, looped, ws
+                )
             return Admission(True, headers=headers, handle=handle)
         if code == "budget":
             i = int(result[1]) - 1
@@ -391,41 +447,66 @@ class Enforcer:
         if code == "throttle":
             budget = chain[int(result[1]) - 1][0]
             return Admission(
-                False, 429, "rate_limit_exceeded",
+                False,
+                429,
+                "rate_limit_exceeded",
                 f"{budget['scope_type']} budget {budget['id']} is past its throttle point "
-                f"({budget.get('throttle_at')}%): limited to {budget.get('throttle_rpm')} requests/minute.",
+                f"({budget.get('throttle_at')}%): limited to "
+                f"{budget.get('throttle_rpm')} requests/minute.",
                 {"Retry-After": _retry_after(int(result[2]))},
-                details={"reason": "throttle", "budget_id": budget["id"], "scope_type": budget["scope_type"],
-                         "scope_id": budget["scope_id"]},
+                details={
+                    "reason": "throttle",
+                    "budget_id": budget["id"],
+                    "scope_type": budget["scope_type"],
+                    "scope_id": budget["scope_id"],
+                },
             )
         if code in ("rate", "tpm"):
             what = f"{rpm} requests/minute" if code == "rate" else f"{tpm} tokens/minute"
             return Admission(
-                False, 429, "rate_limit_exceeded", f"Rate limit of {what} for this key reached.",
+                False,
+                429,
+                "rate_limit_exceeded",
+                f"Rate limit of {what} for this key reached.",
                 {"Retry-After": _retry_after(int(result[1]))},
                 details={"reason": code, "scope_type": "key", "scope_id": req.key_id},
             )
         if code == "loop":
             return Admission(
-                False, 429, "loop_detected",
+                False,
+                429,
+                "loop_detected",
                 f"Agent loop detected: the same request was sent {int(result[1])} times within "
                 f"{loop_window} s. Change the request or wait.",
                 {"Retry-After": str(loop_window)},
                 details={"reason": "loop", "count": int(result[1])},
             )
         # Still missing after rebuilds: fail closed rather than read a missing counter as zero.
-        return Admission(False, 503, "service_unavailable", "Budget counters are unavailable; retry shortly.",
-                         {"Retry-After": "1"})
+        return Admission(
+            False,
+            503,
+            "service_unavailable",
+            "Budget counters are unavailable; retry shortly.",
+            {"Retry-After": "1"},
+        )
 
-    async def _rebuild(self, req: AdmitRequest, missing: list, counter_keys: list[str], time_zone: str, now: float) -> None:
+    async def _rebuild(
+        self, req: AdmitRequest, missing: list, counter_keys: list[str], time_zone: str, now: float
+    ) -> None:
         items = []
         for budget, _pkey, _end in missing:
             _key, start, end = period_bounds(budget["period"], time_zone, now)
-            items.append({
-                "budget_id": int(budget["id"]), "metric": budget.get("metric", MONEY),
-                "scope_type": budget["scope_type"], "scope_id": int(budget["scope_id"]),
-                "model": budget.get("model"), "start": start, "end": end,
-            })
+            items.append(
+                {
+                    "budget_id": int(budget["id"]),
+                    "metric": budget.get("metric", MONEY),
+                    "scope_type": budget["scope_type"],
+                    "scope_id": int(budget["scope_id"]),
+                    "model": budget.get("model"),
+                    "start": start,
+                    "end": end,
+                }
+            )
         totals = await self.loader(req.workspace_id, items)
         args: list = []
         for item, total in zip(items, totals, strict=True):
@@ -435,7 +516,9 @@ class Enforcer:
             args += [int(total), ttl, secrets.token_hex(6)]
         await _INIT(self.redis, counter_keys, args)
 
-    def _refuse_budget(self, budget: dict, end: datetime | None, spent: int, reserved: int, limit: int) -> Admission:
+    def _refuse_budget(
+        self, budget: dict, end: datetime | None, spent: int, reserved: int, limit: int
+    ) -> Admission:
         money = budget.get("metric", MONEY) == MONEY
         fmt = nanos_to_usd if money else str
         unit = "USD" if money else budget.get("metric")
@@ -448,49 +531,81 @@ class Enforcer:
             + (f"Resets at {resets}." if resets else "This budget does not reset.")
         )
         details = {
-            "scope_type": budget["scope_type"], "scope_id": budget["scope_id"],
-            "budget_id": budget["id"], "metric": budget.get("metric", MONEY), "period": budget["period"],
-            "spent": fmt(spent), "reserved": fmt(reserved), "limit": fmt(limit), "resets_at": resets,
+            "scope_type": budget["scope_type"],
+            "scope_id": budget["scope_id"],
+            "budget_id": budget["id"],
+            "metric": budget.get("metric", MONEY),
+            "period": budget["period"],
+            "spent": fmt(spent),
+            "reserved": fmt(reserved),
+            "limit": fmt(limit),
+            "resets_at": resets,
         }
-        headers = {"Alephant-Budget-Remaining-USD": nanos_to_usd(max(0, limit - spent - reserved))} if money else {}
+        headers = (
+            {"Alephant-Budget-Remaining-USD": nanos_to_usd(max(0, limit - spent - reserved))}
+            if money
+            else {}
+        )
         return Admission(False, 402, "budget_exceeded", message, headers, details=details)
 
     def _refuse_request_cost(self, budget: dict, req: AdmitRequest) -> Admission:
         limit = int(budget["limit"])
         message = (
-            f"Budget exceeded: this call could cost up to {nanos_to_usd(req.reserve_nanos)} USD, over the "
-            f"per-request cap of {nanos_to_usd(limit)} USD on {budget['scope_type']} {budget['scope_id']} "
+            f"Budget exceeded: this call could cost up to {nanos_to_usd(req.reserve_nanos)} USD, "
+            f"over the per-request cap of {nanos_to_usd(limit)} USD on "
+            f"{budget['scope_type']} {budget['scope_id']} "
             f"(budget {budget['id']}). Lower max_tokens or the prompt size."
         )
         details = {
-            "scope_type": budget["scope_type"], "scope_id": budget["scope_id"], "budget_id": budget["id"],
-            "metric": REQUEST_COST, "period": "request", "spent": nanos_to_usd(req.reserve_nanos),
-            "limit": nanos_to_usd(limit), "resets_at": None,
+            "scope_type": budget["scope_type"],
+            "scope_id": budget["scope_id"],
+            "budget_id": budget["id"],
+            "metric": REQUEST_COST,
+            "period": "request",
+            "spent": nanos_to_usd(req.reserve_nanos),
+            "limit": nanos_to_usd(limit),
+            "resets_at": None,
         }
         return Admission(False, 402, "budget_exceeded", message, details=details)
 
     def _redis_down(self, req: AdmitRequest, exc: BaseException) -> Admission:
         if self.fail_open:
             logger.error(
-                "ALERT enforcement fail-open: Redis unreachable (%s); admitting request %s of workspace %s "
-                "without budget or rate checks", exc, req.request_id, req.workspace_id,
+                "ALERT enforcement fail-open: Redis unreachable (%s); admitting request %s "
+                "of workspace %s without budget or rate checks",
+                exc,
+                req.request_id,
+                req.workspace_id,
             )
-            return Admission(True, headers={"Alephant-Enforcement": "fail-open"},
-                             handle=_Handle(req.workspace_id, req.request_id, []))
-        logger.error("enforcement: Redis unreachable (%s); refusing request %s", exc, req.request_id)
-        return Admission(False, 503, "service_unavailable",
-                         "Budget enforcement is unavailable (counter store unreachable); retry shortly.",
-                         {"Retry-After": "5"})
+            return Admission(
+                True,
+                headers={"Alephant-Enforcement": "fail-open"},
+                handle=_Handle(req.workspace_id, req.request_id, []),
+            )
+        logger.error(
+            "enforcement: Redis unreachable (%s); refusing request %s", exc, req.request_id
+        )
+        return Admission(
+            False,
+            503,
+            "service_unavailable",
+            "Budget enforcement is unavailable (counter store unreachable); retry shortly.",
+            {"Retry-After": "5"},
+        )
 
     # --- settle / release -------------------------------------------------------------------
 
     async def settle(self, admission: Admission, *, cost_nanos: int, tokens: int) -> None:
-        await self._finish(admission, cost_nanos=max(0, int(cost_nanos)), tokens=max(0, int(tokens)), count=1)
+        await self._finish(
+            admission, cost_nanos=max(0, int(cost_nanos)), tokens=max(0, int(tokens)), count=1
+        )
 
     async def release(self, admission: Admission) -> None:
         await self._finish(admission, cost_nanos=0, tokens=0, count=0)
 
-    async def _finish(self, admission: Admission, *, cost_nanos: int, tokens: int, count: int) -> bool:
+    async def _finish(
+        self, admission: Admission, *, cost_nanos: int, tokens: int, count: int
+    ) -> bool:
         handle = admission.handle
         if not isinstance(handle, _Handle) or handle.done:
             return False
@@ -507,6 +622,7 @@ class Enforcer:
         try:
             return bool(await _SETTLE(self.redis, keys, args))
         except (RedisError, OSError) as exc:
-            # The reservation stays until the counter expires or is rebuilt; the ledger keeps the cost.
+            # The reservation stays until the counter expires or is rebuilt; the ledger
+            # keeps the cost.
             logger.error("enforcement: settle of %s failed: %s", handle.request_id, exc)
             return False
