@@ -34,6 +34,7 @@ INSTALLED_APPS = [
     "billing",
     "gateway",
     "attribution",
+    "efficiency",
 ]
 
 MIDDLEWARE = [
@@ -196,6 +197,25 @@ ALEPHANT_ALLOW_PRIVATE_UPSTREAMS = env_bool("ALEPHANT_ALLOW_PRIVATE_UPSTREAMS", 
 ALEPHANT_MASTER_KEY = env_str("ALEPHANT_MASTER_KEY")
 ALEPHANT_MASTER_KEY_FILE = env_str("ALEPHANT_MASTER_KEY_FILE")
 ALEPHANT_KEY_HASH_SECRET = env_str("ALEPHANT_KEY_HASH_SECRET", SECRET_KEY)
+
+# Efficiency grades: every `ALEPHANT_EFF_*` threshold (defaults and meaning in efficiency/conf.py
+# and README "Efficiency grades"); the response cache TTL for `Alephant-Cache: on`.
+import os as _os  # noqa: E402
+
+from celery.schedules import crontab  # noqa: E402
+
+for _name, _value in _os.environ.items():
+    if _name.startswith("ALEPHANT_EFF_"):
+        globals()[_name] = _value
+ALEPHANT_CACHE_TTL_SECONDS = env_int("ALEPHANT_CACHE_TTL_SECONDS", 3600)
+CELERY_BEAT_SCHEDULE["efficiency-recompute"] = {
+    "task": "efficiency.tasks.efficiency_recompute_all",
+    "schedule": 3600.0,
+}
+CELERY_BEAT_SCHEDULE["efficiency-weekly-digest"] = {
+    "task": "efficiency.tasks.efficiency_weekly_digest",
+    "schedule": crontab(minute=0, hour=7, day_of_week="mon"),
+}
 
 LOGGING = {
     "version": 1,

@@ -1,0 +1,123 @@
+"""Efficiency results per workspace and period: the report, its grades and its signals.
+
+All three are tenant tables under RLS. A report is recomputed in place (same period): its
+grades and signals are replaced in one transaction, so readers never see half a result.
+Evidence holds request ids (not foreign keys): the ledger is append-only history.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+from workspaces.models import TenantModel
+
+
+def _entity_fk(to: str) -> models.ForeignKey:
+    # Like the ledger: a deleted member/agent/department keeps its history (the id stays).
+    return models.ForeignKey(
+        to,
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
+    )
+
+
+class Period(models.TextChoices):
+    WEEK = "week", "Week"
+    MONTH = "month", "Month"
+
+
+class EntityKind(models.TextChoices):
+    MEMBER = "member", "Member"
+    AGENT = "agent", "Agent"
+    DEPARTMENT = "department", "Department"
+
+
+class Verdict(models.TextChoices):
+    JUSTIFIED = "justified", "Justified"
+    QUESTIONABLE = "questionable", "Questionable"
+    WASTEFUL = "wasteful", "Wasteful"
+
+
+class EfficiencyReport(TenantModel):
+    period = models.CharField(max_length=8, choices=Period.choices)
+    period_start = models.DateTimeField()
+    period_end = models.DateTimeField()
+    computed_at = models.DateTimeField(default=timezone.now)
+    rows = models.PositiveIntegerField(default=0)
+    spend_usd = models.DecimalField(max_digits=24, decimal_places=12, default=0)
+    saved_usd = models.DecimalField(max_digits=24, decimal_places=12, default=0)
+    # SHA-256 of the ledger rows and thresholds the result was computed from.
+    input_digest = models.CharField(max_length=64, blank=True, default="")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["workspace", "period", "period_start"], name="eff_report_unique_period"
+            )
+        ]
+        ordering = ["-period_start", "period"]
+
+    def __str__(self) -> str:
+        return f"{self.period} from {self.period_start:%Y-%m-%d}"
+
+
+class EfficiencyGrade(TenantModel):
+    report = models.ForeignKey(EfficiencyReport, on_delete=models.CASCADE, related_name="grades")
+    entity_kind = models.CharField(max_length=16, choices=EntityKind.choices)
+    member = _entity_fk("workspaces.Member")
+    agent = _entity_fk("workspaces.Agent")
+    department = _entity_fk("workspaces.Department")
+    label = models.CharField(max_length=200)
+    requests = models.PositiveIntegerField(default=0)
+    spend_usd = models.DecimalField(max_digits=24, decimal_places=12, default=0)
+    saved_usd = models.DecimalField(max_digits=24, decimal_places=12, default=0)
+    waste_usd = models.DecimalField(max_digits=24, decimal_places=12, default=0)
+    score = models.PositiveSmallIntegerField()
+    grade = models.CharField(max_length=1)
+    # Departments get a grade but no verdict (the verdict is per member and agent).
+    verdict = models.CharField(max_length=16, choices=Verdict.choices, blank=True, default="")
+    reason = models.TextField(blank=True, default="")
+    capped_by = models.CharField(max_length=32, blank=True, default="")
+    rank = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["workspace", "report", "entity_kind", "rank"], name="eff_grade_rank"
+            )
+        ]
+        ordering = ["entity_kind", "rank"]
+
+    def __str__(self) -> str:
+        return f"{self.label}: {self.grade} ({self.score})"
+
+    @property
+    def entity_id(self) -> int | None:
+        return {
+            "member": self.member_id,
+            "agent": self.agent_id,
+            "department": self.department_id,
+        }.get(self.entity_kind)
+
+
+class EfficiencySignal(TenantModel):
+    report = models.ForeignKey(EfficiencyReport, on_delete=models.CASCADE, related_name="signals")
+    kind = models.CharField(max_length=32)
+    member = _entity_fk("workspaces.Member")
+    agent = _entity_fk("workspaces.Agent")
+    department = _entity_fk("workspaces.Department")
+    veto = models.BooleanField(default=False)
+    impact_usd = models.DecimalField(max_digits=24, decimal_places=12, default=0)
+    summary = models.TextField()
+    evidence = models.JSONField(default=dict)
+    position = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["position"]
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.summary}"

@@ -1,0 +1,454 @@
+"""Efficiency signals: ledger rows in, findings (each with its evidence and dollars) out.
+
+Pure and deterministic: no database, no clock, no randomness. The same rows (in any order)
+and the same thresholds always give the same result, down to the order of the evidence.
+`efficiency/services.py` loads the rows from `billing.UsageRecord`; `efficiency/grading.py`
+turns the findings into scores, grades and verdicts.
+
+Every signal is a `Finding` for one homogeneous group of calls (one member, agent and
+department), with the dollars it put at stake *per request*. An entity's weighted waste
+counts each request once, at the largest weighted impact any signal gives it, so a loop
+that is also a cache miss is not charged twice.
+"""
+
+from __future__ import annotations
+
+import statistics
+import zoneinfo
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
+
+from efficiency.conf import Thresholds
+
+ZERO = Decimal(0)
+CENT = Decimal("0.000001")
+EVIDENCE_LIMIT = 50  # request ids kept per finding; counts and dollars cover all of them
+
+THRASHING = "thrashing"
+MODEL_OVERKILL = "model_overkill"
+CACHE_MISS = "cache_miss"
+CONTEXT_BLOAT = "context_bloat"
+RETRY_STORM = "retry_storm"
+OFF_HOURS = "off_hours"
+
+SIGNAL_LABELS = {
+    THRASHING: "Agent thrashing",
+    MODEL_OVERKILL: "Model overkill",
+    CACHE_MISS: "Cache miss",
+    CONTEXT_BLOAT: "Context bloat",
+    RETRY_STORM: "Retry storm",
+    OFF_HOURS: "Off-hours burst",
+}
+VETO_SIGNALS = frozenset({THRASHING})
+
+MEMBER, AGENT, DEPARTMENT = "member", "agent", "department"
+JUSTIFIED, QUESTIONABLE, WASTEFUL = "justified", "questionable", "wasteful"
+
+# Price of a call on another model: (provider, model, input_tokens, output_tokens) -> USD or None.
+PriceFn = Callable[[str, str, int, int], Decimal | None]
+
+
+@dataclass(frozen=True)
+class Row:
+    request_id: str
+    created_at: datetime
+    member_id: int | None = None
+    agent_id: int | None = None
+    department_id: int | None = None
+    session_id: str = ""
+    provider: str = ""
+    model: str = ""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: Decimal = ZERO
+    saved_usd: Decimal = ZERO
+    cache_hit: bool = False
+    status_code: int = 200
+    error_type: str = ""
+    stream: bool = False
+    fingerprint: str = ""
+
+    @property
+    def owner(self) -> tuple[int | None, int | None, int | None]:
+        return (self.member_id, self.agent_id, self.department_id)
+
+    @property
+    def failed(self) -> bool:
+        return self.status_code >= 400 or bool(self.error_type)
+
+    @property
+    def paid(self) -> bool:
+        return not self.cache_hit and not self.failed and self.cost_usd > 0
+
+
+@dataclass
+class Finding:
+    kind: str
+    member_id: int | None
+    agent_id: int | None
+    department_id: int | None
+    summary: str
+    impact_by_request: dict[str, Decimal]
+    facts: dict = field(default_factory=dict)
+
+    @property
+    def veto(self) -> bool:
+        return self.kind in VETO_SIGNALS
+
+    @property
+    def impact_usd(self) -> Decimal:
+        return sum(self.impact_by_request.values(), ZERO)
+
+    @property
+    def request_ids(self) -> list[str]:
+        return list(self.impact_by_request)
+
+    def evidence(self) -> dict:
+        return {
+            **self.facts,
+            "request_count": len(self.impact_by_request),
+            "request_ids": self.request_ids[:EVIDENCE_LIMIT],
+            "impact_usd": str(money(self.impact_usd)),
+        }
+
+
+def money(value: Decimal) -> Decimal:
+    return value.quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def fmt_usd(value: Decimal) -> str:
+    return f"${money(value):,.2f}" if value >= Decimal("0.01") else f"${money(value)}"
+
+
+def _fp(fingerprint: str) -> str:
+    return fingerprint[:12]
+
+
+def group_by(rows: Iterable[Row], key: Callable[[Row], tuple]) -> dict[tuple, list[Row]]:
+    groups: dict[tuple, list[Row]] = defaultdict(list)
+    for row in rows:
+        groups[key(row)].append(row)
+    return dict(sorted(groups.items(), key=lambda item: repr(item[0])))
+
+
+def _who(owner: tuple) -> str:
+    member_id, agent_id, _ = owner
+    if agent_id is not None:
+        return f"agent #{agent_id}"
+    return f"member #{member_id}" if member_id is not None else "unattributed calls"
+
+
+# --- signals ------------------------------------------------------------------------------
+
+
+def detect_thrashing(rows: list[Row], t: Thresholds) -> list[Finding]:
+    """Same fingerprint >= N times inside the window, per owner + session; or a runaway run."""
+    findings = []
+    by_loop = group_by(
+        (r for r in rows if r.fingerprint), lambda r: (*r.owner, r.session_id, r.fingerprint)
+    )
+    for (member_id, agent_id, dept_id, session_id, fingerprint), group in by_loop.items():
+        flagged: set[int] = set()
+        start = 0
+        for end in range(len(group)):
+            while (group[end].created_at - group[start].created_at).total_seconds() > (
+                t.thrash_window_seconds
+            ):
+                start += 1
+            if end - start + 1 >= t.thrash_min_repeats:
+                flagged.update(range(start, end + 1))
+        if not flagged:
+            continue
+        loop = [group[i] for i in sorted(flagged)]
+        # The first call of the loop was a legitimate request; every repeat is waste.
+        impact = {r.request_id: (ZERO if i == 0 else r.cost_usd) for i, r in enumerate(loop)}
+        span = (loop[-1].created_at - loop[0].created_at).total_seconds()
+        owner = (member_id, agent_id, dept_id)
+        findings.append(
+            Finding(
+                THRASHING,
+                *owner,
+                summary=(
+                    f"{_who(owner)} sent the same request (fingerprint {_fp(fingerprint)}) "
+                    f"{len(loop)} times in {int(span)} s"
+                    + (f" in session {session_id}" if session_id else "")
+                    + f", {fmt_usd(sum(impact.values(), ZERO))} on repeats"
+                ),
+                impact_by_request=impact,
+                facts={
+                    "fingerprint": fingerprint,
+                    "session_id": session_id,
+                    "repeats": len(loop),
+                    "span_seconds": int(span),
+                    "pattern": "loop",
+                },
+            )
+        )
+    findings.extend(_runaway_runs(rows, t))
+    return findings
+
+
+def _runaway_runs(rows: list[Row], t: Thresholds) -> list[Finding]:
+    findings = []
+    runner = group_by((r for r in rows if r.session_id), lambda r: r.owner)
+    for owner, owner_rows in runner.items():
+        sessions = group_by(owner_rows, lambda r: (r.session_id,))
+        if len(sessions) < t.run_min_peers + 1:
+            continue
+        for (session_id,), steps in sessions.items():
+            peers = [len(s) for (sid,), s in sessions.items() if sid != session_id]
+            median = Decimal(str(statistics.median(peers)))
+            if len(steps) < t.run_min_steps or len(steps) <= t.run_steps_factor * median:
+                continue
+            normal = int(median.to_integral_value(rounding=ROUND_HALF_UP))
+            impact = {
+                r.request_id: (ZERO if i < normal else r.cost_usd) for i, r in enumerate(steps)
+            }
+            findings.append(
+                Finding(
+                    THRASHING,
+                    *owner,
+                    summary=(
+                        f"{_who(owner)} ran session {session_id} for {len(steps)} steps where "
+                        f"its other sessions take {median.normalize()} (median), "
+                        f"{fmt_usd(sum(impact.values(), ZERO))} beyond that"
+                    ),
+                    impact_by_request=impact,
+                    facts={
+                        "session_id": session_id,
+                        "steps": len(steps),
+                        "peer_median_steps": str(median.normalize()),
+                        "pattern": "runaway",
+                    },
+                )
+            )
+    return findings
+
+
+def detect_model_overkill(rows: list[Row], t: Thresholds, price: PriceFn) -> list[Finding]:
+    findings = []
+    siblings = t.siblings
+    short = [
+        r
+        for r in rows
+        if r.paid
+        and r.provider in siblings
+        and r.model != siblings[r.provider]
+        and r.input_tokens <= t.overkill_max_input_tokens
+        and r.output_tokens <= t.overkill_max_output_tokens
+    ]
+    for (member_id, agent_id, dept_id, provider, model), group in group_by(
+        short, lambda r: (*r.owner, r.provider, r.model)
+    ).items():
+        sibling = siblings[provider]
+        impact: dict[str, Decimal] = {}
+        for r in group:
+            cheaper = price(provider, sibling, r.input_tokens, r.output_tokens)
+            if cheaper is None or r.cost_usd < t.frontier_ratio * cheaper:
+                continue
+            impact[r.request_id] = r.cost_usd - cheaper
+        if len(impact) < t.overkill_min_requests:
+            continue
+        owner = (member_id, agent_id, dept_id)
+        spent = sum((r.cost_usd for r in group if r.request_id in impact), ZERO)
+        saving = sum(impact.values(), ZERO)
+        findings.append(
+            Finding(
+                MODEL_OVERKILL,
+                *owner,
+                summary=(
+                    f"{_who(owner)} used {model} for {len(impact)} short calls "
+                    f"(<= {t.overkill_max_input_tokens} in / {t.overkill_max_output_tokens} out "
+                    f"tokens) costing {fmt_usd(spent)}; {sibling} would have cost "
+                    f"{fmt_usd(spent - saving)}, saving {fmt_usd(saving)}"
+                ),
+                impact_by_request=impact,
+                facts={
+                    "provider": provider,
+                    "model": model,
+                    "suggested_model": sibling,
+                    "spent_usd": str(money(spent)),
+                    "savings_usd": str(money(saving)),
+                },
+            )
+        )
+    return findings
+
+
+def detect_cache_miss(rows: list[Row], t: Thresholds) -> list[Finding]:
+    """Identical non-streaming requests paid again while a cache entry would still be live."""
+    findings = []
+    cacheable = [r for r in rows if r.fingerprint and not r.stream and not r.failed]
+    for owner, owner_rows in group_by(cacheable, lambda r: r.owner).items():
+        impact: dict[str, Decimal] = {}
+        fingerprints = 0
+        for (_fingerprint,), group in group_by(owner_rows, lambda r: (r.fingerprint,)).items():
+            entry_at = None  # when the (hypothetical) cache entry was written
+            hit_any = False
+            for r in group:
+                live = entry_at is not None and (
+                    (r.created_at - entry_at).total_seconds() <= t.cache_window_seconds
+                )
+                if live and r.paid:
+                    impact[r.request_id] = r.cost_usd
+                    hit_any = True
+                elif not live:
+                    entry_at = r.created_at
+            fingerprints += hit_any
+        if not impact:
+            continue
+        lost = sum(impact.values(), ZERO)
+        findings.append(
+            Finding(
+                CACHE_MISS,
+                *owner,
+                summary=(
+                    f"{_who(owner)} paid {len(impact)} times for answers it had already "
+                    f"received ({fingerprints} distinct requests), {fmt_usd(lost)} a response "
+                    f"cache would have saved"
+                ),
+                impact_by_request=impact,
+                facts={"distinct_requests": fingerprints, "dollars_lost": str(money(lost))},
+            )
+        )
+    return findings
+
+
+def detect_context_bloat(rows: list[Row], t: Thresholds, price: PriceFn) -> list[Finding]:
+    findings = []
+    for (member_id, agent_id, dept_id, session_id), steps in group_by(
+        (r for r in rows if r.session_id and r.paid), lambda r: (*r.owner, r.session_id)
+    ).items():
+        if len(steps) < t.bloat_min_steps:
+            continue
+        first_input = max(steps[0].input_tokens, 1)
+        ratios = [Decimal(r.input_tokens) / max(r.output_tokens, 1) for r in steps]
+        growth = Decimal(steps[-1].input_tokens) / first_input
+        if statistics.median(ratios) < t.bloat_ratio or growth < t.bloat_growth:
+            continue
+        impact = {}
+        for r in steps:
+            resent = max(r.input_tokens - first_input, 0)
+            if not resent:
+                continue
+            per_input = price(r.provider, r.model, 1_000_000, 0)
+            if per_input is not None:
+                resent_cost = min(per_input * resent / 1_000_000, r.cost_usd)
+            else:  # no catalog price: the resent tokens' share of the call
+                resent_cost = r.cost_usd * resent / max(r.input_tokens + r.output_tokens, 1)
+            impact[r.request_id] = resent_cost * t.bloat_recoverable
+        owner = (member_id, agent_id, dept_id)
+        findings.append(
+            Finding(
+                CONTEXT_BLOAT,
+                *owner,
+                summary=(
+                    f"{_who(owner)} grew its input {growth.quantize(Decimal('0.1'))}x along "
+                    f"session {session_id} ({steps[0].input_tokens} -> {steps[-1].input_tokens} "
+                    f"tokens, median {statistics.median(ratios).quantize(Decimal('1'))}:1 "
+                    f"input:output); trimming history would save about "
+                    f"{fmt_usd(sum(impact.values(), ZERO))}"
+                ),
+                impact_by_request=impact,
+                facts={
+                    "session_id": session_id,
+                    "steps": len(steps),
+                    "first_input_tokens": steps[0].input_tokens,
+                    "last_input_tokens": steps[-1].input_tokens,
+                },
+            )
+        )
+    return findings
+
+
+def detect_retry_storm(rows: list[Row], t: Thresholds) -> list[Finding]:
+    findings = []
+    total = len(rows)
+    total_failed = sum(r.failed for r in rows)
+    for owner, group in group_by(rows, lambda r: r.owner).items():
+        failed = [r for r in group if r.failed]
+        if len(failed) < t.retry_min_errors:
+            continue
+        rate = Decimal(len(failed)) / len(group)
+        rest = total - len(group)
+        norm = Decimal(total_failed - len(failed)) / rest if rest else ZERO
+        if rate < t.retry_min_rate or rate < t.retry_factor * norm:
+            continue
+        # Dollars: failed calls that were still billed, plus paid repeats of a failed request.
+        failed_fps = {r.fingerprint for r in failed if r.fingerprint}
+        impact = {r.request_id: r.cost_usd for r in failed}
+        seen: set[str] = set()
+        for r in group:
+            if r.paid and r.fingerprint in failed_fps:
+                if r.fingerprint in seen:
+                    impact[r.request_id] = r.cost_usd
+                seen.add(r.fingerprint)
+        findings.append(
+            Finding(
+                RETRY_STORM,
+                *owner,
+                summary=(
+                    f"{_who(owner)} failed {len(failed)} of {len(group)} calls "
+                    f"({(rate * 100).quantize(Decimal('1'))}%) against a workspace norm of "
+                    f"{(norm * 100).quantize(Decimal('1'))}%"
+                ),
+                impact_by_request=impact,
+                facts={
+                    "errors": len(failed),
+                    "calls": len(group),
+                    "error_rate": str(rate.quantize(Decimal("0.001"))),
+                    "workspace_norm": str(norm.quantize(Decimal("0.001"))),
+                },
+            )
+        )
+    return findings
+
+
+def detect_off_hours(rows: list[Row], t: Thresholds, time_zone: str) -> list[Finding]:
+    tz = zoneinfo.ZoneInfo(time_zone)
+    start_hour, end_hour = t.work_hour_range
+    days = t.work_day_set
+
+    def local_hour(r: Row) -> tuple:
+        local = r.created_at.astimezone(tz)
+        return (local.date(), local.hour, local.weekday())
+
+    # Hours in which each member made calls of their own (no agent): a human was at work.
+    human_hours = {(r.member_id, local_hour(r)[:2]) for r in rows if r.agent_id is None}
+    findings = []
+    for owner, group in group_by(
+        (r for r in rows if r.agent_id is not None), lambda r: r.owner
+    ).items():
+        spend = sum((r.cost_usd for r in group), ZERO)
+        off = []
+        for r in group:
+            _day, hour, weekday = when = local_hour(r)
+            outside = weekday not in days or not (start_hour <= hour < end_hour)
+            if outside and (r.member_id, when[:2]) not in human_hours and r.cost_usd > 0:
+                off.append(r)
+        off_spend = sum((r.cost_usd for r in off), ZERO)
+        if not spend or off_spend < t.offhours_min_usd or off_spend / spend < t.offhours_share:
+            continue
+        impact = {r.request_id: r.cost_usd * t.offhours_weight for r in off}
+        percent = (off_spend / spend * 100).quantize(Decimal("1"))
+        findings.append(
+            Finding(
+                OFF_HOURS,
+                *owner,
+                summary=(
+                    f"{_who(owner)} spent {fmt_usd(off_spend)} ({percent}% of its spend) in "
+                    f"{len(off)} calls outside working hours ({t.work_hours} h, {time_zone}) "
+                    "with no human session"
+                ),
+                impact_by_request=impact,
+                facts={
+                    "off_hours_usd": str(money(off_spend)),
+                    "calls": len(off),
+                    "time_zone": time_zone,
+                },
+            )
+        )
+    return findings
