@@ -13,7 +13,9 @@ venv: $(VENV)/.installed
 
 $(VENV)/.installed: requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check --require-hashes -r requirements.lock
+	$(PY) -m pip install -q --disable-pip-version-check --require-hashes -r requirements.lock \
+		2> >(grep -v '^WARNING: Location' >&2)
+	@$(PY) -c "import django, celery, aiohttp" # fail here if the install did not complete
 	@touch $@
 
 ## Lock file: pins with hashes, so a compromised release cannot slip into a fresh install.
@@ -21,10 +23,10 @@ lock:
 	$(PYTHON) -m pip install -q uv && uv pip compile -q --generate-hashes --python $(PYTHON) --extra dev pyproject.toml -o requirements.lock
 
 services:
-	@$(PYTHON) -m alephant.devservices up
+	@$(PYTHON) scripts/devservices.py up
 
 services-down:
-	@$(PYTHON) -m alephant.devservices down
+	@$(PYTHON) scripts/devservices.py down
 
 migrate: venv services
 	ALEPHANT_DB_AS_OWNER=1 $(PY) manage.py migrate --no-input -v 0

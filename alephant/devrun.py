@@ -67,7 +67,7 @@ def main() -> None:
                 proc.wait(timeout=max(0.1, deadline - time.time()))
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
-        subprocess.run([sys.executable, "-m", "alephant.devservices", "down"], cwd=BASE_DIR)
+        subprocess.run([sys.executable, str(BASE_DIR / "scripts" / "devservices.py"), "down"], cwd=BASE_DIR)
 
 
 if __name__ == "__main__":
