@@ -72,3 +72,31 @@ def grant_app_role(**_kwargs) -> None:
         cursor.execute(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {quoted}")
         cursor.execute(f"REVOKE TRUNCATE ON ALL TABLES IN SCHEMA public FROM {quoted}")
         cursor.execute(f"GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO {quoted}")
+        # The audit log is append-only for the app: take back what the blanket grant gave.
+        cursor.execute("SELECT to_regclass('public.workspaces_auditlog') IS NOT NULL")
+        if cursor.fetchone()[0]:
+            cursor.execute(f"REVOKE UPDATE, DELETE ON workspaces_auditlog FROM {quoted}")
+
+
+def api_token_lookup(token_hash: str) -> tuple[int, int, int] | None:
+    """(token_id, workspace_id, member_id) of a live API token with this hash, or None."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT * FROM alephant_api_token_lookup(%s)", [token_hash])
+        row = cursor.fetchone()
+    return (row[0], row[1], row[2]) if row else None
+
+
+def gateway_key_workspace(key_hash: str) -> tuple[int, int] | None:
+    """(key_id, workspace_id) of the gateway key with this hash, or None (snapshot cold path)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT * FROM alephant_gateway_key_lookup(%s)", [key_hash])
+        row = cursor.fetchone()
+    return (row[0], row[1]) if row else None
+
+
+def vault_sample() -> tuple[int, str, str] | None:
+    """(workspace_id, wrapped_dek, key_version) of one active data key, for the start-up check."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT * FROM alephant_vault_sample()")
+        row = cursor.fetchone()
+    return (row[0], row[1], row[2]) if row else None
