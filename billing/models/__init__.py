@@ -1,8 +1,8 @@
 """Billing models, one module per concern (the ledger, prices; budgets land beside them)."""
 
 from billing.models.alerts import Alert, AlertChannel
-from billing.models.budgets import Budget
+from billing.models.budgets import Budget, GuardrailSettings
 from billing.models.ledger import UsageRecord
 from billing.models.prices import PriceOverride
 
-__all__ = ["Alert", "AlertChannel", "Budget", "PriceOverride", "UsageRecord"]
+__all__ = ["Alert", "AlertChannel", "Budget", "GuardrailSettings", "PriceOverride", "UsageRecord"]

@@ -131,3 +131,20 @@ class Budget(TenantModel):
             ScopeType.AGENT,
         ):
             raise ValidationError({"metric": "a per-request cap applies to a key or an agent"})
+
+
+class GuardrailSettings(TenantModel):
+    """Per-workspace guardrail knobs (one row at most; absent means the defaults)."""
+
+    # Refuse (429 loop_detected) a repeated fingerprint instead of only alerting.
+    loop_breaker = models.BooleanField(default=False)
+    loop_max_repeats = models.PositiveIntegerField(null=True, blank=True)
+    loop_window_s = models.PositiveIntegerField(null=True, blank=True)
+    # Per-key requests/minute when the key sets none (default 100).
+    rpm_floor = models.PositiveIntegerField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["workspace"], name="guardrail_settings_one_per_ws")
+        ]
