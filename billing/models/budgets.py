@@ -86,7 +86,9 @@ class Budget(TenantModel):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        indexes = [models.Index(fields=["workspace", "scope_type", "scope_id"], name="budget_scope")]
+        indexes = [
+            models.Index(fields=["workspace", "scope_type", "scope_id"], name="budget_scope")
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(amount_usd__isnull=True) | Q(amount_usd__gte=0),

@@ -81,7 +81,7 @@ def ledger_total(
     qs = _model_filter(_scope_filter(qs, scope_type, scope_id, workspace_id), model)
     if metric == "usd":
         total = qs.aggregate(total=Sum("cost_usd"))["total"] or Decimal(0)
-        return int(math.ceil(total * NANOS_PER_USD))
+        return math.ceil(total * NANOS_PER_USD)
     if metric == "requests":
         # Requests that were admitted and reached a provider answer; refusals cost no quota.
         return int(qs.filter(status_code__lt=400).aggregate(n=Count("id"))["n"] or 0)
