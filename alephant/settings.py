@@ -48,7 +48,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     # Last: it wraps the view in one transaction with the workspace scope set.
-    # "workspaces.middleware.WorkspaceScopeMiddleware",
+    "workspaces.middleware.WorkspaceScopeMiddleware",
 ]
 
 ROOT_URLCONF = "alephant.urls"
@@ -132,7 +132,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-# ACCOUNT_ADAPTER = "workspaces.adapters.AccountAdapter"
+ACCOUNT_ADAPTER = "workspaces.adapters.AccountAdapter"
 ACCOUNT_LOGIN_METHODS = {"email"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
 ACCOUNT_USER_MODEL_USERNAME_FIELD = None
@@ -142,7 +142,7 @@ ACCOUNT_LOGOUT_ON_GET = False
 ACCOUNT_RATE_LIMITS = {
     "login_failed": env_str("ALEPHANT_LOGIN_RATE_LIMIT", "10/m/ip,5/5m/key"),
 }
-# ACCOUNT_SIGNUP_FORM_CLASS = "workspaces.forms.SignupExtraForm"
+ACCOUNT_SIGNUP_FORM_CLASS = "workspaces.forms.SignupExtraForm"
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = "Alephant"
 LOGIN_REDIRECT_URL = "/"

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from django.db import transaction
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
 from django.utils.text import slugify
 
 from workspaces import system
@@ -43,7 +44,17 @@ def member_add(
 
 
 def department_create(*, workspace: Workspace, name: str) -> Department:
-    return Department.objects.create(workspace=workspace, name=name.strip())
+    """Raises `ValidationError` ({"name": ...}) for a blank or taken name."""
+    name = (name or "").strip()
+    if not name:
+        raise ValidationError({"name": "A department needs a name."}, code="required")
+    if Department.objects.filter(workspace=workspace, name__iexact=name).exists():
+        raise ValidationError({"name": "A department with this name exists."}, code="duplicate")
+    try:
+        with transaction.atomic():
+            return Department.objects.create(workspace=workspace, name=name)
+    except IntegrityError as exc:  # lost a race with a concurrent create
+        raise ValidationError({"name": "A department with this name exists."}) from exc
 
 
 def agent_create(
@@ -55,11 +66,26 @@ def agent_create(
     department: Department | None = None,
     description: str = "",
 ) -> Agent:
-    return Agent.objects.create(
+    """Raises `ValidationError` (keyed by field) for a taken slug or a foreign owner/department."""
+    slug = (slug or "").strip().lower()
+    if owner.workspace_id != workspace.pk:
+        raise ValidationError({"owner": "Unknown member."}, code="invalid_owner")
+    if department is not None and department.workspace_id != workspace.pk:
+        raise ValidationError({"department": "Unknown department."}, code="invalid_department")
+    agent = Agent(
         workspace=workspace,
         slug=slug,
-        name=name,
+        name=(name or "").strip() or slug,
         owner=owner,
         department=department if department is not None else owner.department,
         description=description,
     )
+    agent.full_clean(exclude=["workspace", "owner", "department"], validate_constraints=False)
+    if Agent.objects.filter(workspace=workspace, slug=slug).exists():
+        raise ValidationError({"slug": "An agent with this slug exists."}, code="duplicate")
+    try:
+        with transaction.atomic():
+            agent.save(force_insert=True)
+    except IntegrityError as exc:
+        raise ValidationError({"slug": "An agent with this slug exists."}) from exc
+    return agent

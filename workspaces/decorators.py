@@ -1,0 +1,54 @@
+"""Page guards: a signed-in user with a workspace, in one of the allowed roles.
+
+    @role_required(Role.OWNER, Role.ADMIN)      # manage
+    @role_required(*SPEND_READERS)              # owner, admin, finance: all spend and budgets
+    @workspace_required                         # any member (members see their own usage)
+
+Not signed in: redirect to log in. Signed in but in no workspace: redirect to create one.
+Wrong role: 403. The workspace scope itself is set by `WorkspaceScopeMiddleware`.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+
+from workspaces.models import MANAGER_ROLES, SPEND_READER_ROLES, Role
+
+MANAGERS = tuple(MANAGER_ROLES)
+SPEND_READERS = tuple(SPEND_READER_ROLES)
+
+View = Callable[..., HttpResponse]
+
+
+def role_required(*roles: str) -> Callable[[View], View]:
+    allowed = frozenset(roles) if roles else frozenset(Role.values)
+    unknown = allowed - set(Role.values)
+    if unknown:
+        raise ValueError(f"unknown roles {sorted(unknown)}")
+
+    def decorator(view: View) -> View:
+        @functools.wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if not request.user.is_authenticated:
+                return redirect_to_login(request.get_full_path())
+            member = getattr(request, "member", None)
+            if member is None:
+                return redirect("workspace_new")
+            if member.role not in allowed:
+                raise PermissionDenied("Your role does not allow this.")
+            return view(request, *args, **kwargs)
+
+        wrapper.allowed_roles = allowed  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorator
+
+
+workspace_required = role_required()

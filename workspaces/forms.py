@@ -1,0 +1,73 @@
+"""HTML forms: input shape only. Invariants (uniqueness, who may do what) live in services."""
+
+from __future__ import annotations
+
+import zoneinfo
+
+from django import forms
+
+from workspaces.models import Department, Member, Role, Workspace
+from workspaces.selectors import department_list, member_list
+
+
+class SignupExtraForm(forms.Form):
+    """Extra field on allauth's sign-up form (`ACCOUNT_SIGNUP_FORM_CLASS`)."""
+
+    workspace_name = forms.CharField(
+        label="Workspace name",
+        max_length=120,
+        required=False,
+        help_text="Optional. Defaults to your company's name from your email address.",
+        widget=forms.TextInput(attrs={"placeholder": "Workspace name (optional)"}),
+    )
+
+    def signup(self, request, user) -> None:
+        """Nothing to do here: `workspaces.adapters.AccountAdapter.save_user` onboards."""
+
+
+class InvitationForm(forms.Form):
+    email = forms.EmailField(max_length=254)
+    role = forms.ChoiceField(choices=Role.choices, initial=Role.MEMBER)
+    department = forms.ModelChoiceField(
+        queryset=Department.objects.none(), required=False, empty_label="No department"
+    )
+
+    def __init__(self, *args, workspace: Workspace, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["department"].queryset = department_list(workspace=workspace)
+
+
+class DepartmentForm(forms.Form):
+    name = forms.CharField(max_length=120)
+
+
+class AgentForm(forms.Form):
+    slug = forms.SlugField(
+        max_length=64, help_text="What callers send in the Alephant-Agent header."
+    )
+    name = forms.CharField(max_length=120)
+    owner = forms.ModelChoiceField(queryset=Member.objects.none())
+    department = forms.ModelChoiceField(
+        queryset=Department.objects.none(),
+        required=False,
+        empty_label="Owner's department",
+    )
+    description = forms.CharField(
+        max_length=2000, required=False, widget=forms.Textarea(attrs={"rows": 3})
+    )
+
+    def __init__(self, *args, workspace: Workspace, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        owner_field = self.fields["owner"]
+        owner_field.queryset = member_list(workspace=workspace)
+        owner_field.label_from_instance = lambda member: member.user.email
+        self.fields["department"].queryset = department_list(workspace=workspace)
+
+
+def _time_zone_choices() -> list[tuple[str, str]]:
+    return [(name, name) for name in sorted(zoneinfo.available_timezones())]
+
+
+class WorkspaceForm(forms.Form):
+    name = forms.CharField(max_length=120)
+    time_zone = forms.ChoiceField(choices=_time_zone_choices, initial="UTC")
