@@ -32,6 +32,7 @@ CATALOG_PROVIDER = {
     "openai": "openai",
     "anthropic": "anthropic",
     "gemini": "google",
+    "azure-openai": "azure",
     "azure": "azure",
     "mistral": "mistral",
     "groq": "groq",
@@ -42,6 +43,7 @@ CATALOG_PROVIDER = {
     "openrouter": "openrouter",
     "ollama": None,
     "vllm": None,
+    "openai-compatible": None,
     "generic": None,
 }
 

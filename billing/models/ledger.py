@@ -30,6 +30,7 @@ def _owner_fk(to: str) -> models.ForeignKey:
 
 class UsageRecord(TenantModel):
     request_id = models.CharField(max_length=64, unique=True)
+    gateway_key = _owner_fk("gateway.GatewayKey")
     member = _owner_fk("workspaces.Member")
     department = _owner_fk("workspaces.Department")
     agent = _owner_fk("workspaces.Agent")
@@ -64,6 +65,7 @@ class UsageRecord(TenantModel):
                 fields=["workspace", "department", "created_at"], name="usage_ws_department"
             ),
             models.Index(fields=["workspace", "session_id", "created_at"], name="usage_ws_session"),
+            models.Index(fields=["workspace", "gateway_key", "created_at"], name="usage_ws_key"),
         ]
         ordering = ["-created_at", "-id"]
 

@@ -23,7 +23,7 @@ FAMILY_MODELS = [
     ("anthropic", "anthropic", "claude-sonnet-4-5"),  # tiered above 200k input tokens
     ("gemini", "google", "gemini-2.0-flash"),
     ("gemini", "google", "gemini-2.5-pro"),  # tiered
-    ("azure", "azure", "gpt-4o"),
+    ("azure-openai", "azure", "gpt-4o"),
     ("mistral", "mistral", "mistral-large-latest"),
     ("groq", "groq", "llama-3.3-70b-versatile"),
     ("deepseek", "deepseek", "deepseek-chat"),
