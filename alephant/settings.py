@@ -113,6 +113,17 @@ CELERY_BEAT_SCHEDULE["attribution-reconcile"] = {
     "schedule": env_int("ALEPHANT_ROLLUP_RECONCILE_INTERVAL_S", 24 * 3600),
 }
 
+# Budget alerts: record the gateway's crossing events every few seconds; forecast hourly.
+CELERY_BEAT_SCHEDULE["billing-alerts-drain"] = {
+    "task": "billing.alerts_drain",
+    "schedule": env_int("ALEPHANT_ALERTS_DRAIN_INTERVAL_S", 5),
+}
+CELERY_BEAT_SCHEDULE["billing-budgets-forecast"] = {
+    "task": "billing.budgets_forecast_all",
+    "schedule": env_int("ALEPHANT_FORECAST_INTERVAL_S", 3600),
+}
+ALEPHANT_ALERT_RETRY_BASE_S = env_int("ALEPHANT_ALERT_RETRY_BASE_S", 2)
+
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",

@@ -1,0 +1,388 @@
+"""Alerts: recorded once (unique dedupe key per workspace), then delivered to every channel.
+
+The gateway only signals: its scripts XADD ladder crossings and loops to the Redis stream
+`alephant:alerts` (one event per budget, period and step, guarded in Redis too). `alerts_drain`
+(a Celery beat task) reads the stream in the consumer group `alerts`, records each event as an
+`Alert` (a duplicate event, or a second worker racing on the same crossing, inserts nothing),
+and enqueues one delivery task per enabled channel on commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import redis
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from billing.models import Alert, AlertChannel, Budget
+from billing.models.alerts import AlertKind, ChannelKind
+from billing.services.budgets import _audit
+from billing.services.channels import DeliveryError, deliver
+from billing.services.counters import ledger_total
+from billing.services.periods import period_bounds
+from workspaces.models import Member, Workspace
+from workspaces.tenancy import workspace_scope
+
+logger = logging.getLogger(__name__)
+
+STREAM = "alephant:alerts"
+GROUP = "alerts"
+NANOS = Decimal(1_000_000_000)
+
+
+def _usd(nanos: object) -> str:
+    return f"{(Decimal(int(nanos)) / NANOS).quantize(Decimal('0.01'))}"
+
+
+# --- recording --------------------------------------------------------------------------
+
+
+def alert_record(
+    *,
+    workspace_id: int,
+    kind: str,
+    dedupe_key: str,
+    title: str,
+    message: str = "",
+    budget: Budget | None = None,
+    period_key: str = "",
+    step: int | None = None,
+    data: dict | None = None,
+) -> Alert | None:
+    """Insert the alert, or return None when this dedupe key was already recorded."""
+    try:
+        with transaction.atomic():
+            alert = Alert.objects.create(
+                workspace_id=workspace_id,
+                kind=kind,
+                dedupe_key=dedupe_key[:200],
+                budget=budget,
+                period_key=period_key,
+                step=step,
+                title=title[:300],
+                message=message,
+                data=data or {},
+            )
+    except IntegrityError:
+        return None
+    channel_ids = list(
+        AlertChannel.objects.filter(workspace_id=workspace_id, enabled=True).values_list(
+            "id", flat=True
+        )
+    )
+    if channel_ids:
+        alert.deliveries = [
+            {"channel_id": cid, "status": "pending", "attempts": 0, "error": ""}
+            for cid in channel_ids
+        ]
+        alert.save(update_fields=["deliveries"])
+        transaction.on_commit(lambda: _enqueue_deliveries(workspace_id, alert.pk, channel_ids))
+    return alert
+
+
+def _enqueue_deliveries(workspace_id: int, alert_id: int, channel_ids: list[int]) -> None:
+    from billing.tasks import alert_deliver_task
+
+    for channel_id in channel_ids:
+        alert_deliver_task.delay(
+            workspace_id=workspace_id, alert_id=alert_id, channel_id=channel_id
+        )
+
+
+def _scope_label(budget: Budget) -> str:
+    return f"{budget.scope_type} {budget.scope_id}" + (f" ({budget.name})" if budget.name else "")
+
+
+def alert_from_event(event_id: str, event: dict[str, str]) -> Alert | None:
+    """Record one stream event (inside its workspace scope). None: duplicate or unknown."""
+    workspace_id = int(event["workspace_id"])
+    kind = event.get("kind", "")
+    if kind == AlertKind.LADDER:
+        budget = Budget.objects.filter(
+            workspace_id=workspace_id, pk=int(event["budget_id"])
+        ).first()
+        if budget is None:
+            return None
+        step = int(event["step"])
+        period = event.get("period", "")
+        money = budget.is_money
+        spent = _usd(event["spent"]) if money else event["spent"]
+        limit = _usd(event["limit"]) if money else event["limit"]
+        unit = "USD" if money else budget.metric
+        refused = event.get("refused") == "1"
+        title = f"Budget {budget.pk} on {_scope_label(budget)} reached {step}%"
+        message = f"{spent} of {limit} {unit} used this {budget.period} (period {period})." + (
+            " Calls are now refused (hard stop)." if refused and budget.hard_stop else ""
+        )
+        return alert_record(
+            workspace_id=workspace_id,
+            kind=kind,
+            dedupe_key=f"ladder:{budget.pk}:{period}:{step}",
+            title=title,
+            message=message,
+            budget=budget,
+            period_key=period,
+            step=step,
+            data={"spent": spent, "limit": limit, "unit": unit, "refused": refused},
+        )
+    if kind == AlertKind.LOOP:
+        subject = event.get("subject", "")
+        what = f"agent {subject[1:]}" if subject.startswith("a") else f"session {subject[1:]}"
+        return alert_record(
+            workspace_id=workspace_id,
+            kind=kind,
+            dedupe_key=f"loop:{event_id}",
+            title=f"Agent loop detected on {what}",
+            message=f"The same request was sent {event.get('count')} times in a short window.",
+            data={"subject": subject, "count": int(event.get("count") or 0)},
+        )
+    logger.warning("unknown alert event %s: %s", event_id, event)
+    return None
+
+
+def _decode(fields: dict) -> dict[str, str]:
+    return {
+        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+        for k, v in fields.items()
+    }
+
+
+def alerts_drain(*, client: redis.Redis, consumer: str, count: int = 200) -> int:
+    """Record every pending alert event; returns how many events were handled."""
+    try:
+        client.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
+    except redis.ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+    handled = 0
+    # Events a dead worker took but never acknowledged come back after a minute.
+    _next, stale, *_ = client.xautoclaim(STREAM, GROUP, consumer, min_idle_time=60_000, count=count)
+    batches = [stale]
+    for _stream, entries in client.xreadgroup(GROUP, consumer, {STREAM: ">"}, count=count) or []:
+        batches.append(entries)
+    for entries in batches:
+        for raw_id, raw_fields in entries:
+            if raw_fields is None:
+                continue
+            event_id = raw_id.decode() if isinstance(raw_id, bytes) else raw_id
+            event = _decode(raw_fields)
+            try:
+                with workspace_scope(int(event["workspace_id"])):
+                    alert_from_event(event_id, event)
+            except Exception:
+                # Leave it pending: it is retried (claimed again) after a minute.
+                logger.exception("alert event %s failed", event_id)
+                continue
+            client.xack(STREAM, GROUP, event_id)
+            handled += 1
+    return handled
+
+
+# --- delivery ---------------------------------------------------------------------------
+
+
+def alert_deliver(
+    *, workspace_id: int, alert_id: int, channel_id: int, attempt: int = 1
+) -> DeliveryError | None:
+    """Deliver to one channel and record the outcome; returns a retryable error, if any
+    (returned, not raised, so the recorded outcome commits with the caller's scope)."""
+    alert = (
+        Alert.objects.select_related("budget")
+        .filter(workspace_id=workspace_id, pk=alert_id)
+        .first()
+    )
+    channel = AlertChannel.objects.filter(workspace_id=workspace_id, pk=channel_id).first()
+    if alert is None or channel is None:
+        return None
+    error: DeliveryError | None = None
+    try:
+        deliver(channel, alert)
+    except DeliveryError as exc:
+        error = exc
+    with transaction.atomic():
+        locked = Alert.objects.select_for_update().get(pk=alert.pk)
+        entries = [d for d in locked.deliveries if d.get("channel_id") != channel_id]
+        status = "sent" if error is None else ("failed" if error.permanent else "retrying")
+        entries.append(
+            {
+                "channel_id": channel_id,
+                "kind": channel.kind,
+                "status": status,
+                "attempts": attempt,
+                "error": "" if error is None else str(error)[:300],
+            }
+        )
+        locked.deliveries = entries
+        locked.save(update_fields=["deliveries"])
+    return error if error is not None and not error.permanent else None
+
+
+# --- channels ---------------------------------------------------------------------------
+
+
+def alert_channel_create(
+    *,
+    workspace: Workspace,
+    actor: Member | None,
+    kind: str,
+    name: str,
+    url: str = "",
+    emails: list[str] | None = None,
+    enabled: bool = True,
+) -> AlertChannel:
+    from django.core.exceptions import ValidationError
+
+    if kind not in ChannelKind.values:
+        raise ValidationError({"kind": f"one of {', '.join(ChannelKind.values)}"})
+    if kind in (ChannelKind.SLACK, ChannelKind.WEBHOOK) and not url:
+        raise ValidationError({"url": "required for slack and webhook channels"})
+    channel = AlertChannel(
+        workspace=workspace,
+        kind=kind,
+        name=name.strip(),
+        url=url,
+        emails=emails or [],
+        enabled=enabled,
+        secret=secrets.token_urlsafe(32) if kind == ChannelKind.WEBHOOK else "",
+    )
+    channel.full_clean()
+    with transaction.atomic():
+        channel.save()
+        _audit(
+            workspace=workspace,
+            actor=actor,
+            action="alert_channel.create",
+            target=channel,
+            after={"kind": kind, "name": channel.name, "url": url, "enabled": enabled},
+        )
+    return channel
+
+
+def alert_channel_update(
+    *, channel: AlertChannel, actor: Member | None, **data: Any
+) -> AlertChannel:
+    before = {k: getattr(channel, k) for k in data}
+    for name in ("name", "url", "emails", "enabled"):
+        if name in data:
+            setattr(channel, name, data[name])
+    channel.full_clean()
+    with transaction.atomic():
+        channel.save()
+        _audit(
+            workspace=channel.workspace,
+            actor=actor,
+            action="alert_channel.update",
+            target=channel,
+            before=before,
+            after={k: getattr(channel, k) for k in data},
+        )
+    return channel
+
+
+def alert_channel_delete(*, channel: AlertChannel, actor: Member | None) -> None:
+    with transaction.atomic():
+        _audit(
+            workspace=channel.workspace,
+            actor=actor,
+            action="alert_channel.delete",
+            target=channel,
+            before={"kind": channel.kind, "name": channel.name},
+        )
+        channel.delete()
+
+
+def alert_channel_test(*, channel: AlertChannel, actor: Member | None) -> tuple[Alert, str]:
+    """Send a test alert now (synchronously, so the UI can show the result)."""
+    alert = Alert.objects.create(
+        workspace_id=channel.workspace_id,
+        kind=AlertKind.TEST,
+        dedupe_key=f"test:{uuid.uuid4().hex}",
+        title=f"Test alert for channel {channel.name}",
+        message="This is a test alert from Alephant. If you can read it, the channel works.",
+    )
+    try:
+        deliver(channel, alert)
+        result = ""
+    except DeliveryError as exc:
+        result = str(exc)
+    alert.deliveries = [
+        {
+            "channel_id": channel.pk,
+            "kind": channel.kind,
+            "status": "failed" if result else "sent",
+            "attempts": 1,
+            "error": result,
+        }
+    ]
+    alert.save(update_fields=["deliveries"])
+    _audit(
+        workspace=channel.workspace,
+        actor=actor,
+        action="alert_channel.test",
+        target=channel,
+        after={"ok": not result},
+    )
+    return alert, result
+
+
+# --- forecast ---------------------------------------------------------------------------
+
+
+def budget_forecast_check(*, workspace: Workspace, now: datetime | None = None) -> list[Alert]:
+    """Alert (once per budget and period) when the burn rate so far exhausts a spend budget
+    before its period ends. Linear projection; ignored in the first 10% of a period."""
+    now = now or timezone.now()
+    created = []
+    for budget in Budget.objects.filter(workspace=workspace, metric="usd").exclude(
+        period="lifetime"
+    ):
+        key, start, end = period_bounds(budget.period, workspace.time_zone, now.timestamp())
+        assert start is not None and end is not None
+        total_s = (end - start).total_seconds()
+        elapsed_s = (now - start).total_seconds()
+        if elapsed_s < 0.1 * total_s:
+            continue
+        spent = ledger_total(
+            workspace_id=workspace.pk,
+            metric="usd",
+            scope_type=budget.scope_type,
+            scope_id=budget.scope_id,
+            model=budget.model_filter or None,
+            start=start,
+            end=end,
+        )
+        limit = budget.limit_units
+        if spent <= 0 or limit <= 0 or spent >= limit:
+            continue
+        projected = spent * total_s / elapsed_s
+        if projected <= limit:
+            continue
+        exhaust_at = start.timestamp() + limit / spent * elapsed_s
+        exhaust = datetime.fromtimestamp(exhaust_at, start.tzinfo)
+        alert = alert_record(
+            workspace_id=workspace.pk,
+            kind=AlertKind.FORECAST,
+            dedupe_key=f"forecast:{budget.pk}:{key}",
+            title=f"Budget {budget.pk} on {_scope_label(budget)} is on track to run out",
+            message=(
+                f"{_usd(spent)} of {_usd(limit)} USD spent; at this rate the budget runs out "
+                f"around {exhaust:%Y-%m-%d %H:%M %Z}, before the period ends ({end:%Y-%m-%d})."
+            ),
+            budget=budget,
+            period_key=key,
+            data={
+                "spent": _usd(spent),
+                "limit": _usd(limit),
+                "projected": _usd(int(projected)),
+                "exhausts_at": exhaust.isoformat(),
+            },
+        )
+        if alert is not None:
+            created.append(alert)
+    return created

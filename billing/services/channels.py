@@ -1,0 +1,141 @@
+"""Alert delivery: email, Slack incoming webhook, generic webhook signed with HMAC-SHA256.
+
+A webhook receiver verifies `Alephant-Signature: t=<unix seconds>,v1=<hex>` where
+`v1 = HMAC-SHA256(channel secret, "<t>." + raw body)`, and rejects an old `t` (replays).
+Errors say whether a retry can help (`DeliveryError.permanent`), like healthchecks' transports.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import json
+import socket
+import time
+from urllib.parse import urlsplit
+
+import httpx
+from django.conf import settings
+from django.core.mail import send_mail
+
+from billing.models import Alert, AlertChannel, Budget
+from billing.models.alerts import ChannelKind
+from workspaces.models import SPEND_READER_ROLES, Agent, Member
+
+TIMEOUT = httpx.Timeout(5.0, connect=3.0)
+SIGNATURE_HEADER = "Alephant-Signature"
+
+
+class DeliveryError(Exception):
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+def sign(secret: str, body: bytes, timestamp: int) -> str:
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return f"t={timestamp},v1={mac.hexdigest()}"
+
+
+def check_url(url: str) -> None:
+    """Only http(s), and no private/loopback targets unless ALEPHANT_ALLOW_PRIVATE_UPSTREAMS."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise DeliveryError("the URL must be http(s)://host/...", permanent=True)
+    if getattr(settings, "ALEPHANT_ALLOW_PRIVATE_UPSTREAMS", False):
+        return
+    try:
+        infos = socket.getaddrinfo(parts.hostname, parts.port or 443)
+    except OSError as exc:
+        raise DeliveryError(f"cannot resolve {parts.hostname}") from exc
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if not address.is_global:
+            raise DeliveryError("the URL points to a private address", permanent=True)
+
+
+def alert_payload(alert: Alert) -> dict:
+    return {
+        "id": alert.pk,
+        "type": f"alert.{alert.kind}",
+        "workspace_id": alert.workspace_id,
+        "budget_id": alert.budget_id,
+        "period": alert.period_key or None,
+        "step": alert.step,
+        "title": alert.title,
+        "message": alert.message,
+        "data": alert.data,
+        "created_at": alert.created_at.isoformat(),
+    }
+
+
+def email_recipients(channel: AlertChannel, alert: Alert) -> list[str]:
+    members = Member.objects.filter(
+        workspace_id=channel.workspace_id, role__in=list(SPEND_READER_ROLES)
+    ).select_related("user")
+    emails = {m.user.email for m in members}
+    budget: Budget | None = alert.budget
+    member_id = None
+    if budget is not None and budget.scope_type == "member":
+        member_id = budget.scope_id
+    elif budget is not None and budget.scope_type == "agent":
+        member_id = (
+            Agent.objects.filter(workspace_id=channel.workspace_id, pk=budget.scope_id)
+            .values_list("owner_id", flat=True)
+            .first()
+        )
+    elif budget is not None and budget.scope_type == "key":
+        from gateway.models import GatewayKey
+
+        key = GatewayKey.objects.filter(
+            workspace_id=channel.workspace_id, pk=budget.scope_id
+        ).first()
+        member_id = key.member_id if key is not None else None
+    if member_id is not None:
+        member = Member.objects.filter(workspace_id=channel.workspace_id, pk=member_id).first()
+        if member is not None:
+            emails.add(member.user.email)
+    emails.update(e for e in channel.emails or [] if isinstance(e, str) and "@" in e)
+    return sorted(emails)
+
+
+def _post(url: str, body: bytes, headers: dict[str, str]) -> None:
+    check_url(url)
+    try:
+        response = httpx.post(url, content=body, headers=headers, timeout=TIMEOUT)
+    except httpx.HTTPError as exc:
+        raise DeliveryError(f"{type(exc).__name__}: {exc}") from exc
+    if response.status_code >= 300:
+        permanent = 400 <= response.status_code < 500 and response.status_code not in (408, 429)
+        raise DeliveryError(f"HTTP {response.status_code}", permanent=permanent)
+
+
+def deliver(channel: AlertChannel, alert: Alert) -> None:
+    """Send one alert to one channel; raises DeliveryError."""
+    if channel.kind == ChannelKind.EMAIL:
+        recipients = email_recipients(channel, alert)
+        if not recipients:
+            raise DeliveryError("no recipients", permanent=True)
+        try:
+            send_mail(
+                subject=f"[Alephant] {alert.title}",
+                message=f"{alert.message}\n\n{settings.SITE_URL}/",
+                from_email=None,
+                recipient_list=recipients,
+            )
+        except OSError as exc:
+            raise DeliveryError(f"email: {exc}") from exc
+    elif channel.kind == ChannelKind.SLACK:
+        body = json.dumps({"text": f"*{alert.title}*\n{alert.message}"}).encode()
+        _post(channel.url, body, {"Content-Type": "application/json"})
+    elif channel.kind == ChannelKind.WEBHOOK:
+        body = json.dumps(alert_payload(alert), separators=(",", ":"), sort_keys=True).encode()
+        headers = {
+            "Content-Type": "application/json",
+            "Alephant-Event": f"alert.{alert.kind}",
+            SIGNATURE_HEADER: sign(channel.secret, body, int(time.time())),
+        }
+        _post(channel.url, body, headers)
+    else:
+        raise DeliveryError(f"unknown channel kind {channel.kind!r}", permanent=True)

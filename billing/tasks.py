@@ -1,0 +1,63 @@
+"""Celery tasks for alerts: thin wrappers that fetch and call a service."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from celery import shared_task
+from django.conf import settings
+
+from billing.services.alerts import alert_deliver, alerts_drain, budget_forecast_check
+from billing.services.channels import DeliveryError
+from workspaces.models import Workspace
+from workspaces.system import all_workspace_ids
+from workspaces.tenancy import scoped_task
+
+MAX_DELIVERY_ATTEMPTS = 6
+
+
+@shared_task(name="billing.alerts_drain")
+def alerts_drain_task() -> int:
+    """Beat, every few seconds: record the gateway's alert events and fan out deliveries."""
+    from gateway.snapshots import redis_client
+
+    consumer = f"{socket.gethostname()}-{os.getpid()}"
+    return alerts_drain(client=redis_client(), consumer=consumer)
+
+
+@shared_task(name="billing.alert_deliver", bind=True, max_retries=MAX_DELIVERY_ATTEMPTS - 1)
+def alert_deliver_task(self, *, workspace_id: int, alert_id: int, channel_id: int) -> None:
+    attempt = self.request.retries + 1
+    error = _deliver_scoped(
+        workspace_id=workspace_id, alert_id=alert_id, channel_id=channel_id, attempt=attempt
+    )
+    if error is not None:
+        # Exponential backoff: 2, 4, 8, 16, 32 s (ALEPHANT_ALERT_RETRY_BASE_S scales it).
+        base = getattr(settings, "ALEPHANT_ALERT_RETRY_BASE_S", 2)
+        raise self.retry(exc=error, countdown=base * 2 ** (attempt - 1))
+
+
+@scoped_task
+def _deliver_scoped(
+    *, workspace_id: int, alert_id: int, channel_id: int, attempt: int
+) -> DeliveryError | None:
+    return alert_deliver(
+        workspace_id=workspace_id, alert_id=alert_id, channel_id=channel_id, attempt=attempt
+    )
+
+
+@shared_task(name="billing.budgets_forecast_all")
+def budgets_forecast_all() -> int:
+    """Beat, hourly: check every workspace's burn rate."""
+    ids = all_workspace_ids()
+    for workspace_id in ids:
+        budgets_forecast_task.delay(workspace_id=workspace_id)
+    return len(ids)
+
+
+@shared_task(name="billing.budgets_forecast")
+@scoped_task
+def budgets_forecast_task(*, workspace_id: int) -> int:
+    workspace = Workspace.objects.get(pk=workspace_id)
+    return len(budget_forecast_check(workspace=workspace))
