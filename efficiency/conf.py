@@ -29,7 +29,7 @@ class Thresholds:
     overkill_max_output_tokens: int = 300
     overkill_min_requests: int = 5
     frontier_ratio: Decimal = Decimal("3")
-    cheap_siblings: str = "openai=gpt-4o-mini,anthropic=claude-haiku-4-5,google=gemini-2.0-flash"
+    cheap_siblings: str = "openai=gpt-4o-mini,anthropic=claude-haiku-4-5,gemini=gemini-2.0-flash"
     # Cache miss: identical requests paid more than once within this window (the cache TTL).
     cache_window_seconds: int = 3600
     # Context bloat: sessions whose input/output token ratio and input growth exceed these.

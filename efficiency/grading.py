@@ -30,14 +30,14 @@ from efficiency.signals import (
     Finding,
     PriceFn,
     Row,
-    group_by,
-    fmt_usd,
     detect_cache_miss,
     detect_context_bloat,
     detect_model_overkill,
     detect_off_hours,
     detect_retry_storm,
     detect_thrashing,
+    fmt_usd,
+    group_by,
     money,
 )
 

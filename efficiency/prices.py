@@ -1,25 +1,20 @@
 """Catalog prices for "what would this call have cost on another model" (model overkill).
 
-Straight from the `genai-prices` offline snapshot, the same catalog `billing/pricing.py` uses;
+Through `billing.pricing.catalog_price` (the `genai-prices` offline snapshot, cached per model):
 workspace overrides don't apply to a hypothetical model the workspace never called.
 """
 
 from __future__ import annotations
 
-import functools
 from decimal import Decimal
 
-from genai_prices import Usage, calc_price
+from billing.pricing import catalog_price as _catalog
 
 
-@functools.lru_cache(maxsize=4096)
-def catalog_price(provider: str, model: str, input_tokens: int, output_tokens: int) -> Decimal | None:
-    try:
-        result = calc_price(
-            Usage(input_tokens=input_tokens, output_tokens=output_tokens),
-            model_ref=model,
-            provider_id=provider,
-        )
-    except LookupError:
+def catalog_price(
+    provider: str, model: str, input_tokens: int, output_tokens: int
+) -> Decimal | None:
+    pricing = _catalog(provider, model)
+    if pricing is None:
         return None
-    return Decimal(result.total_price)
+    return pricing.cost(input_tokens=input_tokens, output_tokens=output_tokens)

@@ -1,0 +1,48 @@
+"""Reads for the ranking page, the drill-down card, the API and the digest."""
+
+from __future__ import annotations
+
+from django.db.models import Q, QuerySet
+
+from efficiency.models import EfficiencyGrade, EfficiencyReport, EfficiencySignal, Period
+from workspaces.models import Workspace
+
+
+def latest_report(*, workspace: Workspace, period: str = Period.WEEK) -> EfficiencyReport | None:
+    return (
+        EfficiencyReport.objects.filter(workspace=workspace, period=period)
+        .order_by("-period_start")
+        .first()
+    )
+
+
+def report_grades(
+    *, workspace: Workspace, report: EfficiencyReport, entity_kind: str | None = None
+) -> QuerySet[EfficiencyGrade]:
+    qs = EfficiencyGrade.objects.filter(workspace=workspace, report=report)
+    if entity_kind:
+        qs = qs.filter(entity_kind=entity_kind)
+    return qs.order_by("entity_kind", "rank")
+
+
+def entity_grade(
+    *, workspace: Workspace, entity_kind: str, entity_id: int, period: str = Period.WEEK
+) -> EfficiencyGrade | None:
+    report = latest_report(workspace=workspace, period=period)
+    if report is None:
+        return None
+    return (
+        EfficiencyGrade.objects.filter(
+            workspace=workspace, report=report, entity_kind=entity_kind,
+            **{f"{entity_kind}_id": entity_id},
+        )
+        .select_related("report")
+        .first()
+    )  # fmt: skip
+
+
+def grade_signals(*, workspace: Workspace, grade: EfficiencyGrade) -> QuerySet[EfficiencySignal]:
+    column = f"{grade.entity_kind}_id"
+    return EfficiencySignal.objects.filter(
+        Q(**{column: grade.entity_id}), workspace=workspace, report_id=grade.report_id
+    ).order_by("-veto", "-impact_usd", "position")

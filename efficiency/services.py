@@ -1,0 +1,170 @@
+"""Writes: compute a workspace's efficiency report for one period from the ledger, and mail
+the weekly digest. Both run inside the caller's workspace scope (a task or a request)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import transaction
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from billing.models import UsageRecord
+from efficiency import grading
+from efficiency.conf import Thresholds, thresholds
+from efficiency.models import EfficiencyGrade, EfficiencyReport, EfficiencySignal, Period
+from efficiency.prices import catalog_price
+from efficiency.signals import Row
+from workspaces.models import Agent, Department, Member, Role, Workspace
+
+ROW_FIELDS = (
+    "request_id", "created_at", "member_id", "agent_id", "department_id", "session_id",
+    "provider", "model", "input_tokens", "output_tokens", "cost_usd", "saved_usd", "cache_hit",
+    "status_code", "error_type", "stream", "fingerprint",
+)  # fmt: skip
+
+
+def period_bounds(*, workspace: Workspace, period: str, at: datetime) -> tuple[datetime, datetime]:
+    """The calendar week (Monday 00:00) or month holding `at`, in the workspace's time zone."""
+    local = at.astimezone(workspace.tz)
+    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == Period.WEEK:
+        start = midnight - timedelta(days=midnight.weekday())
+        end = start.replace(tzinfo=None) + timedelta(days=7)
+    elif period == Period.MONTH:
+        start = midnight.replace(day=1)
+        end = (start.replace(tzinfo=None) + timedelta(days=32)).replace(day=1)
+    else:
+        raise ValueError(f"unknown period {period!r}")
+    # Re-attach the zone to the naive end so a DST change inside the period is honoured.
+    return start, end.replace(tzinfo=workspace.tz)
+
+
+def ledger_rows(*, workspace: Workspace, start: datetime, end: datetime) -> list[Row]:
+    values = UsageRecord.objects.filter(
+        workspace=workspace, created_at__gte=start, created_at__lt=end
+    ).values_list(*ROW_FIELDS)
+    return [
+        Row(**dict(zip(ROW_FIELDS, v, strict=True)))
+        for v in values.order_by("created_at", "request_id")
+    ]
+
+
+def _digest(rows: list[Row], t: Thresholds, time_zone: str) -> str:
+    h = hashlib.sha256(repr(sorted(asdict(t).items())).encode())
+    h.update(time_zone.encode())
+    for row in rows:
+        h.update(repr(tuple(getattr(row, f) for f in ROW_FIELDS)).encode())
+    return h.hexdigest()
+
+
+def _labels(workspace: Workspace, result: grading.Result) -> dict[tuple[str, int], str]:
+    ids: dict[str, set[int]] = {"member": set(), "agent": set(), "department": set()}
+    for g in result.grades:
+        ids[g.entity_kind].add(g.entity_id)
+    labels = {}
+    for m in Member.objects.filter(workspace=workspace, pk__in=ids["member"]).select_related(
+        "user"
+    ):
+        labels[("member", m.pk)] = m.user.name or m.user.email
+    for a in Agent.objects.filter(workspace=workspace, pk__in=ids["agent"]):
+        labels[("agent", a.pk)] = a.name or a.slug
+    for d in Department.objects.filter(workspace=workspace, pk__in=ids["department"]):
+        labels[("department", d.pk)] = d.name
+    return labels
+
+
+@transaction.atomic
+def efficiency_compute(
+    *, workspace: Workspace, period: str = Period.WEEK, at: datetime | None = None
+) -> EfficiencyReport:
+    """(Re)compute the report for the period holding `at` (default now). Idempotent: the same
+    ledger gives the same grades, signals and evidence; the previous result is replaced."""
+    start, end = period_bounds(workspace=workspace, period=period, at=at or timezone.now())
+    t = thresholds()
+    rows = ledger_rows(workspace=workspace, start=start, end=end)
+    result = grading.evaluate(rows, t, price=catalog_price, time_zone=workspace.time_zone)
+
+    report, _ = EfficiencyReport.objects.select_for_update().get_or_create(
+        workspace=workspace, period=period, period_start=start, defaults={"period_end": end}
+    )
+    report.period_end = end
+    report.computed_at = timezone.now()
+    report.rows = result.rows
+    report.spend_usd = result.spend_usd
+    report.saved_usd = result.saved_usd
+    report.input_digest = _digest(rows, t, workspace.time_zone)
+    report.save()
+    EfficiencyGrade.objects.filter(workspace=workspace, report=report).delete()
+    EfficiencySignal.objects.filter(workspace=workspace, report=report).delete()
+
+    EfficiencySignal.objects.bulk_create(
+        EfficiencySignal(
+            workspace=workspace, report=report, kind=f.kind, member_id=f.member_id,
+            agent_id=f.agent_id, department_id=f.department_id, veto=f.veto,
+            impact_usd=grading.money(f.impact_usd), summary=f.summary, evidence=f.evidence(),
+            position=i,
+        )
+        for i, f in enumerate(result.findings)
+    )  # fmt: skip
+    labels = _labels(workspace, result)
+    rank: dict[str, int] = {}
+    grades = []
+    for g in result.grades:
+        rank[g.entity_kind] = rank.get(g.entity_kind, 0) + 1
+        grades.append(
+            EfficiencyGrade(
+                workspace=workspace, report=report, entity_kind=g.entity_kind,
+                **{f"{g.entity_kind}_id": g.entity_id},
+                label=labels.get((g.entity_kind, g.entity_id),
+                                 f"{g.entity_kind} #{g.entity_id} (deleted)"),
+                requests=g.requests, spend_usd=g.spend_usd, saved_usd=g.saved_usd,
+                waste_usd=g.waste_usd, score=g.score, grade=g.grade,
+                verdict="" if g.entity_kind == "department" else g.verdict,
+                reason=g.reason, capped_by=g.capped_by, rank=rank[g.entity_kind],
+            )
+        )  # fmt: skip
+    EfficiencyGrade.objects.bulk_create(grades)
+    return report
+
+
+def digest_recipients(*, workspace: Workspace) -> list[str]:
+    """Finance members; the owners when the workspace has no finance member."""
+    members = Member.objects.filter(workspace=workspace).select_related("user")
+    finance = [m.user.email for m in members if m.role == Role.FINANCE and m.user.is_active]
+    return finance or [m.user.email for m in members if m.role == Role.OWNER and m.user.is_active]
+
+
+def efficiency_digest_send(*, workspace: Workspace, at: datetime | None = None) -> int:
+    """Mail last week's grades to finance. Returns the number of recipients (0: nothing sent)."""
+    last_week = (at or timezone.now()) - timedelta(days=7)
+    report = efficiency_compute(workspace=workspace, period=Period.WEEK, at=last_week)
+    recipients = digest_recipients(workspace=workspace)
+    if not recipients or not report.rows:
+        return 0
+    grades = list(report.grades.all())
+    context = {
+        "workspace": workspace,
+        "report": report,
+        "grades": grades,
+        "worst": sorted(
+            (g for g in grades if g.entity_kind != "department"),
+            key=lambda g: (g.score, -g.waste_usd, g.label),
+        )[:10],
+        "waste_usd": sum((g.waste_usd for g in grades if g.entity_kind == "member"), Decimal(0)),
+        "site_url": settings.SITE_URL.rstrip("/"),
+    }
+    subject = f"[Alephant] {workspace.name}: efficiency for the week of {report.period_start:%b %d}"
+    send_mail(
+        subject,
+        render_to_string("efficiency/digest_email.txt", context),
+        None,
+        recipients,
+        html_message=render_to_string("efficiency/digest_email.html", context),
+    )
+    return len(recipients)
