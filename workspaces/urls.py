@@ -1,1 +1,23 @@
-urlpatterns: list = []
+from django.urls import path
+
+from workspaces import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("workspaces/switch/", views.workspace_switch, name="workspace_switch"),
+    path("workspaces/new/", views.workspace_new, name="workspace_new"),
+    path("members/", views.members, name="members"),
+    path("members/invite/", views.member_invite, name="member_invite"),
+    path(
+        "members/invitations/<int:invitation_id>/revoke/",
+        views.invitation_revoke_view,
+        name="invitation_revoke",
+    ),
+    path("invite/<str:token>/", views.invitation_accept_view, name="invitation_accept"),
+    path("departments/", views.departments, name="departments"),
+    path("departments/new/", views.department_new, name="department_new"),
+    path("departments/<int:department_id>/", views.department_detail, name="department_detail"),
+    path("agents/", views.agents, name="agents"),
+    path("agents/new/", views.agent_new, name="agent_new"),
+    path("agents/<int:agent_id>/", views.agent_detail, name="agent_detail"),
+]

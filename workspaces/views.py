@@ -1,0 +1,299 @@
+"""Workspace pages. Thin: parse input with a form, call a service or selector, render.
+
+`WorkspaceScopeMiddleware` has already set `request.workspace` / `request.member` and runs the
+view inside the workspace's transaction scope; ids from the URL go through `workspaces.access`.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_http_methods, require_POST
+
+from workspaces.access import get_in_workspace
+from workspaces.adapters import PENDING_INVITATION_KEY
+from workspaces.decorators import MANAGERS, role_required, workspace_required
+from workspaces.forms import AgentForm, DepartmentForm, InvitationForm, WorkspaceForm
+from workspaces.middleware import SESSION_KEY
+from workspaces.models import Agent, Department, Invitation
+from workspaces.selectors import (
+    agent_list,
+    department_list,
+    department_members,
+    invitation_list_pending,
+    member_list,
+    workspace_summary,
+)
+from workspaces.services.invitations import (
+    InvitationError,
+    invitation_accept,
+    invitation_check,
+    invitation_create,
+    invitation_revoke,
+)
+from workspaces.services.workspaces import agent_create, department_create, workspace_create
+
+# --- Overview -------------------------------------------------------------------------------
+
+
+@workspace_required
+def home(request: HttpRequest) -> HttpResponse:
+    summary = workspace_summary(workspace=request.workspace)
+    return render(request, "workspaces/home.html", {"summary": summary})
+
+
+# --- Workspaces -----------------------------------------------------------------------------
+
+
+@require_POST
+@login_required
+def workspace_switch(request: HttpRequest) -> HttpResponse:
+    """Only to a workspace the user belongs to; anything else is the same 404."""
+    wanted = request.POST.get("workspace_id", "")
+    membership = next(
+        (m for m in request.memberships if str(m.workspace_id) == wanted.strip()), None
+    )
+    if membership is None:
+        raise Http404("Not found.")
+    request.session[SESSION_KEY] = membership.workspace_id
+    next_url = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(
+        next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        next_url = reverse("home")
+    return redirect(next_url)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def workspace_new(request: HttpRequest) -> HttpResponse:
+    form = WorkspaceForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            workspace = workspace_create(
+                name=form.cleaned_data["name"],
+                owner=request.user,
+                time_zone=form.cleaned_data["time_zone"],
+            )
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        else:
+            request.session[SESSION_KEY] = workspace.pk
+            messages.success(request, f"Workspace “{workspace.name}” created.")
+            return redirect("home")
+    status = 400 if request.method == "POST" else 200
+    return render(request, "workspaces/workspace_new.html", {"form": form}, status=status)
+
+
+# --- Members and invitations ----------------------------------------------------------------
+
+
+def _members_page(request: HttpRequest, *, form: InvitationForm | None, status: int = 200):
+    workspace = request.workspace
+    context = {
+        "members": member_list(workspace=workspace),
+        "invitations": (
+            invitation_list_pending(workspace=workspace) if request.member.can_manage else []
+        ),
+        "form": form,
+    }
+    return render(request, "workspaces/members.html", context, status=status)
+
+
+@workspace_required
+def members(request: HttpRequest) -> HttpResponse:
+    form = InvitationForm(workspace=request.workspace) if request.member.can_manage else None
+    return _members_page(request, form=form)
+
+
+@require_POST
+@role_required(*MANAGERS)
+def member_invite(request: HttpRequest) -> HttpResponse:
+    form = InvitationForm(request.POST, workspace=request.workspace)
+    if form.is_valid():
+        try:
+            issued = invitation_create(
+                workspace=request.workspace,
+                invited_by=request.member,
+                email=form.cleaned_data["email"],
+                role=form.cleaned_data["role"],
+                department=form.cleaned_data["department"],
+            )
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        else:
+            messages.success(request, f"Invitation emailed to {issued.invitation.email}.")
+            return redirect("members")
+    return _members_page(request, form=form, status=400)
+
+
+@require_POST
+@role_required(*MANAGERS)
+def invitation_revoke_view(request: HttpRequest, invitation_id: int) -> HttpResponse:
+    invitation = get_in_workspace(Invitation, workspace=request.workspace, pk=invitation_id)
+    invitation_revoke(invitation=invitation)
+    messages.success(request, f"Invitation for {invitation.email} revoked.")
+    return redirect("members")
+
+
+_PROBLEM_STATUS = {
+    InvitationError.INVALID: 404,
+    InvitationError.EXPIRED: 410,
+    InvitationError.USED: 410,
+    InvitationError.REVOKED: 410,
+    InvitationError.WRONG_EMAIL: 403,
+}
+
+
+def _invitation_problem(request: HttpRequest, error: InvitationError) -> HttpResponse:
+    context = {"reason": error.reason, "invitation": error.invitation}
+    return render(
+        request,
+        "workspaces/invitation_problem.html",
+        context,
+        status=_PROBLEM_STATUS[error.reason],
+    )
+
+
+@require_http_methods(["GET", "POST"])
+def invitation_accept_view(request: HttpRequest, token: str) -> HttpResponse:
+    """The emailed link. Logged out: remember it and offer sign-up / log-in, which come back
+    here. Logged in: confirm with a POST (a GET never changes anything)."""
+    user = request.user if request.user.is_authenticated else None
+    try:
+        invitation = invitation_check(token=token)
+    except InvitationError as exc:
+        # Just signed up through this link: the adapter already accepted it.
+        if (
+            exc.reason == InvitationError.USED
+            and user is not None
+            and exc.invitation.accepted_by_id == user.pk
+        ):
+            request.session[SESSION_KEY] = exc.invitation.workspace_id
+            request.session.pop(PENDING_INVITATION_KEY, None)
+            messages.success(request, f"Welcome to {exc.invitation.workspace.name}.")
+            return redirect("home")
+        return _invitation_problem(request, exc)
+
+    if user is None:
+        request.session[PENDING_INVITATION_KEY] = {
+            "token": token,
+            "email": invitation.email,
+            "workspace_id": invitation.workspace_id,
+            "workspace_name": invitation.workspace.name,
+        }
+        here = request.path
+        context = {
+            "invitation": invitation,
+            "signup_url": reverse("account_signup")
+            + "?"
+            + urlencode({"email": invitation.email, "next": here}),
+            "login_url": reverse("account_login") + "?" + urlencode({"next": here}),
+        }
+        return render(request, "workspaces/invitation_accept.html", context)
+
+    if request.method == "POST":
+        try:
+            member = invitation_accept(token=token, user=user)
+        except InvitationError as exc:
+            return _invitation_problem(request, exc)
+        request.session[SESSION_KEY] = member.workspace_id
+        request.session.pop(PENDING_INVITATION_KEY, None)
+        messages.success(request, f"You joined {member.workspace.name} as {member.role}.")
+        return redirect("home")
+
+    if user.email.lower() != invitation.email.lower():
+        return _invitation_problem(
+            request, InvitationError(InvitationError.WRONG_EMAIL, invitation)
+        )
+    return render(request, "workspaces/invitation_accept.html", {"invitation": invitation})
+
+
+# --- Departments ----------------------------------------------------------------------------
+
+
+def _departments_page(request, *, form: DepartmentForm | None, status: int = 200):
+    context = {"departments": department_list(workspace=request.workspace), "form": form}
+    return render(request, "workspaces/departments.html", context, status=status)
+
+
+@workspace_required
+def departments(request: HttpRequest) -> HttpResponse:
+    return _departments_page(request, form=DepartmentForm() if request.member.can_manage else None)
+
+
+@require_POST
+@role_required(*MANAGERS)
+def department_new(request: HttpRequest) -> HttpResponse:
+    form = DepartmentForm(request.POST)
+    if form.is_valid():
+        try:
+            department = department_create(
+                workspace=request.workspace, name=form.cleaned_data["name"]
+            )
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        else:
+            messages.success(request, f"Department “{department.name}” created.")
+            return redirect("departments")
+    return _departments_page(request, form=form, status=400)
+
+
+@workspace_required
+def department_detail(request: HttpRequest, department_id: int) -> HttpResponse:
+    workspace = request.workspace
+    department = get_in_workspace(Department, workspace=workspace, pk=department_id)
+    context = {
+        "department": department,
+        "members": department_members(workspace=workspace, department=department),
+        "agents": agent_list(workspace=workspace, department=department),
+    }
+    return render(request, "workspaces/department_detail.html", context)
+
+
+# --- Agents ---------------------------------------------------------------------------------
+
+
+def _agents_page(request, *, form: AgentForm | None, status: int = 200):
+    context = {"agents": agent_list(workspace=request.workspace), "form": form}
+    return render(request, "workspaces/agents.html", context, status=status)
+
+
+@workspace_required
+def agents(request: HttpRequest) -> HttpResponse:
+    form = None
+    if request.member.can_manage:
+        form = AgentForm(workspace=request.workspace, initial={"owner": request.member})
+    return _agents_page(request, form=form)
+
+
+@require_POST
+@role_required(*MANAGERS)
+def agent_new(request: HttpRequest) -> HttpResponse:
+    form = AgentForm(request.POST, workspace=request.workspace)
+    if form.is_valid():
+        try:
+            agent = agent_create(workspace=request.workspace, **form.cleaned_data)
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        else:
+            messages.success(request, f"Agent “{agent.slug}” created.")
+            return redirect("agent_detail", agent_id=agent.pk)
+    return _agents_page(request, form=form, status=400)
+
+
+@workspace_required
+def agent_detail(request: HttpRequest, agent_id: int) -> HttpResponse:
+    agent = get_in_workspace(
+        Agent.objects.select_related("owner__user", "department"),
+        workspace=request.workspace,
+        pk=agent_id,
+    )
+    return render(request, "workspaces/agent_detail.html", {"agent": agent})
