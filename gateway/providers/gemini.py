@@ -1,0 +1,248 @@
+"""Google Gemini (generateContent): OpenAI chat requests translated both ways.
+
+system -> `systemInstruction`; assistant tool calls -> `functionCall` parts; tool results ->
+`functionResponse` parts (the function name is looked up from the assistant's earlier call);
+finishReason STOP -> stop (tool_calls when the answer is a function call), MAX_TOKENS -> length,
+SAFETY/RECITATION -> content_filter. Output tokens include `thoughtsTokenCount` (billed as output).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+
+from gateway.providers.anthropic import chat_usage
+from gateway.providers.base import (
+    Credential,
+    Reply,
+    SSEParser,
+    UnsupportedRoute,
+    UpstreamRequest,
+    Usage,
+    estimate_tokens,
+    sse,
+)
+
+DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
+FINISH = {"STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter",
+          "RECITATION": "content_filter", "PROHIBITED_CONTENT": "content_filter"}
+
+
+def usage_from(meta: dict[str, Any] | None) -> Usage:
+    if not isinstance(meta, dict):
+        return Usage()
+    thoughts = int(meta.get("thoughtsTokenCount") or 0)
+    return Usage(
+        input_tokens=int(meta.get("promptTokenCount") or 0),
+        output_tokens=int(meta.get("candidatesTokenCount") or 0) + thoughts,
+        cached_tokens=int(meta.get("cachedContentTokenCount") or 0),
+        reasoning_tokens=thoughts,
+        reported=True,
+    )
+
+
+def _text(content: Any) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+
+
+def _parts(content: Any) -> list[dict[str, Any]]:
+    if isinstance(content, str):
+        return [{"text": content}]
+    parts = []
+    for part in content or ():
+        if part.get("type") == "text":
+            parts.append({"text": part.get("text", "")})
+        elif part.get("type") == "image_url":
+            url = (part.get("image_url") or {}).get("url", "")
+            if url.startswith("data:") and ";base64," in url:
+                mime, data = url[5:].split(";base64,", 1)
+                parts.append({"inlineData": {"mimeType": mime, "data": data}})
+            else:
+                parts.append({"fileData": {"fileUri": url}})
+    return parts
+
+
+def chat_to_gemini(body: dict[str, Any]) -> dict[str, Any]:
+    system: list[str] = []
+    contents: list[dict[str, Any]] = []
+    call_names: dict[str, str] = {}
+
+    def add(role: str, parts: list[dict[str, Any]]) -> None:
+        if contents and contents[-1]["role"] == role:
+            contents[-1]["parts"].extend(parts)
+        else:
+            contents.append({"role": role, "parts": parts})
+
+    for msg in body.get("messages") or ():
+        role = msg.get("role")
+        if role in ("system", "developer"):
+            system.append(_text(msg.get("content")))
+        elif role == "user":
+            add("user", _parts(msg.get("content")))
+        elif role == "assistant":
+            parts: list[dict[str, Any]] = []
+            text = _text(msg.get("content"))
+            if text:
+                parts.append({"text": text})
+            for call in msg.get("tool_calls") or ():
+                fn = call.get("function") or {}
+                call_names[call.get("id", "")] = fn.get("name", "")
+                try:
+                    args = orjson.loads(fn.get("arguments") or "{}")
+                except orjson.JSONDecodeError:
+                    args = {}
+                parts.append({"functionCall": {"name": fn.get("name"), "args": args}})
+            add("model", parts or [{"text": ""}])
+        elif role == "tool":
+            name = call_names.get(msg.get("tool_call_id", ""), "tool")
+            add("user", [{"functionResponse": {"name": name,
+                                               "response": {"content": _text(msg.get("content"))}}}])
+    out: dict[str, Any] = {"contents": contents}
+    if system:
+        out["systemInstruction"] = {"parts": [{"text": "\n\n".join(system)}]}
+    config: dict[str, Any] = {}
+    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
+    if max_tokens:
+        config["maxOutputTokens"] = int(max_tokens)
+    if body.get("temperature") is not None:
+        config["temperature"] = body["temperature"]
+    if body.get("top_p") is not None:
+        config["topP"] = body["top_p"]
+    stop = body.get("stop")
+    if stop:
+        config["stopSequences"] = [stop] if isinstance(stop, str) else list(stop)
+    if (body.get("response_format") or {}).get("type") in ("json_object", "json_schema"):
+        config["responseMimeType"] = "application/json"
+    if config:
+        out["generationConfig"] = config
+    if body.get("tools"):
+        out["tools"] = [{"functionDeclarations": [
+            {"name": t["function"]["name"], "description": t["function"].get("description", ""),
+             **({"parameters": t["function"]["parameters"]} if t["function"].get("parameters") else {})}
+            for t in body["tools"] if t.get("type") == "function"]}]
+        choice = body.get("tool_choice")
+        mode = {"required": "ANY", "none": "NONE", "auto": "AUTO"}.get(choice) if isinstance(choice, str) else None
+        if isinstance(choice, dict):
+            out["toolConfig"] = {"functionCallingConfig": {
+                "mode": "ANY", "allowedFunctionNames": [(choice.get("function") or {}).get("name")]}}
+        elif mode:
+            out["toolConfig"] = {"functionCallingConfig": {"mode": mode}}
+    return out
+
+
+def _candidate_message(candidate: dict[str, Any], call_offset: int = 0) -> tuple[str, list[dict[str, Any]]]:
+    text, calls = [], []
+    for part in (candidate.get("content") or {}).get("parts") or ():
+        if "text" in part and not part.get("thought"):
+            text.append(part["text"])
+        elif "functionCall" in part:
+            fc = part["functionCall"]
+            calls.append({"id": f"call_{call_offset + len(calls)}", "type": "function",
+                          "function": {"name": fc.get("name"),
+                                       "arguments": orjson.dumps(fc.get("args") or {}).decode()}})
+    return "".join(text), calls
+
+
+def gemini_to_chat(data: dict[str, Any], model: str) -> dict[str, Any]:
+    candidate = (data.get("candidates") or [{}])[0]
+    text, calls = _candidate_message(candidate)
+    message: dict[str, Any] = {"role": "assistant", "content": text or None, "refusal": None}
+    if calls:
+        message["tool_calls"] = calls
+    finish = "tool_calls" if calls else FINISH.get(candidate.get("finishReason") or "STOP", "stop")
+    return {
+        "id": "chatcmpl-" + str(data.get("responseId") or "gemini"),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
+        "usage": chat_usage(usage_from(data.get("usageMetadata"))),
+    }
+
+
+class GeminiAdapter:
+    family = "gemini"
+    native = frozenset()
+    translated = frozenset({"chat"})
+
+    def build(
+        self, endpoint: str, body: dict[str, Any], raw: bytes, model: str, cred: Credential,
+        stream: bool,
+    ) -> UpstreamRequest:
+        if endpoint != "chat":
+            raise UnsupportedRoute(f"Gemini models do not serve /{endpoint} here")
+        base = (cred.base_url or DEFAULT_BASE_URL).rstrip("/").removesuffix("/v1beta")
+        method = "streamGenerateContent?alt=sse" if stream else "generateContent"
+        url = f"{base}/v1beta/models/{model}:{method}"
+        headers = {"x-goog-api-key": cred.secret, "content-type": "application/json"}
+        return UpstreamRequest(url, headers, orjson.dumps(chat_to_gemini(body)), stream)
+
+    def reply(self, endpoint: str, raw: bytes, data: Any, model: str) -> Reply:
+        return Reply(orjson.dumps(gemini_to_chat(data, model)), usage_from(data.get("usageMetadata")))
+
+    def streamer(self, endpoint: str, client_wants_usage: bool, model: str) -> GeminiToChatStream:
+        return GeminiToChatStream(model, client_wants_usage)
+
+
+class GeminiToChatStream:
+    def __init__(self, model: str, client_wants_usage: bool) -> None:
+        self.model = model
+        self.client_wants_usage = client_wants_usage
+        self.parser = SSEParser()
+        self.usage = Usage()
+        self.text_chars = 0
+        self.done = False
+        self.started = False
+        self.calls = 0
+        self.created = int(time.time())
+        self.id = "chatcmpl-gemini"
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
+        return sse({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
+                    "model": self.model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+
+    def feed(self, chunk: bytes) -> bytes:
+        out = []
+        for _name, data, _raw in self.parser.feed(chunk):
+            try:
+                event = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                continue
+            if not isinstance(event, dict):
+                continue
+            if not self.started:
+                self.started = True
+                out.append(self._chunk({"role": "assistant", "content": ""}))
+            if event.get("usageMetadata"):
+                self.usage = usage_from(event["usageMetadata"])
+            candidate = (event.get("candidates") or [{}])[0]
+            text, calls = _candidate_message(candidate, self.calls)
+            if text:
+                self.text_chars += len(text)
+                out.append(self._chunk({"content": text}))
+            for call in calls:
+                self.text_chars += len(call["function"]["arguments"])
+                out.append(self._chunk({"tool_calls": [{"index": self.calls, **call}]}))
+                self.calls += 1
+            reason = candidate.get("finishReason")
+            if reason:
+                finish = "tool_calls" if self.calls else FINISH.get(reason, "stop")
+                out.append(self._chunk({}, finish))
+                self.done = True
+        return b"".join(out)
+
+    def finish(self) -> bytes:
+        out = b""
+        if self.client_wants_usage and self.done:
+            out += sse({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
+                        "model": self.model, "choices": [], "usage": chat_usage(self.usage)})
+        return out + b"data: [DONE]\n\n"
+
+    def estimated_output_tokens(self) -> int:
+        return estimate_tokens(self.text_chars)
