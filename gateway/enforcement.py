@@ -258,8 +258,10 @@ class Enforcer:
         loop_max_repeats: int | None = None,
         loop_window_s: int | None = None,
         enabled: bool = True,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.redis = redis
+        self.clock = clock
         self.fail_open = fail_open
         self.loader = loader or ledger_loader
         self.loop_max_repeats = (
@@ -298,7 +300,7 @@ class Enforcer:
     async def admit(self, req: AdmitRequest, workspace: dict, key: dict) -> Admission:
         if not self.enabled:
             return Admission(True, handle=_Handle(req.workspace_id, req.request_id, []))
-        now = time.time()
+        now = self.clock()
         ws = req.workspace_id
         tag = f"alephant:{{w{ws}}}"
         time_zone = workspace.get("time_zone") or "UTC"
