@@ -1,1 +1,13 @@
-urlpatterns: list = []
+from rest_framework.routers import SimpleRouter
+
+from workspaces import apis
+
+router = SimpleRouter()
+router.register("members", apis.MemberViewSet, basename="api-members")
+router.register("invitations", apis.InvitationViewSet, basename="api-invitations")
+router.register("departments", apis.DepartmentViewSet, basename="api-departments")
+router.register("agents", apis.AgentViewSet, basename="api-agents")
+router.register("audit-log", apis.AuditLogViewSet, basename="api-audit-log")
+router.register("api-tokens", apis.APITokenViewSet, basename="api-tokens")
+
+urlpatterns = router.urls
