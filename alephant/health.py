@@ -28,7 +28,9 @@ def _check_redis() -> None:
 def _check_broker() -> None:
     from alephant.celery import app
 
-    with app.connection_for_write() as conn:
+    # The URL is read from settings at check time (not from the app's config, cached at first
+    # use), so the probe reports on the broker that is configured now.
+    with app.connection_for_write(url=settings.CELERY_BROKER_URL) as conn:
         conn.ensure_connection(max_retries=1, timeout=1)
 
 
