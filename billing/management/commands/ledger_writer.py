@@ -1,0 +1,35 @@
+"""`python manage.py ledger_writer`: drain the usage stream into the ledger until stopped."""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+from django.core.management.base import BaseCommand
+
+from gateway.ledger_writer import LedgerWriter
+
+
+class Command(BaseCommand):
+    help = "Write gateway usage events (Redis stream alephant:usage) into the usage ledger."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--batch-size", type=int, default=500)
+        parser.add_argument("--claim-idle-ms", type=int, default=30_000,
+                            help="reclaim entries another consumer left pending this long")
+        parser.add_argument("--consumer", default=None)
+        parser.add_argument("--once", action="store_true", help="drain what is there and exit")
+
+    def handle(self, *args, **options):
+        writer = LedgerWriter(
+            batch_size=options["batch_size"],
+            claim_idle_ms=options["claim_idle_ms"],
+            consumer=options["consumer"],
+        )
+        if options["once"]:
+            self.stdout.write(f"wrote {writer.drain()} usage events")
+            return
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        writer.run_forever(stop)

@@ -1,0 +1,1 @@
+"""The gateway's request path helpers: raw ASGI I/O, snapshot cache, routing. No Django."""

@@ -1,0 +1,65 @@
+"""Key and workspace snapshots for the request path: 1 s in process, then Redis, then the loader.
+
+The loader (`gateway.snapshots.load_snapshot`, Django side) is injected and runs in a thread on a
+Redis miss. Concurrent misses for one snapshot share a single load. Unknown keys are remembered
+(as None) for the same second, so a flood of random keys costs one lookup per second each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+Loader = Callable[[str, str], "dict | None"]
+
+CACHE_TTL_S = 1.0
+_MAX_ENTRIES = 50_000
+
+
+class SnapshotCache:
+    def __init__(self, redis: Any, loader: Loader | None, ttl: float = CACHE_TTL_S) -> None:
+        self.redis = redis
+        self.loader = loader
+        self.ttl = ttl
+        self._local: dict[str, tuple[float, dict | None]] = {}
+        self._inflight: dict[str, asyncio.Future] = {}
+
+    async def get(self, kind: str, ident: str) -> dict | None:
+        key = f"alephant:{kind}:{ident}"
+        now = time.monotonic()
+        hit = self._local.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        pending = self._inflight.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            value = await self._fetch(kind, ident, key)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: waiters re-raise it themselves
+            raise
+        finally:
+            self._inflight.pop(key, None)
+        future.set_result(value)
+        if len(self._local) >= _MAX_ENTRIES:
+            self._local.clear()
+        self._local[key] = (time.monotonic() + self.ttl, value)
+        return value
+
+    async def _fetch(self, kind: str, ident: str, key: str) -> dict | None:
+        raw = await self.redis.get(key)
+        if raw is not None:
+            return orjson.loads(raw)
+        if self.loader is None:
+            return None
+        return await asyncio.to_thread(self.loader, kind, ident)
+
+    def forget(self, kind: str, ident: str) -> None:
+        self._local.pop(f"alephant:{kind}:{ident}", None)

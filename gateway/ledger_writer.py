@@ -1,0 +1,216 @@
+"""Ledger writer: drains the Redis stream `alephant:usage` into `billing.UsageRecord`.
+
+    python manage.py ledger_writer          (also started by `make run`)
+
+* Consumer group `ledger`; each writer is one consumer (`<host>-<pid>`), so several can run.
+* A batch is grouped by workspace and inserted inside that workspace's scope (RLS applies),
+  `INSERT ... ON CONFLICT (request_id) DO NOTHING`, so a replay is harmless.
+* Entries are acknowledged (XACK) and removed (XDEL) only after the transaction committed: a
+  writer killed mid-batch leaves them pending, and the next writer claims them (XAUTOCLAIM once
+  they have been idle for `claim_idle_ms`).
+* An event that cannot be stored (bad JSON, a workspace that no longer exists) goes to
+  `alephant:usage:dead` with the reason, and is acknowledged, so it can't block the stream.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import socket
+import time
+from collections import defaultdict
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import orjson
+import redis
+from django.conf import settings
+from django.db import DatabaseError, close_old_connections
+
+from billing.models import UsageRecord
+from gateway.usage import GROUP, STREAM
+from workspaces.tenancy import workspace_scope
+
+logger = logging.getLogger("alephant.ledger")
+
+DEAD_STREAM = "alephant:usage:dead"
+_TEXT_LIMITS = {"session_id": 128, "session_path": 512, "session_name": 256, "error_type": 64,
+                "fingerprint": 64, "provider": 32, "model": 200, "endpoint": 64}
+
+
+class BadEvent(ValueError):
+    pass
+
+
+def record_from_event(event: dict[str, Any]) -> UsageRecord:
+    try:
+        created = dt.datetime.fromtimestamp(float(event["created_at"]), tz=dt.UTC)
+        values: dict[str, Any] = {
+            "request_id": str(event["request_id"])[:64],
+            "workspace_id": int(event["workspace_id"]),
+            "gateway_key_id": event.get("gateway_key_id"),
+            "member_id": event.get("member_id"),
+            "department_id": event.get("department_id"),
+            "agent_id": event.get("agent_id"),
+            "properties": event.get("properties") or {},
+            "input_tokens": int(event.get("input_tokens") or 0),
+            "output_tokens": int(event.get("output_tokens") or 0),
+            "cached_tokens": int(event.get("cached_tokens") or 0),
+            "reasoning_tokens": int(event.get("reasoning_tokens") or 0),
+            "cost_usd": Decimal(str(event.get("cost_usd") or "0")),
+            "saved_usd": Decimal(str(event.get("saved_usd") or "0")),
+            "cache_hit": bool(event.get("cache_hit")),
+            "status_code": int(event.get("status_code") or 0),
+            "estimated": bool(event.get("estimated")),
+            "stream": bool(event.get("stream")),
+            "latency_ms": max(0, int(event.get("latency_ms") or 0)),
+            "created_at": created,
+        }
+    except (KeyError, TypeError, ValueError, InvalidOperation) as exc:
+        raise BadEvent(f"malformed usage event: {exc!r}") from None
+    for name, limit in _TEXT_LIMITS.items():
+        values[name] = str(event.get(name) or "")[:limit]
+    return UsageRecord(**values)
+
+
+class LedgerWriter:
+    def __init__(
+        self,
+        client: redis.Redis | None = None,
+        *,
+        consumer: str | None = None,
+        batch_size: int = 500,
+        block_ms: int = 1000,
+        claim_idle_ms: int = 30_000,
+        stream: str = STREAM,
+    ) -> None:
+        self.redis = client or redis.Redis.from_url(settings.REDIS_URL)
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
+        self.batch_size = batch_size
+        self.block_ms = block_ms
+        self.claim_idle_ms = claim_idle_ms
+        self.stream = stream
+        self._last_claim = 0.0
+        self.ensure_group()
+
+    def ensure_group(self) -> None:
+        try:
+            self.redis.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    # --- reading ----------------------------------------------------------------------------
+
+    def _claim(self) -> list[tuple[bytes, dict]]:
+        """Entries a dead consumer read but never acknowledged."""
+        claimed: list[tuple[bytes, dict]] = []
+        start = "0-0"
+        while len(claimed) < self.batch_size:
+            result = self.redis.xautoclaim(
+                self.stream, GROUP, self.consumer, self.claim_idle_ms, start_id=start,
+                count=self.batch_size,
+            )
+            start, entries = result[0], result[1]
+            claimed.extend((eid, fields) for eid, fields in entries if fields)
+            if start in (b"0-0", "0-0"):
+                break
+        return claimed
+
+    def _own_pending(self) -> list[tuple[bytes, dict]]:
+        """Entries this consumer read earlier but didn't acknowledge (a failed batch)."""
+        result = self.redis.xreadgroup(GROUP, self.consumer, {self.stream: "0"},
+                                       count=self.batch_size)
+        return [(eid, f) for _s, entries in result or () for eid, f in entries if f]
+
+    def read(self, block_ms: int | None = None) -> list[tuple[bytes, dict]]:
+        now = time.monotonic()
+        if now - self._last_claim >= max(1.0, self.claim_idle_ms / 2000):
+            self._last_claim = now
+            entries = self._own_pending() or self._claim()
+            if entries:
+                return entries
+        result = self.redis.xreadgroup(
+            GROUP, self.consumer, {self.stream: ">"}, count=self.batch_size,
+            block=None if block_ms == -1 else (self.block_ms if block_ms is None else block_ms),
+        )
+        return [(eid, f) for _s, entries in result or () for eid, f in entries]
+
+    # --- writing ----------------------------------------------------------------------------
+
+    def _dead(self, entry_id: bytes, raw: bytes | None, reason: str) -> None:
+        self.redis.xadd(DEAD_STREAM, {"id": entry_id, "e": raw or b"", "reason": reason[:500]})
+        logger.error("ledger: usage event %s moved to %s: %s", entry_id, DEAD_STREAM, reason)
+
+    def _insert(self, workspace_id: int, records: list[UsageRecord]) -> None:
+        with workspace_scope(workspace_id):
+            UsageRecord.objects.bulk_create(records, ignore_conflicts=True)
+
+    def write(self, entries: list[tuple[bytes, dict]]) -> int:
+        """Store a batch; returns how many entries were acknowledged."""
+        by_workspace: dict[int, list[tuple[bytes, UsageRecord, bytes]]] = defaultdict(list)
+        done: list[bytes] = []
+        for entry_id, fields in entries:
+            raw = fields.get(b"e") or fields.get("e")
+            try:
+                record = record_from_event(orjson.loads(raw))
+            except (orjson.JSONDecodeError, TypeError, BadEvent) as exc:
+                self._dead(entry_id, raw, str(exc))
+                done.append(entry_id)
+                continue
+            by_workspace[record.workspace_id].append((entry_id, record, raw))
+        for workspace_id, items in by_workspace.items():
+            try:
+                self._insert(workspace_id, [record for _e, record, _r in items])
+            except DatabaseError:
+                close_old_connections()
+                # One bad row (e.g. its workspace was deleted) must not hold back the rest.
+                for entry_id, record, raw in items:
+                    try:
+                        self._insert(workspace_id, [record])
+                    except DatabaseError as exc:
+                        if not _permanent(exc):
+                            raise
+                        self._dead(entry_id, raw, f"{type(exc).__name__}: {exc}")
+                    done.append(entry_id)
+                continue
+            done.extend(entry_id for entry_id, _r, _raw in items)
+        if done:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.xack(self.stream, GROUP, *done)
+            pipe.xdel(self.stream, *done)
+            pipe.execute()
+        return len(done)
+
+    def drain(self, *, max_batches: int = 1000) -> int:
+        """Write everything currently readable (tests, shutdown); returns entries written."""
+        total = 0
+        for _ in range(max_batches):
+            entries = self.read(block_ms=-1)
+            if not entries:
+                break
+            total += self.write(entries)
+        return total
+
+    def run_forever(self, stop: Any = None) -> None:
+        logger.info("ledger writer %s reading %s", self.consumer, self.stream)
+        while stop is None or not stop.is_set():
+            try:
+                entries = self.read()
+                if entries:
+                    self.write(entries)
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                logger.warning("ledger: redis unavailable (%s); retrying", exc)
+                time.sleep(1)
+            except DatabaseError as exc:
+                logger.warning("ledger: database unavailable (%s); retrying", exc)
+                close_old_connections()
+                time.sleep(1)
+
+
+def _permanent(exc: DatabaseError) -> bool:
+    """Integrity errors (a deleted workspace, bad values) won't fix themselves; outages will."""
+    from django.db import DataError, IntegrityError
+
+    return isinstance(exc, IntegrityError | DataError)
