@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
+from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
@@ -31,14 +32,23 @@ from workspaces.selectors import (
     member_list,
     workspace_summary,
 )
-from workspaces.services.invitations import (
-    InvitationError,
-    invitation_accept,
-    invitation_check,
-    invitation_create,
-    invitation_revoke,
-)
-from workspaces.services.workspaces import agent_create, department_create, workspace_create
+from workspaces.services import directory
+from workspaces.services.invitations import InvitationError, invitation_accept, invitation_check
+from workspaces.services.workspaces import workspace_create
+
+# Services key some errors by API field name; pages show them on the matching form field.
+_FIELD_ALIASES = {"owner_id": "owner", "department_id": "department"}
+
+
+def _add_service_errors(form: forms.Form, error: ValidationError) -> None:
+    """Put a service's `ValidationError` on the form: by field where the form has it."""
+    if not hasattr(error, "error_dict"):
+        form.add_error(None, error)
+        return
+    for key, errors in error.message_dict.items():
+        field = _FIELD_ALIASES.get(key, key)
+        form.add_error(field if field in form.fields else None, errors)
+
 
 # --- Overview -------------------------------------------------------------------------------
 
@@ -83,7 +93,7 @@ def workspace_new(request: HttpRequest) -> HttpResponse:
                 time_zone=form.cleaned_data["time_zone"],
             )
         except ValidationError as exc:
-            form.add_error(None, exc)
+            _add_service_errors(form, exc)
         else:
             request.session[SESSION_KEY] = workspace.pk
             messages.success(request, f"Workspace “{workspace.name}” created.")
@@ -119,15 +129,15 @@ def member_invite(request: HttpRequest) -> HttpResponse:
     form = InvitationForm(request.POST, workspace=request.workspace)
     if form.is_valid():
         try:
-            issued = invitation_create(
+            issued = directory.invitation_send(
                 workspace=request.workspace,
-                invited_by=request.member,
+                actor=request.member,
                 email=form.cleaned_data["email"],
                 role=form.cleaned_data["role"],
                 department=form.cleaned_data["department"],
             )
         except ValidationError as exc:
-            form.add_error(None, exc)
+            _add_service_errors(form, exc)
         else:
             messages.success(request, f"Invitation emailed to {issued.invitation.email}.")
             return redirect("members")
@@ -138,7 +148,7 @@ def member_invite(request: HttpRequest) -> HttpResponse:
 @role_required(*MANAGERS)
 def invitation_revoke_view(request: HttpRequest, invitation_id: int) -> HttpResponse:
     invitation = get_in_workspace(Invitation, workspace=request.workspace, pk=invitation_id)
-    invitation_revoke(invitation=invitation)
+    directory.invitation_withdraw(invitation=invitation, actor=request.member)
     messages.success(request, f"Invitation for {invitation.email} revoked.")
     return redirect("members")
 
@@ -235,11 +245,11 @@ def department_new(request: HttpRequest) -> HttpResponse:
     form = DepartmentForm(request.POST)
     if form.is_valid():
         try:
-            department = department_create(
-                workspace=request.workspace, name=form.cleaned_data["name"]
+            department = directory.department_add(
+                workspace=request.workspace, name=form.cleaned_data["name"], actor=request.member
             )
         except ValidationError as exc:
-            form.add_error(None, exc)
+            _add_service_errors(form, exc)
         else:
             messages.success(request, f"Department “{department.name}” created.")
             return redirect("departments")
@@ -280,9 +290,11 @@ def agent_new(request: HttpRequest) -> HttpResponse:
     form = AgentForm(request.POST, workspace=request.workspace)
     if form.is_valid():
         try:
-            agent = agent_create(workspace=request.workspace, **form.cleaned_data)
+            agent = directory.agent_add(
+                workspace=request.workspace, actor=request.member, **form.cleaned_data
+            )
         except ValidationError as exc:
-            form.add_error(None, exc)
+            _add_service_errors(form, exc)
         else:
             messages.success(request, f"Agent “{agent.slug}” created.")
             return redirect("agent_detail", agent_id=agent.pk)
