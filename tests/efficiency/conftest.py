@@ -13,7 +13,6 @@ from billing.models import UsageRecord
 from billing.pricing import cost_usd
 from workspaces.models import Agent
 from workspaces.services.workspaces import agent_create
-from workspaces.tenancy import workspace_scope
 
 # A Wednesday, 10:00 UTC: inside working hours (8-19, Mon-Fri) in the default UTC workspace.
 T0 = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
@@ -72,3 +71,9 @@ def bot(scoped):
 def helper(scoped):
     return agent_create(workspace=scoped.workspace, slug="helper", name="Helper",
                         owner=scoped.admin)
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hasher(settings):
+    # The standard cast creates six users; PBKDF2 would spend seconds per test on a busy box.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -155,7 +155,7 @@ def test_retry_storm_against_the_workspace_norm(scoped, ledger, bot, helper):
 def test_off_hours_burst_without_a_human_session(scoped, ledger, bot):
     saturday_night = T0 + timedelta(days=3, hours=13)  # Sat 23:00 UTC
     for i in range(40):
-        ledger.call(member=scoped.member, agent=bot, input_tokens=50_000, output_tokens=2000,
+        ledger.call(member=scoped.member, agent=bot, model="gpt-4o", input_tokens=50_000, output_tokens=2000,
                     at=saturday_night + timedelta(minutes=i))
     efficiency_compute(workspace=scoped.workspace, at=T0)
     signal = EfficiencySignal.objects.get(kind="off_hours")
