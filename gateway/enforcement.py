@@ -239,9 +239,11 @@ _INIT = _Script(_load_script("init.lua"))
 
 async def ledger_loader(workspace_id: int, items: list[dict]) -> list[int]:
     """Default counter loader: sums the Postgres ledger in a worker thread (Django side)."""
-    from billing.services.counters import counters_from_ledger
+    from billing.services.counters import counters_from_ledger_in_thread
 
-    return await asyncio.to_thread(counters_from_ledger, workspace_id=workspace_id, items=items)
+    return await asyncio.to_thread(
+        counters_from_ledger_in_thread, workspace_id=workspace_id, items=items
+    )
 
 
 def _s(value: object) -> str:

@@ -106,3 +106,14 @@ def counters_from_ledger(*, workspace_id: int, items: list[dict]) -> list[int]:
             )
             for item in items
         ]
+
+
+def counters_from_ledger_in_thread(*, workspace_id: int, items: list[dict]) -> list[int]:
+    """For `asyncio.to_thread` (the gateway's loader): a pool thread must not keep a database
+    connection open after its rare rebuild, so close it when done."""
+    from django.db import connection
+
+    try:
+        return counters_from_ledger(workspace_id=workspace_id, items=items)
+    finally:
+        connection.close()

@@ -29,28 +29,62 @@ async def zero_loader(workspace_id, items):
 
 def budget(bid, scope_type="workspace", scope_id=1, limit_usd=1, **extra):
     entry = {
-        "id": bid, "scope_type": scope_type, "scope_id": scope_id, "metric": "usd",
-        "limit": int(limit_usd * USD), "period": "month", "ladder": [50, 75, 90, 100],
-        "throttle_at": None, "throttle_rpm": None, "hard_stop": True, "model": None,
+        "id": bid,
+        "scope_type": scope_type,
+        "scope_id": scope_id,
+        "metric": "usd",
+        "limit": int(limit_usd * USD),
+        "period": "month",
+        "ladder": [50, 75, 90, 100],
+        "throttle_at": None,
+        "throttle_rpm": None,
+        "hard_stop": True,
+        "model": None,
     }
     entry.update(extra)
     return entry
 
 
 def workspace(*budgets, rpm_floor=100, settings_=None, ws_id=1):
-    return {"v": 1, "workspace_id": ws_id, "time_zone": "UTC", "rpm_floor": rpm_floor,
-            "budgets": list(budgets), "settings": settings_ or {}}
+    return {
+        "v": 1,
+        "workspace_id": ws_id,
+        "time_zone": "UTC",
+        "rpm_floor": rpm_floor,
+        "budgets": list(budgets),
+        "settings": settings_ or {},
+    }
 
 
-def request(reserve_usd=0.1, *, model="gpt-4o", provider="openai", key_id=10, agent_id=20,
-            member_id=30, department_id=40, ws_id=1, fingerprint="", session_id=None,
-            reserve_nanos=None, max_output_tokens=100):
+def request(
+    reserve_usd=0.1,
+    *,
+    model="gpt-4o",
+    provider="openai",
+    key_id=10,
+    agent_id=20,
+    member_id=30,
+    department_id=40,
+    ws_id=1,
+    fingerprint="",
+    session_id=None,
+    reserve_nanos=None,
+    max_output_tokens=100,
+):
     return AdmitRequest(
-        request_id=f"req-{next(_ids)}", workspace_id=ws_id, key_id=key_id, member_id=member_id,
-        department_id=department_id, agent_id=agent_id, provider=provider, model=model,
-        estimated_input_tokens=50, max_output_tokens=max_output_tokens,
+        request_id=f"req-{next(_ids)}",
+        workspace_id=ws_id,
+        key_id=key_id,
+        member_id=member_id,
+        department_id=department_id,
+        agent_id=agent_id,
+        provider=provider,
+        model=model,
+        estimated_input_tokens=50,
+        max_output_tokens=max_output_tokens,
         reserve_nanos=int(reserve_usd * USD) if reserve_nanos is None else reserve_nanos,
-        fingerprint=fingerprint, session_id=session_id,
+        fingerprint=fingerprint,
+        session_id=session_id,
     )
 
 
@@ -107,7 +141,9 @@ def test_refusal_rule_exactly_at_the_cap(run, redis_client):
     assert not refused.allowed and refused.status == 402 and refused.error_type == "budget_exceeded"
     assert refused.details["spent"] == "1.000000" and refused.details["limit"] == "1.000000"
     assert refused.details["budget_id"] == 1 and refused.details["scope_type"] == "workspace"
-    assert refused.details["resets_at"].startswith(period_bounds("month", "UTC", __import__("time").time())[2].isoformat()[:10])
+    assert refused.details["resets_at"].startswith(
+        period_bounds("month", "UTC", __import__("time").time())[2].isoformat()[:10]
+    )
     assert "Resets at" in refused.message
     assert free.allowed
     assert int(counter(redis_client, 1)["spent"]) == USD
@@ -147,7 +183,9 @@ def test_every_budget_on_the_chain_is_checked_and_the_tightest_is_reported(run):
         ok = await enforcer.admit(request(0.1), ws, KEY)
         await enforcer.settle(ok, cost_nanos=int(0.1 * USD), tokens=10)
         refused = await enforcer.admit(request(0.2), ws, KEY)
-        claude = await enforcer.admit(request(0.1, model="claude-3-5-sonnet", provider="anthropic"), ws, KEY)
+        claude = await enforcer.admit(
+            request(0.1, model="claude-3-5-sonnet", provider="anthropic"), ws, KEY
+        )
         return ok, refused, claude
 
     ok, refused, claude = run(scenario)
@@ -248,8 +286,12 @@ def test_key_rpm_and_tpm(run):
     async def scenario(client):
         enforcer = Enforcer(client, loader=zero_loader)
         rpm = [await enforcer.admit(request(0), ws, {"rpm": 3, "tpm": None}) for _ in range(4)]
-        tpm = [await enforcer.admit(request(0, key_id=11, max_output_tokens=450), ws,
-                                    {"rpm": None, "tpm": 1000}) for _ in range(3)]
+        tpm = [
+            await enforcer.admit(
+                request(0, key_id=11, max_output_tokens=450), ws, {"rpm": None, "tpm": 1000}
+            )
+            for _ in range(3)
+        ]
         return rpm, tpm
 
     rpm, tpm = run(scenario)
@@ -276,13 +318,16 @@ def test_throttle_band_drops_the_scope_rpm(run):
 def test_loop_breaker_alerts_and_refuses_when_enabled(run, redis_client):
     async def scenario(client):
         enforcer = Enforcer(client, loader=zero_loader, loop_max_repeats=3, loop_window_s=60)
-        alert_only = [await enforcer.admit(request(0, fingerprint="fp1"), workspace(), KEY)
-                      for _ in range(5)]
+        alert_only = [
+            await enforcer.admit(request(0, fingerprint="fp1"), workspace(), KEY) for _ in range(5)
+        ]
         enforcing = workspace(settings_={"loop_breaker": True})
-        breaker = [await enforcer.admit(request(0, fingerprint="fp2"), enforcing, KEY)
-                   for _ in range(5)]
+        breaker = [
+            await enforcer.admit(request(0, fingerprint="fp2"), enforcing, KEY) for _ in range(5)
+        ]
         other_session = await enforcer.admit(
-            request(0, fingerprint="fp2", agent_id=None, session_id="s1"), enforcing, KEY)
+            request(0, fingerprint="fp2", agent_id=None, session_id="s1"), enforcing, KEY
+        )
         return alert_only, breaker, other_session
 
     alert_only, breaker, other_session = run(scenario)
@@ -318,11 +363,16 @@ def test_redis_down_fails_closed_by_default_and_open_when_configured(redis_clien
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
 
-        dead = aioredis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5,
-                              retry=Retry(NoBackoff(), 0))
+        dead = aioredis.Redis(
+            host="127.0.0.1", port=1, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0)
+        )
         closed = await Enforcer(dead, loader=zero_loader).admit(request(0.1), ws, KEY)
-        opened = await Enforcer(dead, loader=zero_loader, fail_open=True).admit(request(0.1), ws, KEY)
-        await Enforcer(dead, loader=zero_loader, fail_open=True).settle(opened, cost_nanos=1, tokens=1)
+        opened = await Enforcer(dead, loader=zero_loader, fail_open=True).admit(
+            request(0.1), ws, KEY
+        )
+        await Enforcer(dead, loader=zero_loader, fail_open=True).settle(
+            opened, cost_nanos=1, tokens=1
+        )
         await dead.aclose()
         return closed, opened
 
