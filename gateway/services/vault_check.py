@@ -33,7 +33,10 @@ def check_master_key() -> None:
         logger.debug("vault start-up check skipped: %s", exc.__class__.__name__)
         sample = None
     finally:
-        connection.close()
+        # Don't carry a connection opened at import time into forked workers; but never close
+        # one that is inside a transaction (a caller's, e.g. a test).
+        if not connection.in_atomic_block:
+            connection.close()
     if sample is None:
         return
     workspace_id, wrapped_dek, key_version = sample

@@ -27,6 +27,12 @@ pytestmark = pytest.mark.django_db(transaction=True)
 SECRET = "sk-test-SUPERSECRET-0123456789abcdef"
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hasher(settings):
+    # The cast creates six users; the production hasher costs seconds of CPU per test.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 def _snapshot(redis_client, key: str) -> dict | None:
     raw = redis_client.get(key)
     return json.loads(raw) if raw else None

@@ -1,0 +1,105 @@
+"""REST API test helpers: a token per cast member and a small client that speaks JSON."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import pytest
+from django.test import Client
+
+from gateway.services.keys import gateway_key_create, provider_key_create
+from workspaces.services.directory import invitation_send
+from workspaces.services.tokens import api_token_create
+from workspaces.services.workspaces import agent_create
+from workspaces.tenancy import workspace_scope
+
+ROLES = ["owner", "admin", "finance", "member", "outsider"]
+PROVIDER_SECRET = "sk-live-PLAINTEXT-SECRET-a1b2c3d4e5f6"
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hasher(settings):
+    # The cast creates six users; the production hasher costs seconds of CPU per test.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@dataclass
+class Api:
+    tokens: dict[str, str]
+    client: Client = field(default_factory=Client)
+
+    def call(self, role: str | None, method: str, path: str, data=None, **headers):
+        if role is not None:
+            headers["HTTP_AUTHORIZATION"] = f"Bearer {self.tokens[role]}"
+        kwargs = {}
+        if data is not None:
+            kwargs = {"data": json.dumps(data), "content_type": "application/json"}
+        return getattr(self.client, method)(path, **kwargs, **headers)
+
+
+@pytest.fixture
+def api(cast) -> Api:
+    tokens = {}
+    for role in ROLES:
+        member = cast.by_role(role)
+        with workspace_scope(member.workspace_id):
+            _, tokens[role] = api_token_create(member=member, name=f"{role} token")
+    return Api(tokens)
+
+
+@dataclass
+class World:
+    """One of everything in workspace A, and in workspace B."""
+
+    department: object
+    agent: object
+    invitation: object
+    provider_key: object
+    gateway_key: object
+    api_token: object
+    b_department: object
+    b_agent: object
+    b_provider_key: object
+    b_gateway_key: object
+    b_invitation: object
+
+
+@pytest.fixture
+def world(cast, api) -> World:
+    from workspaces.models import APIToken, Department
+
+    ws, wb = cast.workspace, cast.other_workspace
+    with workspace_scope(ws.pk):
+        department = Department.objects.get(workspace=ws, name="Engineering")
+        agent = agent_create(workspace=ws, slug="helper", name="Helper", owner=cast.member)
+        invitation = invitation_send(
+            workspace=ws, actor=cast.owner, email="new@a.example", role="member"
+        ).invitation
+        provider_key = provider_key_create(
+            workspace=ws, actor=cast.owner, provider="openai", name="main",
+            secret=PROVIDER_SECRET,
+        )
+        gateway_key, _ = gateway_key_create(
+            workspace=ws, actor=cast.member, name="laptop", member=cast.member
+        )
+        api_token = APIToken.objects.filter(member=cast.member).first()
+    with workspace_scope(wb.pk):
+        from workspaces.services.workspaces import department_create
+
+        b_department = department_create(workspace=wb, name="B dept")
+        b_agent = agent_create(workspace=wb, slug="b-bot", name="B bot", owner=cast.outsider)
+        b_invitation = invitation_send(
+            workspace=wb, actor=cast.outsider, email="new@b.example", role="member"
+        ).invitation
+        b_provider_key = provider_key_create(
+            workspace=wb, actor=cast.outsider, provider="anthropic", name="b-main",
+            secret="sk-ant-B-SECRET-zzzzzzzzzzzz",
+        )
+        b_gateway_key, _ = gateway_key_create(
+            workspace=wb, actor=cast.outsider, name="b-key", member=cast.outsider
+        )
+    return World(
+        department, agent, invitation, provider_key, gateway_key, api_token,
+        b_department, b_agent, b_provider_key, b_gateway_key, b_invitation,
+    )
