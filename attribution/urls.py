@@ -1,1 +1,21 @@
-urlpatterns: list = []
+"""Spend pages. Included before `workspaces.urls`, so `""` (the home page) is the overview."""
+
+from django.urls import path
+
+from attribution import views
+
+urlpatterns = [
+    path("", views.overview, name="overview"),
+    path("spend/members/<int:pk>/", views.member_detail, name="spend-member"),
+    path("spend/agents/<int:pk>/", views.agent_detail, name="spend-agent"),
+    path("spend/departments/<int:pk>/", views.department_detail, name="spend-department"),
+    path("spend/keys/<int:pk>/", views.key_detail, name="spend-key"),
+    path("spend/models/<path:key>/", views.model_detail, name="spend-model"),
+    path("spend/providers/<str:key>/", views.provider_detail, name="spend-provider"),
+    path("spend/properties/<path:key>/", views.property_detail, name="spend-property"),
+    path("spend/sessions/", views.sessions_list, name="spend-sessions"),
+    path("spend/sessions/<path:key>/", views.session_detail, name="spend-session"),
+    path("spend/<str:segment>/", views.spend_list, name="spend-list"),
+    path("alerts/", views.alerts_feed, name="alerts"),
+    path("budgets/", views.budgets_page, name="budgets"),
+]

@@ -1,0 +1,273 @@
+"""The finance owner's spend pages (server-rendered; CSV export of every table)."""
+
+from __future__ import annotations
+
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.template.loader import select_template
+from django.utils import timezone
+
+from attribution import selectors
+from attribution.budget_burn import budget_burns
+from attribution.charts import spend_bars
+from attribution.periods import period_from_params
+from attribution.permissions import require_self_or_reader, workspace_page
+from attribution.tables import Table, render_with_export
+from workspaces.access import get_in_workspace
+from workspaces.models import Agent, Department, Member
+
+# URL segment -> (rollup dimension, heading)
+SEGMENTS = {
+    "members": ("member", "Members"),
+    "agents": ("agent", "Agents"),
+    "departments": ("department", "Departments"),
+    "keys": ("gateway_key", "Gateway keys"),
+    "models": ("model", "Models"),
+    "providers": ("provider", "Providers"),
+    "properties": ("property", "Custom properties"),
+}
+DIMENSION_SEGMENT = {dim: seg for seg, (dim, _h) in SEGMENTS.items()} | {"session": "sessions"}
+SPEND_HEADERS = ["requests", "input_tokens", "output_tokens", "cached_tokens", "cost_usd",
+                 "saved_usd", "errors", "cache_hits"]
+
+
+def _spend_values(t: selectors.Totals) -> list:
+    return [t.requests, t.input_tokens, t.output_tokens, t.cached_tokens, t.cost, t.saved,
+            t.errors, t.cache_hits]
+
+
+def rows_table(name: str, rows: list[selectors.Row], *, key_header: str) -> Table:
+    return Table(name, [key_header, "id", *SPEND_HEADERS, "share_pct"],
+                 [[r.label, r.key, *_spend_values(r.totals), r.share] for r in rows])
+
+
+def _period(request: HttpRequest):
+    return period_from_params(request.GET, tz=request.workspace.tz, now=timezone.now())
+
+
+def _base_context(request: HttpRequest, period, **extra) -> dict:
+    return {"period": period, "period_query": period.query(), "today": timezone.localdate(),
+            **extra}
+
+
+def link_for(dimension: str, key: str) -> str | None:
+    """The drill-down URL of a row, or None for the unattributed bucket."""
+    segment = DIMENSION_SEGMENT.get(dimension)
+    if not key or segment is None:
+        return None
+    return f"/spend/{segment}/{key}/"
+
+
+@workspace_page(readers_only=False)
+def overview(request: HttpRequest) -> HttpResponse:
+    member = request.member
+    if not member.can_read_spend:
+        return redirect(f"/spend/members/{member.pk}/")
+    ws, period = request.workspace, _period(request)
+    totals = selectors.spend_totals(workspace=ws, period=period)
+    previous = selectors.spend_totals(workspace=ws, period=period.previous())
+    series = selectors.spend_series(workspace=ws, period=period)
+    tops = {
+        dim: selectors.top_rows(workspace=ws, period=period, dimension=dim, limit=8)
+        for dim in ("member", "agent", "department", "model")
+    }
+    for rows in tops.values():
+        for r in rows:
+            r.extra["url"] = link_for(r.dimension, r.key)
+    burns = budget_burns(workspace=ws)
+    tables = [rows_table(f"top-{dim}s", rows, key_header=dim) for dim, rows in tops.items()]
+    tables.append(Table("budgets", ["scope", "metric", "period", "used", "limit", "percent",
+                                    "forecast", "forecast_percent", "state"],
+                        [[b.scope_label, b.budget.metric, b.period_label, b.used, b.limit,
+                          b.percent, b.forecast, b.forecast_percent, b.state] for b in burns]))
+    tables.append(Table("spend-over-time", ["bucket_start", "cost_usd"], [list(p) for p in series]))
+    context = _base_context(
+        request, period, totals=totals, previous=previous, tops=tops, burns=burns,
+        chart=spend_bars(series, hourly=period.hourly, tz=ws.tz),
+        alerts=_recent_alerts(ws, limit=5),
+    )
+    return render_with_export(request, "attribution/overview.html", context, tables,
+                              slug="overview")
+
+
+@workspace_page(readers_only=True)
+def spend_list(request: HttpRequest, segment: str) -> HttpResponse:
+    if segment not in SEGMENTS:
+        raise Http404("Unknown list.")
+    dimension, heading = SEGMENTS[segment]
+    ws, period = request.workspace, _period(request)
+    rows = selectors.top_rows(workspace=ws, period=period, dimension=dimension, limit=None)
+    for r in rows:
+        r.extra["url"] = link_for(dimension, r.key)
+    context = _base_context(request, period, rows=rows, heading=heading, segment=segment,
+                            total=selectors.spend_totals(workspace=ws, period=period))
+    return render_with_export(request, "attribution/list.html", context,
+                              [rows_table(segment, rows, key_header=dimension)], slug=segment)
+
+
+def _drilldown(
+    request: HttpRequest, *, dimension: str, key: str, title: str, subtitle: str = "",
+    by: str = "model", extra: dict | None = None,
+) -> HttpResponse:
+    ws, period = request.workspace, _period(request)
+    totals = selectors.spend_totals(workspace=ws, period=period, dimension=dimension, key=key)
+    previous = selectors.spend_totals(workspace=ws, period=period.previous(),
+                                      dimension=dimension, key=key)
+    series = selectors.spend_series(workspace=ws, period=period, dimension=dimension, key=key)
+    split = selectors.breakdown(workspace=ws, period=period, dimension=dimension, key=key, by=by)
+    for r in split:
+        r.extra["url"] = link_for(by, r.key)
+    try:
+        page = max(int(request.GET.get("page", "1")), 1)
+    except ValueError:
+        page = 1
+    recent, has_next = selectors.recent_requests(
+        workspace=ws, period=period, dimension=dimension, key=key, page=page
+    )
+    labels = {
+        dim: selectors.labels_for(
+            workspace=ws, dimension=dim,
+            keys=sorted({str(getattr(r, f"{dim}_id")) for r in recent
+                         if getattr(r, f"{dim}_id")}))
+        for dim in ("member", "agent")
+    }
+    for r in recent:
+        r.member_label = labels["member"].get(str(r.member_id), "") if r.member_id else ""
+        r.agent_label = labels["agent"].get(str(r.agent_id), "") if r.agent_id else ""
+    tables = [
+        rows_table(f"by-{by}", split, key_header=by),
+        Table("spend-over-time", ["bucket_start", "cost_usd"], [list(p) for p in series]),
+        Table("recent-requests",
+              ["created_at", "request_id", "member", "agent", "provider", "model",
+               "input_tokens", "output_tokens", "cached_tokens", "cost_usd", "status_code",
+               "error_type", "session_id", "latency_ms"],
+              [[r.created_at, r.request_id, r.member_label, r.agent_label, r.provider, r.model,
+                r.input_tokens, r.output_tokens, r.cached_tokens, r.cost_usd, r.status_code,
+                r.error_type, r.session_id, r.latency_ms] for r in recent]),
+    ]
+    efficiency = select_template(["efficiency/_drilldown_card.html", "attribution/_empty.html"])
+    context = _base_context(
+        request, period, title=title, subtitle=subtitle, dimension=dimension, key=key,
+        totals=totals, previous=previous, chart=spend_bars(series, hourly=period.hourly,
+                                                           tz=ws.tz),
+        split=split, by=by, recent=recent, page=page, has_next=has_next,
+        efficiency_template=efficiency.template.name, **(extra or {}),
+    )
+    return render_with_export(request, "attribution/drilldown.html", context, tables,
+                              slug=f"{dimension}-{key}".replace("/", "_"))
+
+
+@workspace_page(readers_only=False)
+def member_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    member = get_in_workspace(Member.objects.select_related("user", "department"),
+                              workspace=request.workspace, pk=pk)
+    require_self_or_reader(request, member_id=member.pk)
+    from gateway.models import GatewayKey
+
+    keys = GatewayKey.objects.filter(workspace=request.workspace, member=member)
+    return _drilldown(
+        request, dimension="member", key=str(member.pk),
+        title=member.user.name or member.user.email,
+        subtitle=f"{member.get_role_display()} · {member.department or 'no department'}",
+        extra={"member_keys": keys, "entity": member},
+    )
+
+
+@workspace_page(readers_only=True)
+def agent_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    agent = get_in_workspace(Agent.objects.select_related("owner__user"),
+                             workspace=request.workspace, pk=pk)
+    return _drilldown(request, dimension="agent", key=str(agent.pk), title=f"Agent {agent.slug}",
+                      subtitle=f"owned by {agent.owner.user.email}")
+
+
+@workspace_page(readers_only=True)
+def department_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    department = get_in_workspace(Department, workspace=request.workspace, pk=pk)
+    return _drilldown(request, dimension="department", key=str(department.pk),
+                      title=f"Department {department.name}")
+
+
+@workspace_page(readers_only=False)
+def key_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    from gateway.models import GatewayKey
+
+    key = get_in_workspace(GatewayKey, workspace=request.workspace, pk=pk)
+    require_self_or_reader(request, member_id=key.member_id)
+    return _drilldown(request, dimension="gateway_key", key=str(key.pk),
+                      title=f"Key {key.name}", subtitle=f"{key.prefix}… · {key.status}")
+
+
+@workspace_page(readers_only=True)
+def model_detail(request: HttpRequest, key: str) -> HttpResponse:
+    if "/" not in key:
+        raise Http404("Models are provider/model.")
+    return _drilldown(request, dimension="model", key=key, title=f"Model {key}", by="member")
+
+
+@workspace_page(readers_only=True)
+def provider_detail(request: HttpRequest, key: str) -> HttpResponse:
+    return _drilldown(request, dimension="provider", key=key, title=f"Provider {key}")
+
+
+@workspace_page(readers_only=True)
+def property_detail(request: HttpRequest, key: str) -> HttpResponse:
+    if "=" not in key:
+        raise Http404("Properties are name=value.")
+    return _drilldown(request, dimension="property", key=key, title=f"Property {key}")
+
+
+@workspace_page(readers_only=True)
+def session_detail(request: HttpRequest, key: str) -> HttpResponse:
+    return _drilldown(request, dimension="session", key=key, title=f"Session {key}",
+                      by="agent")
+
+
+@workspace_page(readers_only=True)
+def sessions_list(request: HttpRequest) -> HttpResponse:
+    ws, period = request.workspace, _period(request)
+    sort = request.GET.get("sort", "cost")
+    if sort not in selectors.SESSION_SORTS:
+        sort = "cost"
+    rows = selectors.sessions(workspace=ws, period=period, sort=sort, limit=100)
+    table = Table("sessions", ["session_id", "name", "agent", "member", "steps", "cost_usd",
+                               "first_at", "last_at", "duration_s", "max_repeats", "looping"],
+                  [[r.key, r.label, r.extra["agent"], r.extra["member"], r.totals.requests,
+                    r.totals.cost, r.extra["first_at"], r.extra["last_at"],
+                    int(r.extra["duration"].total_seconds()) if r.extra["duration"] else 0,
+                    r.extra["max_repeats"], r.extra["looping"]] for r in rows])
+    context = _base_context(request, period, rows=rows, sort=sort,
+                            sorts=list(selectors.SESSION_SORTS))
+    return render_with_export(request, "attribution/sessions.html", context, [table],
+                              slug="sessions")
+
+
+def _recent_alerts(workspace, *, limit: int | None = None) -> list:
+    try:
+        from billing.models import Alert
+    except ImportError:
+        return []
+    qs = Alert.objects.filter(workspace=workspace).order_by("-created_at", "-id")
+    return list(qs[:limit] if limit else qs[:500])
+
+
+@workspace_page(readers_only=True)
+def alerts_feed(request: HttpRequest) -> HttpResponse:
+    alerts = _recent_alerts(request.workspace)
+    table = Table("alerts", ["created_at", "kind", "title", "message", "step"],
+                  [[a.created_at, a.kind, a.title, a.message, a.step] for a in alerts])
+    return render_with_export(request, "attribution/alerts.html", {"alerts": alerts}, [table],
+                              slug="alerts")
+
+
+@workspace_page(readers_only=True)
+def budgets_page(request: HttpRequest) -> HttpResponse:
+    burns = budget_burns(workspace=request.workspace)
+    table = Table("budgets", ["scope", "metric", "period", "used", "limit", "percent",
+                              "forecast", "state"],
+                  [[b.scope_label, b.budget.metric, b.period_label, b.used, b.limit, b.percent,
+                    b.forecast, b.state] for b in burns])
+    return render_with_export(request, "attribution/budgets.html",
+                              {"burns": burns, "can_edit": request.member.role != "member"},
+                              [table], slug="budgets")
+
