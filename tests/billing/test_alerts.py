@@ -182,7 +182,7 @@ class _Receiver(BaseHTTPRequestHandler):
     requests: list = []
     statuses: list = []
 
-    def do_POST(self):  # noqa: N802
+    def do_POST(self):
         body = self.rfile.read(int(self.headers["Content-Length"]))
         type(self).requests.append((dict(self.headers), body))
         status = type(self).statuses.pop(0) if type(self).statuses else 200
