@@ -10,4 +10,5 @@ urlpatterns = [
     path("v1/", include("gateway.api_urls")),
     path("v1/", include("billing.api_urls")),
     path("v1/", include("attribution.api_urls")),
+    path("v1/", include("efficiency.api_urls")),
 ]

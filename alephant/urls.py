@@ -11,4 +11,5 @@ urlpatterns = [
     path("", include("billing.urls")),
     path("", include("gateway.urls")),
     path("", include("workspaces.urls")),
+    path("", include("efficiency.urls")),
 ]

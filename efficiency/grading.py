@@ -114,8 +114,8 @@ def _grade_entity(
     score = int(raw.to_integral_value(rounding=ROUND_HALF_UP))
     vetoes = [f for f in findings if f.veto]
     capped_by = ""
-    if vetoes and score > t.veto_cap:
-        score, capped_by = t.veto_cap, vetoes[0].kind
+    if vetoes:  # recorded even when the waste alone already scored below the cap
+        score, capped_by = min(score, t.veto_cap), vetoes[0].kind
     grade = grade_for(score)
     verdict = verdict_for(grade, bool(vetoes))
     ranked = sorted(findings, key=lambda f: (-f.veto, -f.impact_usd, f.kind, f.summary))

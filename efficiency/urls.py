@@ -1,0 +1,9 @@
+from django.urls import path
+
+from efficiency import views
+
+urlpatterns = [
+    path("efficiency/", views.ranking, name="efficiency"),
+    path("efficiency/recompute/", views.recompute, name="efficiency-recompute"),
+    path("efficiency/<str:kind>/<int:pk>/", views.entity_detail, name="efficiency-detail"),
+]
