@@ -20,6 +20,26 @@ _test_redis_db = os.environ.get("ALEPHANT_TEST_REDIS_DB", "15")
 os.environ["REDIS_URL"] = re.sub(r"/\d*$", "", _redis_url.rstrip("/")) + f"/{_test_redis_db}"
 os.environ.setdefault("ALEPHANT_ALLOW_PRIVATE_UPSTREAMS", "1")
 
+
+def _point_settings_at_the_test_redis_db() -> None:
+    # pytest-django imports the settings before this conftest runs, so the environment
+    # override above is too late for them: patch the already-loaded values too, or tests
+    # (and `redis_client.flushdb()`) would hit the development database 0.
+    from django.conf import settings
+
+    if not settings.configured:
+        return
+    test_url = os.environ["REDIS_URL"]
+    if settings.CELERY_BROKER_URL == settings.REDIS_URL:
+        settings.CELERY_BROKER_URL = test_url
+    settings.REDIS_URL = test_url
+    caches = {name: dict(config) for name, config in settings.CACHES.items()}
+    caches["default"]["LOCATION"] = test_url
+    settings.CACHES = caches
+
+
+_point_settings_at_the_test_redis_db()
+
 import dj_database_url  # noqa: E402
 import pytest  # noqa: E402
 
