@@ -1,0 +1,104 @@
+"""Real processes for end-to-end gateway tests: the simulator, uvicorn, the ledger writer."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_env() -> dict[str, str]:
+    """Environment for child processes: the test database (app role) and the test Redis db."""
+    import dj_database_url
+    from django.conf import settings
+    from django.db import connection
+
+    env = dict(os.environ)
+    url = dj_database_url.parse(settings.DATABASE_APP_URL)
+    env["DATABASE_URL"] = (
+        f"postgres://{url['USER']}:{url['PASSWORD']}@{url['HOST']}:{url['PORT']}/"
+        f"{connection.settings_dict['NAME']}"
+    )
+    env["DATABASE_OWNER_URL"] = env["DATABASE_URL"]
+    env["REDIS_URL"] = settings.REDIS_URL
+    env["ALEPHANT_KEY_HASH_SECRET"] = settings.ALEPHANT_KEY_HASH_SECRET
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
+
+
+class Proc:
+    def __init__(self, cmd: list[str], env: dict[str, str] | None = None, name: str = "") -> None:
+        self.cmd = cmd
+        self.env = env
+        self.name = name
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> Proc:
+        self.proc = subprocess.Popen(
+            self.cmd, cwd=ROOT, env=self.env, start_new_session=True,
+            stdout=subprocess.DEVNULL, stderr=None,
+        )
+        return self
+
+    def kill(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=5)
+
+
+def wait_http(url: str, timeout: float = 30.0, proc: Proc | None = None) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc and proc.proc and proc.proc.poll() is not None:
+            raise RuntimeError(f"{proc.name} exited with {proc.proc.returncode}")
+        try:
+            httpx.get(url, timeout=1.0)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise TimeoutError(f"{url} did not come up")
+
+
+def start_simulator(port: int | None = None) -> tuple[Proc, str]:
+    port = port or free_port()
+    proc = Proc([sys.executable, "-m", "gateway.simulator", "--port", str(port)], name="simulator")
+    proc.start()
+    base = f"http://127.0.0.1:{port}"
+    wait_http(base + "/_sim/stats", proc=proc)
+    return proc, base
+
+
+def start_gateway(env: dict[str, str], port: int | None = None, app: str = "alephant.asgi:application"
+                  ) -> tuple[Proc, str]:
+    port = port or free_port()
+    proc = Proc([sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
+                 "--no-access-log", "--lifespan", "on", "--log-level", "warning"], env, "gateway")
+    proc.start()
+    base = f"http://127.0.0.1:{port}"
+    wait_http(base + "/v1/models", timeout=60, proc=proc)
+    return proc, base
+
+
+def start_ledger_writer(env: dict[str, str], *extra: str) -> Proc:
+    return Proc([sys.executable, "manage.py", "ledger_writer", *extra], env, "ledger_writer").start()
