@@ -34,6 +34,9 @@ class AccountAdapter(DefaultAccountAdapter):
         request.session[SESSION_KEY] = member.workspace_id
         if pending and member.workspace_id != pending.get("workspace_id"):
             return user  # keep the pending link: the invite page explains the email mismatch
+        if pending:
+            # Accepted: the link went to this address, so allauth marks it verified.
+            self.stash_verified_email(request, user.email)
         request.session.pop(PENDING_INVITATION_KEY, None)
         return user
 
