@@ -92,8 +92,11 @@ def _used(budget, workspace: Workspace, start, end) -> Decimal:
     )
     if start is not None:
         qs = qs.filter(bucket_start__gte=start, bucket_start__lt=end)
-    agg = qs.aggregate(cost=Sum("cost_usd"), requests=Sum("requests"),
-                       tokens=Sum("input_tokens") + Sum("output_tokens"))
+    agg = qs.aggregate(
+        cost=Sum("cost_usd"),
+        requests=Sum("requests"),
+        tokens=Sum("input_tokens") + Sum("output_tokens"),
+    )
     if budget.metric == "requests":
         return Decimal(agg["requests"] or 0)
     if budget.metric == "tokens":
@@ -141,8 +144,22 @@ def budget_burns(*, workspace: Workspace, now: dt.datetime | None = None) -> lis
         limit = (budget.amount_usd if money else Decimal(budget.limit_count or 0)) or Decimal(0)
         start, end, label = _window(budget, workspace, now)
         if budget.metric == "request_usd":
-            burns.append(Burn(budget, _scope_label(budget, workspace), Decimal(0), limit,
-                              Decimal(0), None, None, "per request", None, [], True, True))
+            burns.append(
+                Burn(
+                    budget,
+                    _scope_label(budget, workspace),
+                    Decimal(0),
+                    limit,
+                    Decimal(0),
+                    None,
+                    None,
+                    "per request",
+                    None,
+                    [],
+                    True,
+                    True,
+                )
+            )
             continue
         used = _used(budget, workspace, start, end)
         percent = (used * 100 / limit).quantize(Decimal("0.1")) if limit else Decimal(0)
@@ -152,14 +169,25 @@ def budget_burns(*, workspace: Workspace, now: dt.datetime | None = None) -> lis
             total = (end - start).total_seconds()
             if elapsed > 0:
                 forecast = (used * Decimal(total) / Decimal(elapsed)).quantize(
-                    Decimal("0.000001") if money else Decimal(1))
+                    Decimal("0.000001") if money else Decimal(1)
+                )
                 forecast_percent = (
                     (forecast * 100 / limit).quantize(Decimal("0.1")) if limit else None
                 )
-        burns.append(Burn(
-            budget=budget, scope_label=_scope_label(budget, workspace), used=used, limit=limit,
-            percent=percent, forecast=forecast, forecast_percent=forecast_percent,
-            period_label=label, resets_at=end, ladder=list(budget.ladder or []), money=money,
-        ))
+        burns.append(
+            Burn(
+                budget=budget,
+                scope_label=_scope_label(budget, workspace),
+                used=used,
+                limit=limit,
+                percent=percent,
+                forecast=forecast,
+                forecast_percent=forecast_percent,
+                period_label=label,
+                resets_at=end,
+                ladder=list(budget.ladder or []),
+                money=money,
+            )
+        )
     burns.sort(key=lambda b: -b.percent)
     return burns

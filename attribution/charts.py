@@ -15,7 +15,11 @@ from attribution.templatetags.spend import usd
 
 
 def spend_bars(
-    series: list[tuple[dt.datetime, Decimal]], *, hourly: bool, tz, width: int = 720,
+    series: list[tuple[dt.datetime, Decimal]],
+    *,
+    hourly: bool,
+    tz,
+    width: int = 720,
     height: int = 180,
 ) -> SafeString:
     """A bar chart of spend per bucket with a max label and a few time labels."""
@@ -68,5 +72,9 @@ def sparkline(values: list[Decimal], *, width: int = 100, height: int = 22) -> S
     return format_html(
         '<svg class="spark" viewBox="0 0 {} {}" width="{}" height="{}" aria-hidden="true">'
         '<polyline points="{}" fill="none" stroke="currentColor" stroke-width="1.5"/></svg>',
-        width, height, width, height, points,
+        width,
+        height,
+        width,
+        height,
+        points,
     )

@@ -56,8 +56,11 @@ class Period:
 
     def query(self) -> dict[str, str]:
         if self.kind == "custom":
-            return {"period": "custom", "start": self.start.isoformat(),
-                    "end": self.last_day.isoformat()}
+            return {
+                "period": "custom",
+                "start": self.start.isoformat(),
+                "end": self.last_day.isoformat(),
+            }
         return {"period": self.kind, "date": self.start.isoformat()}
 
     def contains(self, day: dt.date) -> bool:
@@ -82,9 +85,7 @@ def period_for(kind: str, anchor: dt.date, tz: ZoneInfo) -> Period:
     return Period("month", start, end, tz)
 
 
-def period_from_params(
-    params: Mapping[str, str], *, tz: ZoneInfo, now: dt.datetime
-) -> Period:
+def period_from_params(params: Mapping[str, str], *, tz: ZoneInfo, now: dt.datetime) -> Period:
     """This month by default; bad input falls back to the default instead of erroring."""
     today = now.astimezone(tz).date()
     kind = params.get("period") or "month"

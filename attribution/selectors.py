@@ -124,11 +124,19 @@ def labels_for(*, workspace: Workspace, dimension: str, keys: list[str]) -> dict
         for m in Member.objects.filter(workspace=workspace, pk__in=ids).select_related("user"):
             labels[str(m.pk)] = m.user.name or m.user.email
     elif dimension == "agent":
-        labels = {str(pk): slug for pk, slug in Agent.objects.filter(
-            workspace=workspace, pk__in=ids).values_list("pk", "slug")}
+        labels = {
+            str(pk): slug
+            for pk, slug in Agent.objects.filter(workspace=workspace, pk__in=ids).values_list(
+                "pk", "slug"
+            )
+        }
     elif dimension == "department":
-        labels = {str(pk): name for pk, name in Department.objects.filter(
-            workspace=workspace, pk__in=ids).values_list("pk", "name")}
+        labels = {
+            str(pk): name
+            for pk, name in Department.objects.filter(workspace=workspace, pk__in=ids).values_list(
+                "pk", "name"
+            )
+        }
     elif dimension == "gateway_key":
         from gateway.models import GatewayKey
 
@@ -138,8 +146,10 @@ def labels_for(*, workspace: Workspace, dimension: str, keys: list[str]) -> dict
             labels[str(pk)] = f"{name} ({prefix})"
     for k in keys:
         if k not in labels:
-            labels[k] = UNATTRIBUTED.get(dimension, "(none)") if k == "" else (
-                f"#{k} (deleted)" if dimension in ENTITY_DIMENSIONS else k
+            labels[k] = (
+                UNATTRIBUTED.get(dimension, "(none)")
+                if k == ""
+                else (f"#{k} (deleted)" if dimension in ENTITY_DIMENSIONS else k)
             )
     return labels
 
@@ -219,7 +229,7 @@ def _ledger(*, workspace: Workspace, period: Period, dimension: str, key: str):
 def breakdown(
     *, workspace: Workspace, period: Period, dimension: str, key: str, by: str
 ) -> list[Row]:
-    """Spend of one entity split by another dimension (`model`, `member`, `agent`), from the ledger."""
+    """Spend of one entity split by another dimension (model, member, agent), from the ledger."""
     qs = _ledger(workspace=workspace, period=period, dimension=dimension, key=key)
     if by == "model":
         group = ["provider", "model"]
@@ -227,16 +237,21 @@ def breakdown(
         group = [f"{by}_id"]
     else:
         raise ValueError(by)
-    grouped = qs.order_by().values(*group).annotate(
-        requests=Count("id"),
-        input_tokens=Sum("input_tokens"),
-        output_tokens=Sum("output_tokens"),
-        cached_tokens=Sum("cached_tokens"),
-        cost=Sum("cost_usd"),
-        saved=Sum("saved_usd"),
-        errors=Count("id", filter=Q(status_code__gte=400) | ~Q(error_type="")),
-        cache_hits=Count("id", filter=Q(cache_hit=True)),
-    ).order_by("-cost")[:50]
+    grouped = (
+        qs.order_by()
+        .values(*group)
+        .annotate(
+            requests=Count("id"),
+            input_tokens=Sum("input_tokens"),
+            output_tokens=Sum("output_tokens"),
+            cached_tokens=Sum("cached_tokens"),
+            cost=Sum("cost_usd"),
+            saved=Sum("saved_usd"),
+            errors=Count("id", filter=Q(status_code__gte=400) | ~Q(error_type="")),
+            cache_hits=Count("id", filter=Q(cache_hit=True)),
+        )
+        .order_by("-cost")[:50]
+    )
     grouped = list(grouped)
     if by == "model":
         keys = [f"{g['provider']}/{g['model']}" for g in grouped]
@@ -245,8 +260,13 @@ def breakdown(
     labels = labels_for(workspace=workspace, dimension=by, keys=keys)
     total = sum((g["cost"] or ZERO for g in grouped), ZERO)
     return [
-        Row(by, k, labels[k], _totals(g),
-            share=((g["cost"] or ZERO) * 100 / total).quantize(Decimal("0.1")) if total else ZERO)
+        Row(
+            by,
+            k,
+            labels[k],
+            _totals(g),
+            share=((g["cost"] or ZERO) * 100 / total).quantize(Decimal("0.1")) if total else ZERO,
+        )
         for k, g in zip(keys, grouped, strict=True)
     ]
 
@@ -294,20 +314,26 @@ def sessions(
     rows = []
     for g in grouped:
         ev = evidence.get(g["key"], {})
-        rows.append(Row(
-            "session", g["key"], ev.get("name") or g["key"], _totals(g),
-            extra={
-                "first_at": g["first_at"],
-                "last_at": g["last_at"],
-                "duration": g["duration"],
-                "max_repeats": ev.get("max_repeats", 0),
-                "loop_blocks": ev.get("loop_blocks", 0),
-                "looping": ev.get("max_repeats", 0) >= LOOP_REPEATS or ev.get("loop_blocks", 0) > 0,
-                "agent_id": ev.get("agent_id"),
-                "agent": ev.get("agent", ""),
-                "member": ev.get("member", ""),
-            },
-        ))
+        rows.append(
+            Row(
+                "session",
+                g["key"],
+                ev.get("name") or g["key"],
+                _totals(g),
+                extra={
+                    "first_at": g["first_at"],
+                    "last_at": g["last_at"],
+                    "duration": g["duration"],
+                    "max_repeats": ev.get("max_repeats", 0),
+                    "loop_blocks": ev.get("loop_blocks", 0),
+                    "looping": ev.get("max_repeats", 0) >= LOOP_REPEATS
+                    or ev.get("loop_blocks", 0) > 0,
+                    "agent_id": ev.get("agent_id"),
+                    "agent": ev.get("agent", ""),
+                    "member": ev.get("member", ""),
+                },
+            )
+        )
     return rows
 
 
@@ -342,13 +368,17 @@ def _session_evidence(
             {"ws": workspace.pk, "ids": session_ids, "lo": period.start_at, "hi": period.end_at},
         )
         rows = cursor.fetchall()
-    agents = labels_for(workspace=workspace, dimension="agent",
-                        keys=[str(r[3]) for r in rows if r[3]])
-    members = labels_for(workspace=workspace, dimension="member",
-                         keys=[str(r[4]) for r in rows if r[4]])
+    agents = labels_for(
+        workspace=workspace, dimension="agent", keys=[str(r[3]) for r in rows if r[3]]
+    )
+    members = labels_for(
+        workspace=workspace, dimension="member", keys=[str(r[4]) for r in rows if r[4]]
+    )
     return {
         r[0]: {
-            "max_repeats": r[1], "loop_blocks": r[2], "agent_id": r[3],
+            "max_repeats": r[1],
+            "loop_blocks": r[2],
+            "agent_id": r[3],
             "agent": agents.get(str(r[3]), "") if r[3] else "",
             "member": members.get(str(r[4]), "") if r[4] else "",
             "name": r[5] or "",

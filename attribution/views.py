@@ -27,18 +27,37 @@ SEGMENTS = {
     "properties": ("property", "Custom properties"),
 }
 DIMENSION_SEGMENT = {dim: seg for seg, (dim, _h) in SEGMENTS.items()} | {"session": "sessions"}
-SPEND_HEADERS = ["requests", "input_tokens", "output_tokens", "cached_tokens", "cost_usd",
-                 "saved_usd", "errors", "cache_hits"]
+SPEND_HEADERS = [
+    "requests",
+    "input_tokens",
+    "output_tokens",
+    "cached_tokens",
+    "cost_usd",
+    "saved_usd",
+    "errors",
+    "cache_hits",
+]
 
 
 def _spend_values(t: selectors.Totals) -> list:
-    return [t.requests, t.input_tokens, t.output_tokens, t.cached_tokens, t.cost, t.saved,
-            t.errors, t.cache_hits]
+    return [
+        t.requests,
+        t.input_tokens,
+        t.output_tokens,
+        t.cached_tokens,
+        t.cost,
+        t.saved,
+        t.errors,
+        t.cache_hits,
+    ]
 
 
 def rows_table(name: str, rows: list[selectors.Row], *, key_header: str) -> Table:
-    return Table(name, [key_header, "id", *SPEND_HEADERS, "share_pct"],
-                 [[r.label, r.key, *_spend_values(r.totals), r.share] for r in rows])
+    return Table(
+        name,
+        [key_header, "id", *SPEND_HEADERS, "share_pct"],
+        [[r.label, r.key, *_spend_values(r.totals), r.share] for r in rows],
+    )
 
 
 def _period(request: HttpRequest):
@@ -46,8 +65,12 @@ def _period(request: HttpRequest):
 
 
 def _base_context(request: HttpRequest, period, **extra) -> dict:
-    return {"period": period, "period_query": period.query(), "today": timezone.localdate(),
-            **extra}
+    return {
+        "period": period,
+        "period_query": period.query(),
+        "today": timezone.localdate(),
+        **extra,
+    }
 
 
 def link_for(dimension: str, key: str) -> str | None:
@@ -76,18 +99,50 @@ def overview(request: HttpRequest) -> HttpResponse:
             r.extra["url"] = link_for(r.dimension, r.key)
     burns = budget_burns(workspace=ws)
     tables = [rows_table(f"top-{dim}s", rows, key_header=dim) for dim, rows in tops.items()]
-    tables.append(Table("budgets", ["scope", "metric", "period", "used", "limit", "percent",
-                                    "forecast", "forecast_percent", "state"],
-                        [[b.scope_label, b.budget.metric, b.period_label, b.used, b.limit,
-                          b.percent, b.forecast, b.forecast_percent, b.state] for b in burns]))
+    tables.append(
+        Table(
+            "budgets",
+            [
+                "scope",
+                "metric",
+                "period",
+                "used",
+                "limit",
+                "percent",
+                "forecast",
+                "forecast_percent",
+                "state",
+            ],
+            [
+                [
+                    b.scope_label,
+                    b.budget.metric,
+                    b.period_label,
+                    b.used,
+                    b.limit,
+                    b.percent,
+                    b.forecast,
+                    b.forecast_percent,
+                    b.state,
+                ]
+                for b in burns
+            ],
+        )
+    )
     tables.append(Table("spend-over-time", ["bucket_start", "cost_usd"], [list(p) for p in series]))
     context = _base_context(
-        request, period, totals=totals, previous=previous, tops=tops, burns=burns,
+        request,
+        period,
+        totals=totals,
+        previous=previous,
+        tops=tops,
+        burns=burns,
         chart=spend_bars(series, hourly=period.hourly, tz=ws.tz),
         alerts=_recent_alerts(ws, limit=5),
     )
-    return render_with_export(request, "attribution/overview.html", context, tables,
-                              slug="overview")
+    return render_with_export(
+        request, "attribution/overview.html", context, tables, slug="overview"
+    )
 
 
 @workspace_page(readers_only=True)
@@ -99,20 +154,38 @@ def spend_list(request: HttpRequest, segment: str) -> HttpResponse:
     rows = selectors.top_rows(workspace=ws, period=period, dimension=dimension, limit=None)
     for r in rows:
         r.extra["url"] = link_for(dimension, r.key)
-    context = _base_context(request, period, rows=rows, heading=heading, segment=segment,
-                            total=selectors.spend_totals(workspace=ws, period=period))
-    return render_with_export(request, "attribution/list.html", context,
-                              [rows_table(segment, rows, key_header=dimension)], slug=segment)
+    context = _base_context(
+        request,
+        period,
+        rows=rows,
+        heading=heading,
+        segment=segment,
+        total=selectors.spend_totals(workspace=ws, period=period),
+    )
+    return render_with_export(
+        request,
+        "attribution/list.html",
+        context,
+        [rows_table(segment, rows, key_header=dimension)],
+        slug=segment,
+    )
 
 
 def _drilldown(
-    request: HttpRequest, *, dimension: str, key: str, title: str, subtitle: str = "",
-    by: str = "model", extra: dict | None = None,
+    request: HttpRequest,
+    *,
+    dimension: str,
+    key: str,
+    title: str,
+    subtitle: str = "",
+    by: str = "model",
+    extra: dict | None = None,
 ) -> HttpResponse:
     ws, period = request.workspace, _period(request)
     totals = selectors.spend_totals(workspace=ws, period=period, dimension=dimension, key=key)
-    previous = selectors.spend_totals(workspace=ws, period=period.previous(),
-                                      dimension=dimension, key=key)
+    previous = selectors.spend_totals(
+        workspace=ws, period=period.previous(), dimension=dimension, key=key
+    )
     series = selectors.spend_series(workspace=ws, period=period, dimension=dimension, key=key)
     split = selectors.breakdown(workspace=ws, period=period, dimension=dimension, key=key, by=by)
     for r in split:
@@ -126,9 +199,10 @@ def _drilldown(
     )
     labels = {
         dim: selectors.labels_for(
-            workspace=ws, dimension=dim,
-            keys=sorted({str(getattr(r, f"{dim}_id")) for r in recent
-                         if getattr(r, f"{dim}_id")}))
+            workspace=ws,
+            dimension=dim,
+            keys=sorted({str(getattr(r, f"{dim}_id")) for r in recent if getattr(r, f"{dim}_id")}),
+        )
         for dim in ("member", "agent")
     }
     for r in recent:
@@ -137,36 +211,86 @@ def _drilldown(
     tables = [
         rows_table(f"by-{by}", split, key_header=by),
         Table("spend-over-time", ["bucket_start", "cost_usd"], [list(p) for p in series]),
-        Table("recent-requests",
-              ["created_at", "request_id", "member", "agent", "provider", "model",
-               "input_tokens", "output_tokens", "cached_tokens", "cost_usd", "status_code",
-               "error_type", "session_id", "latency_ms"],
-              [[r.created_at, r.request_id, r.member_label, r.agent_label, r.provider, r.model,
-                r.input_tokens, r.output_tokens, r.cached_tokens, r.cost_usd, r.status_code,
-                r.error_type, r.session_id, r.latency_ms] for r in recent]),
+        Table(
+            "recent-requests",
+            [
+                "created_at",
+                "request_id",
+                "member",
+                "agent",
+                "provider",
+                "model",
+                "input_tokens",
+                "output_tokens",
+                "cached_tokens",
+                "cost_usd",
+                "status_code",
+                "error_type",
+                "session_id",
+                "latency_ms",
+            ],
+            [
+                [
+                    r.created_at,
+                    r.request_id,
+                    r.member_label,
+                    r.agent_label,
+                    r.provider,
+                    r.model,
+                    r.input_tokens,
+                    r.output_tokens,
+                    r.cached_tokens,
+                    r.cost_usd,
+                    r.status_code,
+                    r.error_type,
+                    r.session_id,
+                    r.latency_ms,
+                ]
+                for r in recent
+            ],
+        ),
     ]
     efficiency = select_template(["efficiency/_drilldown_card.html", "attribution/_empty.html"])
     context = _base_context(
-        request, period, title=title, subtitle=subtitle, dimension=dimension, key=key,
-        totals=totals, previous=previous, chart=spend_bars(series, hourly=period.hourly,
-                                                           tz=ws.tz),
-        split=split, by=by, recent=recent, page=page, has_next=has_next,
-        efficiency_template=efficiency.template.name, **(extra or {}),
+        request,
+        period,
+        title=title,
+        subtitle=subtitle,
+        dimension=dimension,
+        key=key,
+        totals=totals,
+        previous=previous,
+        chart=spend_bars(series, hourly=period.hourly, tz=ws.tz),
+        split=split,
+        by=by,
+        recent=recent,
+        page=page,
+        has_next=has_next,
+        efficiency_template=efficiency.template.name,
+        **(extra or {}),
     )
-    return render_with_export(request, "attribution/drilldown.html", context, tables,
-                              slug=f"{dimension}-{key}".replace("/", "_"))
+    return render_with_export(
+        request,
+        "attribution/drilldown.html",
+        context,
+        tables,
+        slug=f"{dimension}-{key}".replace("/", "_"),
+    )
 
 
 @workspace_page(readers_only=False)
 def member_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    member = get_in_workspace(Member.objects.select_related("user", "department"),
-                              workspace=request.workspace, pk=pk)
+    member = get_in_workspace(
+        Member.objects.select_related("user", "department"), workspace=request.workspace, pk=pk
+    )
     require_self_or_reader(request, member_id=member.pk)
     from gateway.models import GatewayKey
 
     keys = GatewayKey.objects.filter(workspace=request.workspace, member=member)
     return _drilldown(
-        request, dimension="member", key=str(member.pk),
+        request,
+        dimension="member",
+        key=str(member.pk),
         title=member.user.name or member.user.email,
         subtitle=f"{member.get_role_display()} · {member.department or 'no department'}",
         extra={"member_keys": keys, "entity": member},
@@ -175,17 +299,27 @@ def member_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @workspace_page(readers_only=True)
 def agent_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    agent = get_in_workspace(Agent.objects.select_related("owner__user"),
-                             workspace=request.workspace, pk=pk)
-    return _drilldown(request, dimension="agent", key=str(agent.pk), title=f"Agent {agent.slug}",
-                      subtitle=f"owned by {agent.owner.user.email}")
+    agent = get_in_workspace(
+        Agent.objects.select_related("owner__user"), workspace=request.workspace, pk=pk
+    )
+    return _drilldown(
+        request,
+        dimension="agent",
+        key=str(agent.pk),
+        title=f"Agent {agent.slug}",
+        subtitle=f"owned by {agent.owner.user.email}",
+    )
 
 
 @workspace_page(readers_only=True)
 def department_detail(request: HttpRequest, pk: int) -> HttpResponse:
     department = get_in_workspace(Department, workspace=request.workspace, pk=pk)
-    return _drilldown(request, dimension="department", key=str(department.pk),
-                      title=f"Department {department.name}")
+    return _drilldown(
+        request,
+        dimension="department",
+        key=str(department.pk),
+        title=f"Department {department.name}",
+    )
 
 
 @workspace_page(readers_only=False)
@@ -194,8 +328,13 @@ def key_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
     key = get_in_workspace(GatewayKey, workspace=request.workspace, pk=pk)
     require_self_or_reader(request, member_id=key.member_id)
-    return _drilldown(request, dimension="gateway_key", key=str(key.pk),
-                      title=f"Key {key.name}", subtitle=f"{key.prefix}… · {key.status}")
+    return _drilldown(
+        request,
+        dimension="gateway_key",
+        key=str(key.pk),
+        title=f"Key {key.name}",
+        subtitle=f"{key.prefix}… · {key.status}",
+    )
 
 
 @workspace_page(readers_only=True)
@@ -219,8 +358,7 @@ def property_detail(request: HttpRequest, key: str) -> HttpResponse:
 
 @workspace_page(readers_only=True)
 def session_detail(request: HttpRequest, key: str) -> HttpResponse:
-    return _drilldown(request, dimension="session", key=key, title=f"Session {key}",
-                      by="agent")
+    return _drilldown(request, dimension="session", key=key, title=f"Session {key}", by="agent")
 
 
 @workspace_page(readers_only=True)
@@ -230,16 +368,44 @@ def sessions_list(request: HttpRequest) -> HttpResponse:
     if sort not in selectors.SESSION_SORTS:
         sort = "cost"
     rows = selectors.sessions(workspace=ws, period=period, sort=sort, limit=100)
-    table = Table("sessions", ["session_id", "name", "agent", "member", "steps", "cost_usd",
-                               "first_at", "last_at", "duration_s", "max_repeats", "looping"],
-                  [[r.key, r.label, r.extra["agent"], r.extra["member"], r.totals.requests,
-                    r.totals.cost, r.extra["first_at"], r.extra["last_at"],
-                    int(r.extra["duration"].total_seconds()) if r.extra["duration"] else 0,
-                    r.extra["max_repeats"], r.extra["looping"]] for r in rows])
-    context = _base_context(request, period, rows=rows, sort=sort,
-                            sorts=list(selectors.SESSION_SORTS))
-    return render_with_export(request, "attribution/sessions.html", context, [table],
-                              slug="sessions")
+    table = Table(
+        "sessions",
+        [
+            "session_id",
+            "name",
+            "agent",
+            "member",
+            "steps",
+            "cost_usd",
+            "first_at",
+            "last_at",
+            "duration_s",
+            "max_repeats",
+            "looping",
+        ],
+        [
+            [
+                r.key,
+                r.label,
+                r.extra["agent"],
+                r.extra["member"],
+                r.totals.requests,
+                r.totals.cost,
+                r.extra["first_at"],
+                r.extra["last_at"],
+                int(r.extra["duration"].total_seconds()) if r.extra["duration"] else 0,
+                r.extra["max_repeats"],
+                r.extra["looping"],
+            ]
+            for r in rows
+        ],
+    )
+    context = _base_context(
+        request, period, rows=rows, sort=sort, sorts=list(selectors.SESSION_SORTS)
+    )
+    return render_with_export(
+        request, "attribution/sessions.html", context, [table], slug="sessions"
+    )
 
 
 def _recent_alerts(workspace, *, limit: int | None = None) -> list:
@@ -254,20 +420,40 @@ def _recent_alerts(workspace, *, limit: int | None = None) -> list:
 @workspace_page(readers_only=True)
 def alerts_feed(request: HttpRequest) -> HttpResponse:
     alerts = _recent_alerts(request.workspace)
-    table = Table("alerts", ["created_at", "kind", "title", "message", "step"],
-                  [[a.created_at, a.kind, a.title, a.message, a.step] for a in alerts])
-    return render_with_export(request, "attribution/alerts.html", {"alerts": alerts}, [table],
-                              slug="alerts")
+    table = Table(
+        "alerts",
+        ["created_at", "kind", "title", "message", "step"],
+        [[a.created_at, a.kind, a.title, a.message, a.step] for a in alerts],
+    )
+    return render_with_export(
+        request, "attribution/alerts.html", {"alerts": alerts}, [table], slug="alerts"
+    )
 
 
 @workspace_page(readers_only=True)
 def budgets_page(request: HttpRequest) -> HttpResponse:
     burns = budget_burns(workspace=request.workspace)
-    table = Table("budgets", ["scope", "metric", "period", "used", "limit", "percent",
-                              "forecast", "state"],
-                  [[b.scope_label, b.budget.metric, b.period_label, b.used, b.limit, b.percent,
-                    b.forecast, b.state] for b in burns])
-    return render_with_export(request, "attribution/budgets.html",
-                              {"burns": burns, "can_edit": request.member.role != "member"},
-                              [table], slug="budgets")
-
+    table = Table(
+        "budgets",
+        ["scope", "metric", "period", "used", "limit", "percent", "forecast", "state"],
+        [
+            [
+                b.scope_label,
+                b.budget.metric,
+                b.period_label,
+                b.used,
+                b.limit,
+                b.percent,
+                b.forecast,
+                b.state,
+            ]
+            for b in burns
+        ],
+    )
+    return render_with_export(
+        request,
+        "attribution/budgets.html",
+        {"burns": burns, "can_edit": request.member.role != "member"},
+        [table],
+        slug="budgets",
+    )

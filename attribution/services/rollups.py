@@ -63,9 +63,7 @@ def _bucket_sql(granularity: str) -> str:
 def _dimensions_sql() -> str:
     """One (dimension, key) pair per rollup dimension a ledger row contributes to."""
     columns = _ledger_columns()
-    key_col = (
-        "coalesce(u.gateway_key_id::text, '')" if "gateway_key_id" in columns else "''::text"
-    )
+    key_col = "coalesce(u.gateway_key_id::text, '')" if "gateway_key_id" in columns else "''::text"
     return f"""
         SELECT 'workspace'::text AS dim, ''::text AS key
         UNION ALL SELECT 'member', coalesce(u.member_id::text, '')
@@ -82,9 +80,7 @@ def _dimensions_sql() -> str:
     """
 
 
-def _rebuild(
-    *, workspace: Workspace, granularity: str, buckets: list[dt.datetime]
-) -> None:
+def _rebuild(*, workspace: Workspace, granularity: str, buckets: list[dt.datetime]) -> None:
     """Delete and recompute the rollup rows of `buckets` (bucket starts, aware datetimes)."""
     if not buckets:
         return
@@ -162,9 +158,7 @@ def _recent_windows(
     return hours, {d for d in days if d <= now}
 
 
-def rollup_workspace(
-    *, workspace: Workspace, now: dt.datetime | None = None
-) -> RollupResult:
+def rollup_workspace(*, workspace: Workspace, now: dt.datetime | None = None) -> RollupResult:
     """Fold new ledger rows of `workspace` into its rollups. Call inside its workspace scope."""
     now = now or timezone.now()
     state, _ = RollupState.objects.get_or_create(workspace=workspace)
@@ -175,9 +169,7 @@ def rollup_workspace(
             [workspace.pk],
         )
         upto = int(cursor.fetchone()[0])
-    hours, days = _touched_windows(
-        workspace=workspace, after_id=state.last_record_id, upto_id=upto
-    )
+    hours, days = _touched_windows(workspace=workspace, after_id=state.last_record_id, upto_id=upto)
     new_rows = len(hours)  # informative only; the exact count is not needed
     recent_hours, recent_days = _recent_windows(workspace=workspace, now=now)
     hours |= recent_hours

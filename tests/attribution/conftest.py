@@ -35,25 +35,55 @@ def world(cast) -> SpendWorld:
 
     now = timezone.now()
     with workspace_scope(cast.workspace.pk):
-        agent = agent_create(workspace=cast.workspace, slug="summarizer", name="Summarizer",
-                             owner=cast.member)
+        agent = agent_create(
+            workspace=cast.workspace, slug="summarizer", name="Summarizer", owner=cast.member
+        )
         key, _raw = gateway_key_create(workspace=cast.workspace, name="laptop", member=cast.member)
         m = cast.member
-        usage(cast.workspace, at=now - dt.timedelta(minutes=1), cost="1.25", member=m,
-              department=m.department, gateway_key=key, session_id="run-a")
-        usage(cast.workspace, at=now - dt.timedelta(minutes=2), cost="0.50", member=m,
-              department=m.department, agent=agent, model="gpt-4o", session_id="run-a")
-        usage(cast.workspace, at=now - dt.timedelta(minutes=3), cost="2.000000000001",
-              member=cast.admin, provider="anthropic", model="claude-3-5-haiku")
+        usage(
+            cast.workspace,
+            at=now - dt.timedelta(minutes=1),
+            cost="1.25",
+            member=m,
+            department=m.department,
+            gateway_key=key,
+            session_id="run-a",
+        )
+        usage(
+            cast.workspace,
+            at=now - dt.timedelta(minutes=2),
+            cost="0.50",
+            member=m,
+            department=m.department,
+            agent=agent,
+            model="gpt-4o",
+            session_id="run-a",
+        )
+        usage(
+            cast.workspace,
+            at=now - dt.timedelta(minutes=3),
+            cost="2.000000000001",
+            member=cast.admin,
+            provider="anthropic",
+            model="claude-3-5-haiku",
+        )
         rollup_workspace(workspace=cast.workspace)
     with workspace_scope(cast.other_workspace.pk):
-        o_agent = agent_create(workspace=cast.other_workspace, slug="spy", name="Spy",
-                               owner=cast.outsider)
-        o_key, _raw = gateway_key_create(workspace=cast.other_workspace, name="b-key",
-                                         member=cast.outsider)
-        usage(cast.other_workspace, at=now - dt.timedelta(minutes=1), cost="99",
-              member=cast.outsider, agent=o_agent, gateway_key=o_key, session_id="run-b",
-              model="secret-model")
+        o_agent = agent_create(
+            workspace=cast.other_workspace, slug="spy", name="Spy", owner=cast.outsider
+        )
+        o_key, _raw = gateway_key_create(
+            workspace=cast.other_workspace, name="b-key", member=cast.outsider
+        )
+        usage(
+            cast.other_workspace,
+            at=now - dt.timedelta(minutes=1),
+            cost="99",
+            member=cast.outsider,
+            agent=o_agent,
+            gateway_key=o_key,
+            session_id="run-b",
+            model="secret-model",
+        )
         rollup_workspace(workspace=cast.other_workspace)
     return SpendWorld(cast, agent, key, o_agent, o_key)
-

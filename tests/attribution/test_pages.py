@@ -82,14 +82,22 @@ def test_foreign_objects_are_404_and_foreign_data_never_shows(client, world):
     for url in foreign:
         assert client.get(url).status_code == 404, url
     # Pages keyed by name show the outsider's own (empty) data, never workspace A's.
-    for url in ("/", "/spend/models/openai/gpt-4o/", "/spend/sessions/run-a/",
-                "/spend/sessions/", "/spend/members/"):
+    for url in (
+        "/",
+        "/spend/models/openai/gpt-4o/",
+        "/spend/sessions/run-a/",
+        "/spend/sessions/",
+        "/spend/members/",
+    ):
         body = client.get(url).content.decode()
         assert "member@a.example" not in body and "$1.25" not in body, url
     # And A's people never see B's.
     _client(client, c.owner)
-    for url in (f"/spend/members/{c.outsider.pk}/", f"/spend/agents/{world.outsider_agent.pk}/",
-                f"/spend/keys/{world.outsider_key.pk}/"):
+    for url in (
+        f"/spend/members/{c.outsider.pk}/",
+        f"/spend/agents/{world.outsider_agent.pk}/",
+        f"/spend/keys/{world.outsider_key.pk}/",
+    ):
         assert client.get(url).status_code == 404, url
     body = client.get("/spend/models/").content.decode()
     assert "secret-model" not in body and "$99" not in body
@@ -136,7 +144,10 @@ def test_csv_export_of_a_table(client, world):
     assert response["Content-Type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(response.content.decode())))
     spent = {r["member"]: Decimal(r["cost_usd"]) for r in rows}
-    assert spent == {"member@a.example": Decimal("1.75"), "admin@a.example": Decimal("2.000000000001")}
+    assert spent == {
+        "member@a.example": Decimal("1.75"),
+        "admin@a.example": Decimal("2.000000000001"),
+    }
     recent = client.get(f"/spend/members/{world.cast.member.pk}/?export=recent-requests")
     assert len(list(csv.reader(io.StringIO(recent.content.decode())))) == 3  # header + 2
     assert client.get("/?export=nope").status_code == 404
@@ -152,9 +163,14 @@ def test_member_csv_of_own_page_only(client, world):
 
 def test_periods_and_sessions(client, world):
     _client(client, world.cast.owner)
-    for q in ("period=day", "period=week", "period=month&date=2020-01-01",
-              "period=custom&start=2020-01-01&end=2020-01-31", "period=custom&start=bad",
-              "period=nonsense"):
+    for q in (
+        "period=day",
+        "period=week",
+        "period=month&date=2020-01-01",
+        "period=custom&start=2020-01-01&end=2020-01-31",
+        "period=custom&start=bad",
+        "period=nonsense",
+    ):
         assert client.get(f"/?{q}").status_code == 200, q
     old = client.get("/?period=month&date=2020-01-01").content.decode()
     assert _total(old) == 0

@@ -22,8 +22,18 @@ NOW = dt.datetime(2026, 11, 20, 15, 30, tzinfo=dt.UTC)
 def _snapshot(workspace) -> list[tuple]:
     return sorted(
         UsageRollup.objects.filter(workspace=workspace).values_list(
-            "granularity", "bucket_start", "dimension", "key", "requests", "input_tokens",
-            "output_tokens", "cached_tokens", "cost_usd", "saved_usd", "errors", "cache_hits",
+            "granularity",
+            "bucket_start",
+            "dimension",
+            "key",
+            "requests",
+            "input_tokens",
+            "output_tokens",
+            "cached_tokens",
+            "cost_usd",
+            "saved_usd",
+            "errors",
+            "cache_hits",
         )
     )
 
@@ -37,14 +47,41 @@ def _total(workspace, granularity="day", dimension="workspace") -> Decimal:
 def _traffic(cast):
     ws, m = cast.workspace, cast.member
     rows = [
-        usage(ws, at=NOW - dt.timedelta(minutes=5), cost="0.000000000001", member=m,
-              department=m.department, session_id="run-1", properties={"team": "search"}),
-        usage(ws, at=NOW - dt.timedelta(hours=3), cost="1.333333333333", member=m,
-              model="gpt-4o", cached_tokens=20, cache_hit=True, saved_usd=Decimal("0.5")),
-        usage(ws, at=NOW - dt.timedelta(days=2), cost="0.25", member=cast.admin,
-              status_code=402, error_type="budget_exceeded", session_id="run-1"),
-        usage(ws, at=NOW - dt.timedelta(days=40), cost="7", provider="anthropic",
-              model="claude-3-5-haiku"),
+        usage(
+            ws,
+            at=NOW - dt.timedelta(minutes=5),
+            cost="0.000000000001",
+            member=m,
+            department=m.department,
+            session_id="run-1",
+            properties={"team": "search"},
+        ),
+        usage(
+            ws,
+            at=NOW - dt.timedelta(hours=3),
+            cost="1.333333333333",
+            member=m,
+            model="gpt-4o",
+            cached_tokens=20,
+            cache_hit=True,
+            saved_usd=Decimal("0.5"),
+        ),
+        usage(
+            ws,
+            at=NOW - dt.timedelta(days=2),
+            cost="0.25",
+            member=cast.admin,
+            status_code=402,
+            error_type="budget_exceeded",
+            session_id="run-1",
+        ),
+        usage(
+            ws,
+            at=NOW - dt.timedelta(days=40),
+            cost="7",
+            provider="anthropic",
+            model="claude-3-5-haiku",
+        ),
     ]
     return rows
 
@@ -58,9 +95,19 @@ def test_rollups_equal_the_ledger_exactly_in_every_dimension(scoped):
     ledger = UsageRecord.objects.aggregate(s=Sum("cost_usd"))["s"]
     assert ledger == Decimal("8.583333333334")
     for granularity in ("hour", "day"):
-        for dimension in ("workspace", "member", "agent", "department", "gateway_key",
-                          "provider", "model"):
-            assert _total(cast.workspace, granularity, dimension) == ledger, (granularity, dimension)
+        for dimension in (
+            "workspace",
+            "member",
+            "agent",
+            "department",
+            "gateway_key",
+            "provider",
+            "model",
+        ):
+            assert _total(cast.workspace, granularity, dimension) == ledger, (
+                granularity,
+                dimension,
+            )
     sessions = UsageRollup.objects.filter(granularity="day", dimension="session")
     assert sum(r.requests for r in sessions) == 2
     prop = UsageRollup.objects.get(granularity="hour", dimension="property")
@@ -69,7 +116,9 @@ def test_rollups_equal_the_ledger_exactly_in_every_dimension(scoped):
     assert set(models) == {"openai/gpt-4o-mini", "openai/gpt-4o", "anthropic/claude-3-5-haiku"}
     gpt4o = models["openai/gpt-4o"]
     assert (gpt4o.cache_hits, gpt4o.cached_tokens, gpt4o.saved_usd) == (1, 20, Decimal("0.5"))
-    admin_row = UsageRollup.objects.get(granularity="day", dimension="member", key=str(cast.admin.pk))
+    admin_row = UsageRollup.objects.get(
+        granularity="day", dimension="member", key=str(cast.admin.pk)
+    )
     assert (admin_row.requests, admin_row.errors) == (1, 1)
 
 
@@ -123,8 +172,10 @@ def test_rollups_never_cross_workspaces(cast):
     with workspace_scope(cast.workspace.pk):
         rollup_workspace(workspace=cast.workspace, now=NOW)
         assert _total(cast.workspace) == Decimal(1)
-        assert UsageRollup.objects.count() == UsageRollup.objects.filter(
-            workspace=cast.workspace).count()
+        assert (
+            UsageRollup.objects.count()
+            == UsageRollup.objects.filter(workspace=cast.workspace).count()
+        )
 
 
 @pytest.mark.django_db(transaction=True)

@@ -1,0 +1,85 @@
+"""Test a stored provider key: list the provider's models with it (free, no tokens spent).
+
+The secret is decrypted server-side for this one call and never returned; the result says
+only whether the provider accepted it. Audit-logged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+
+from gateway.models import ProviderCredential
+from workspaces.models import Member
+
+TIMEOUT_S = 8.0
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    ok: bool
+    status: int | None
+    message: str
+
+
+def _request(credential: ProviderCredential, secret: str) -> tuple[str, dict[str, str]]:
+    from gateway.providers import adapter_for
+    from gateway.providers.anthropic import DEFAULT_BASE_URL as ANTHROPIC_BASE
+    from gateway.providers.base import Credential
+    from gateway.providers.gemini import DEFAULT_BASE_URL as GEMINI_BASE
+
+    cred = Credential(
+        id=credential.pk,
+        provider=credential.provider,
+        name=credential.name,
+        base_url=credential.base_url or None,
+        api_version=credential.api_version or None,
+        organization=credential.organization or None,
+        timeout_s=TIMEOUT_S,
+        secret=secret,
+    )
+    if credential.provider == "anthropic":
+        base = (credential.base_url or ANTHROPIC_BASE).rstrip("/").removesuffix("/v1")
+        return f"{base}/v1/models", adapter_for("anthropic").headers(cred)
+    if credential.provider == "gemini":
+        base = (credential.base_url or GEMINI_BASE).rstrip("/").removesuffix("/v1beta")
+        return f"{base}/v1beta/models", {"x-goog-api-key": secret}
+    adapter = adapter_for(credential.provider)
+    if credential.provider == "azure-openai":
+        version = credential.api_version or adapter.DEFAULT_API_VERSION
+        return (
+            f"{adapter.base_url(cred)}/openai/models?api-version={version}",
+            adapter.headers(cred),
+        )
+    return f"{adapter.base_url(cred)}/models", adapter.headers(cred)
+
+
+def provider_key_test(*, credential: ProviderCredential, actor: Member | None) -> CheckResult:
+    from gateway.services.keys import provider_key_reveal
+    from workspaces.services.audit import audit_record
+
+    try:
+        url, headers = _request(credential, provider_key_reveal(credential=credential))
+        with httpx.Client(timeout=TIMEOUT_S, follow_redirects=False) as client:
+            response = client.get(url, headers=headers)
+        if response.status_code < 300:
+            result = CheckResult(True, response.status_code, "The provider accepted the key.")
+        elif response.status_code in (401, 403):
+            result = CheckResult(False, response.status_code, "The provider rejected the key.")
+        else:
+            result = CheckResult(
+                False, response.status_code, f"The provider answered HTTP {response.status_code}."
+            )
+    except httpx.HTTPError as exc:
+        result = CheckResult(False, None, f"Could not reach the provider ({type(exc).__name__}).")
+    except Exception as exc:  # a bad base URL, an undecryptable secret: report, don't 500
+        result = CheckResult(False, None, f"Check failed: {type(exc).__name__}.")
+    audit_record(
+        workspace=credential.workspace,
+        actor=actor,
+        action="provider_key.test",
+        target=credential,
+        after={"ok": result.ok, "status": result.status},
+    )
+    return result
