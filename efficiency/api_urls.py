@@ -1,11 +1,16 @@
 from django.urls import path
+from rest_framework.routers import SimpleRouter
 
 from efficiency import apis
+
+router = SimpleRouter()
+router.register("efficiency/cache-policies", apis.CachePolicyViewSet, basename="api-cache-policies")
 
 list_view = apis.EfficiencyViewSet.as_view({"get": "list"})
 detail_view = apis.EfficiencyViewSet.as_view({"get": "retrieve"})
 
 urlpatterns = [
+    *router.urls,
     path("efficiency", list_view, name="api-efficiency"),
     path("efficiency/", list_view),
     path("efficiency/<int:pk>", detail_view, name="api-efficiency-detail"),

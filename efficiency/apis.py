@@ -6,18 +6,28 @@ from __future__ import annotations
 
 from django.db.models import Q, QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import serializers
+from rest_framework import serializers, status
 from rest_framework.response import Response
 
 from efficiency import selectors
-from efficiency.models import EfficiencyGrade, EfficiencySignal, EntityKind, Period
+from efficiency.cache_policies import cache_policy_delete, cache_policy_set
+from efficiency.models import (
+    CacheScope,
+    EfficiencyGrade,
+    EfficiencySignal,
+    EntityKind,
+    Period,
+    ResponseCachePolicy,
+)
 from workspaces.api_base import (
     ALL_ROLES,
     LIMIT_OFFSET_PARAMETERS,
     SPEND_READERS,
     ErrorSerializer,
     WorkspaceViewSet,
+    id_in_workspace,
 )
+from workspaces.models import Agent
 
 ERRORS = {401: ErrorSerializer, 403: ErrorSerializer, 404: ErrorSerializer}
 
@@ -86,3 +96,56 @@ class EfficiencyViewSet(WorkspaceViewSet):
     def retrieve(self, request, pk=None):
         grade = self.get_object()
         return Response(GradeDetailOut(grade, context=self.get_serializer_context()).data)
+
+
+# --- response cache opt-ins -----------------------------------------------------------------
+
+
+class CachePolicyOut(serializers.ModelSerializer):
+    class Meta:
+        model = ResponseCachePolicy
+        fields = ["id", "scope", "gateway_key_id", "agent_id", "enabled", "ttl_seconds",
+                  "updated_at"]  # fmt: skip
+
+
+class CachePolicyIn(serializers.Serializer):
+    scope = serializers.ChoiceField(choices=CacheScope.choices)
+    gateway_key_id = serializers.IntegerField(min_value=1, max_value=2**63 - 1, required=False)
+    agent_id = serializers.IntegerField(min_value=1, max_value=2**63 - 1, required=False)
+    enabled = serializers.BooleanField(default=True)
+    ttl_seconds = serializers.IntegerField(min_value=1, max_value=30 * 86400, default=3600)
+
+
+class CachePolicyViewSet(WorkspaceViewSet):
+    """Opt-ins to the gateway's exact-match response cache (workspace, key or agent).
+    Owners and admins write; finance reads."""
+
+    queryset = ResponseCachePolicy.objects.all()
+    action_roles = {"list": SPEND_READERS}
+
+    @extend_schema(responses={200: CachePolicyOut(many=True), **ERRORS})
+    def list(self, request):
+        return self.paginated(self.get_queryset(), CachePolicyOut)
+
+    @extend_schema(request=CachePolicyIn, responses={201: CachePolicyOut, 400: ErrorSerializer,
+                                                     **ERRORS})  # fmt: skip
+    def create(self, request):
+        from gateway.models import GatewayKey
+
+        data = CachePolicyIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        policy = cache_policy_set(
+            workspace=self.workspace, scope=v["scope"], enabled=v["enabled"],
+            ttl_seconds=v["ttl_seconds"],
+            gateway_key=id_in_workspace(GatewayKey, v.get("gateway_key_id"),
+                                        workspace=self.workspace, field="gateway_key_id"),
+            agent=id_in_workspace(Agent, v.get("agent_id"), workspace=self.workspace,
+                                  field="agent_id"),
+        )  # fmt: skip
+        return Response(CachePolicyOut(policy).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses={204: None, **ERRORS})
+    def destroy(self, request, pk=None):
+        cache_policy_delete(workspace=self.workspace, policy=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -121,3 +121,61 @@ class EfficiencySignal(TenantModel):
 
     def __str__(self) -> str:
         return f"{self.kind}: {self.summary}"
+
+
+class CacheScope(models.TextChoices):
+    WORKSPACE = "workspace", "Whole workspace"
+    KEY = "key", "Gateway key"
+    AGENT = "agent", "Agent"
+
+
+class ResponseCachePolicy(TenantModel):
+    """Opt-in to the gateway's exact-match response cache (`gateway/cache.py`) for the whole
+    workspace, one gateway key or one agent; the most specific policy wins, and the request
+    header `Alephant-Cache: on|off` beats them all. Published in the workspace snapshot."""
+
+    scope = models.CharField(max_length=16, choices=CacheScope.choices)
+    gateway_key = models.ForeignKey(
+        "gateway.GatewayKey", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    agent = models.ForeignKey(
+        "workspaces.Agent", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    enabled = models.BooleanField(default=True)
+    ttl_seconds = models.PositiveIntegerField(default=3600)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["workspace"],
+                condition=models.Q(scope="workspace"),
+                name="cache_policy_one_per_workspace",
+            ),
+            models.UniqueConstraint(
+                fields=["workspace", "gateway_key"],
+                condition=models.Q(scope="key"),
+                name="cache_policy_one_per_key",
+            ),
+            models.UniqueConstraint(
+                fields=["workspace", "agent"],
+                condition=models.Q(scope="agent"),
+                name="cache_policy_one_per_agent",
+            ),
+            models.CheckConstraint(
+                condition=(
+                    models.Q(scope="workspace", gateway_key__isnull=True, agent__isnull=True)
+                    | models.Q(scope="key", gateway_key__isnull=False, agent__isnull=True)
+                    | models.Q(scope="agent", gateway_key__isnull=True, agent__isnull=False)
+                ),
+                name="cache_policy_target_matches_scope",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(ttl_seconds__gte=1, ttl_seconds__lte=30 * 86400),
+                name="cache_policy_ttl_range",
+            ),
+        ]
+        ordering = ["scope", "id"]
+
+    def __str__(self) -> str:
+        return f"cache {self.scope} {'on' if self.enabled else 'off'} ({self.ttl_seconds}s)"
