@@ -1,10 +1,7 @@
-from django.urls import path
+from django.urls import re_path
 
 from attribution import apis
 
-spend_view = apis.SpendViewSet.as_view({"get": "list"})
-
 urlpatterns = [
-    path("spend", spend_view, name="api-spend"),
-    path("spend/", spend_view),
+    re_path(r"^spend/?$", apis.SpendViewSet.as_view({"get": "list"}), name="api-spend"),
 ]
