@@ -208,7 +208,41 @@ def _ladder_arg(budget: dict) -> str:
     limit = int(budget["limit"])
     steps = budget.get("ladder") or DEFAULT_LADDER
     # threshold = ceil(limit * step / 100), in integers: no float near the cap.
-    return ",".join(f"{int(s)}={-(-limit * int(s) // 100)}" for s in steps)
+    return ",".join(f"{int(s)}={-(-limit * int(s) // 100)}" for s in steps) or "-"
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    """What the scripts need of a budget, computed once per snapshot (not per request)."""
+
+    metric: str
+    limit: int
+    budget_id: int
+    ladder: str
+    static: str  # "hard threshold throttle_rpm money budget_id" for the admit script
+
+
+def _compiled(budget: dict) -> _Compiled:
+    compiled = budget.get("_alephant_compiled")
+    if compiled is None:
+        metric = budget.get("metric", MONEY)
+        limit = int(budget["limit"])
+        throttle_at = budget.get("throttle_at")
+        throttle_rpm = int(budget.get("throttle_rpm") or 0)
+        threshold = (
+            -1 if throttle_at is None or not throttle_rpm else -(-limit * int(throttle_at) // 100)
+        )
+        hard = 1 if budget.get("hard_stop", True) else 0
+        money = 1 if metric == MONEY else 0
+        compiled = _Compiled(
+            metric=metric,
+            limit=limit,
+            budget_id=int(budget["id"]),
+            ladder=_ladder_arg(budget),
+            static=f"{hard} {threshold} {throttle_rpm} {money} {int(budget['id'])}",
+        )
+        budget["_alephant_compiled"] = compiled
+    return compiled
 
 
 def _load_script(name: str) -> str:
@@ -364,9 +398,10 @@ class Enforcer:
         ]
         throttle_keys = []
         reserves = []
+        packed = []
         for budget, pkey, _end in chain:
-            metric = budget.get("metric", MONEY)
-            limit = int(budget["limit"])
+            c = _compiled(budget)
+            metric = c.metric
             reserve = (
                 max(0, int(req.reserve_nanos))
                 if metric == MONEY
@@ -375,25 +410,10 @@ class Enforcer:
                 else tokens_estimate
             )
             reserves.append(reserve)
-            throttle_at = budget.get("throttle_at")
-            throttle_rpm = budget.get("throttle_rpm") or 0
-            threshold = (
-                -1
-                if throttle_at is None or not throttle_rpm
-                else -(-limit * int(throttle_at) // 100)
-            )
-            keys.append(f"{tag}:b:{budget['id']}:{pkey}")
-            throttle_keys.append(f"{tag}:th:{budget['id']}")
-            args += [
-                limit,
-                reserve,
-                1 if budget.get("hard_stop", True) else 0,
-                threshold,
-                int(throttle_rpm),
-                1 if metric == MONEY else 0,
-                budget["id"],
-                pkey,
-            ]
+            keys.append(f"{tag}:b:{c.budget_id}:{pkey}")
+            throttle_keys.append(f"{tag}:th:{c.budget_id}")
+            packed.append(f"{c.limit} {reserve} {c.static} {pkey}")
+        args.append(" ".join(packed))
         keys += throttle_keys
 
         for attempt in range(3):
@@ -618,11 +638,20 @@ class Enforcer:
             return True
         tag = f"alephant:{{w{handle.workspace_id}}}"
         keys = [f"{tag}:settled:{handle.request_id}", ALERTS_STREAM]
-        args: list = [SETTLED_TTL_S, len(handle.budgets), handle.workspace_id, handle.request_id]
+        packed = []
         for b in handle.budgets:
             actual = cost_nanos if b.metric == MONEY else count if b.metric == REQUESTS else tokens
             keys.append(b.key)
-            args += [b.epoch, b.reserve, actual, b.limit, b.ladder, b.budget_id, b.period]
+            packed.append(
+                f"{b.epoch} {b.reserve} {actual} {b.limit} {b.ladder} {b.budget_id} {b.period}"
+            )
+        args: list = [
+            SETTLED_TTL_S,
+            len(handle.budgets),
+            handle.workspace_id,
+            handle.request_id,
+            " ".join(packed),
+        ]
         try:
             return bool(await _SETTLE(self.redis, keys, args))
         except (RedisError, OSError) as exc:
