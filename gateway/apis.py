@@ -40,7 +40,12 @@ class ProviderKeyOut(serializers.ModelSerializer):
 
 
 class ProviderKeyCreateIn(serializers.Serializer):
-    provider = serializers.ChoiceField(choices=Provider.choices)
+    # The error never echoes the input: a secret pasted into the wrong field stays unseen.
+    provider = serializers.ChoiceField(
+        choices=Provider.choices,
+        error_messages={"invalid_choice": "Unknown provider; one of: "
+                        + ", ".join(Provider.values) + "."},
+    )
     name = serializers.CharField(max_length=100)
     secret = serializers.CharField(
         max_length=MAX_SECRET_CHARS, allow_blank=True, trim_whitespace=True, write_only=True,

@@ -64,7 +64,7 @@ def validate_credential_fields(
 ) -> None:
     errors: dict[str, str] = {}
     if provider not in Provider.values:
-        errors["provider"] = f"Unknown provider {provider!r}."
+        errors["provider"] = "Unknown provider."
     if not name.strip():
         errors["name"] = "This field may not be blank."
     elif len(name) > 100:
