@@ -4,6 +4,8 @@ member reads their own grade and their agents'. Foreign and missing ids are the 
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db.models import Q, QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
@@ -61,7 +63,7 @@ class GradeDetailOut(GradeOut):
         fields = [*GradeOut.Meta.fields, "signals"]
 
     @extend_schema(responses=SignalOut(many=True))
-    def get_signals(self, grade: EfficiencyGrade) -> list[dict]:
+    def get_signals(self, grade: EfficiencyGrade) -> Any:
         signals = selectors.grade_signals(workspace=self.context["workspace"], grade=grade)
         return SignalOut(signals, many=True).data
 

@@ -74,6 +74,6 @@ def thresholds() -> Thresholds:
         name = f"ALEPHANT_EFF_{field.name.upper()}"
         if hasattr(settings, name):
             raw = getattr(settings, name)
-            default = field.default
-            values[field.name] = type(default)(str(raw)) if not isinstance(default, str) else raw
+            kind = type(field.default)
+            values[field.name] = raw if kind is str else kind(str(raw))  # type: ignore[misc]
     return Thresholds(**values)

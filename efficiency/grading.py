@@ -7,6 +7,7 @@ Verdict: S/A justified, B/C questionable, D or any veto wasteful.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
@@ -169,8 +170,8 @@ def evaluate(
     ]
     grades = []
     for kind, attr in ((MEMBER, "member_id"), (AGENT, "agent_id"), (DEPARTMENT, "department_id")):
-        by_entity = group_by(ordered, lambda r, a=attr: (getattr(r, a),))
-        for (entity_id,), entity_rows in by_entity.items():
+        by_entity = group_by(ordered, operator.attrgetter(attr))
+        for entity_id, entity_rows in by_entity.items():
             if entity_id is None:
                 continue
             mine = [f for f in findings if getattr(f, attr) == entity_id]

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
 
 from efficiency.conf import Thresholds
 
@@ -94,6 +95,19 @@ class Finding:
     impact_by_request: dict[str, Decimal]
     facts: dict = field(default_factory=dict)
 
+    @classmethod
+    def of(
+        cls,
+        kind: str,
+        owner: tuple,
+        *,
+        summary: str,
+        impact_by_request: dict[str, Decimal],
+        facts: dict,
+    ) -> Finding:
+        member_id, agent_id, department_id = owner
+        return cls(kind, member_id, agent_id, department_id, summary, impact_by_request, facts)
+
     @property
     def veto(self) -> bool:
         return self.kind in VETO_SIGNALS
@@ -127,8 +141,8 @@ def _fp(fingerprint: str) -> str:
     return fingerprint[:12]
 
 
-def group_by(rows: Iterable[Row], key: Callable[[Row], tuple]) -> dict[tuple, list[Row]]:
-    groups: dict[tuple, list[Row]] = defaultdict(list)
+def group_by(rows: Iterable[Row], key: Callable[[Row], Any]) -> dict[Any, list[Row]]:
+    groups: dict[Any, list[Row]] = defaultdict(list)
     for row in rows:
         groups[key(row)].append(row)
     return dict(sorted(groups.items(), key=lambda item: repr(item[0])))
@@ -168,9 +182,9 @@ def detect_thrashing(rows: list[Row], t: Thresholds) -> list[Finding]:
         span = (loop[-1].created_at - loop[0].created_at).total_seconds()
         owner = (member_id, agent_id, dept_id)
         findings.append(
-            Finding(
+            Finding.of(
                 THRASHING,
-                *owner,
+                owner,
                 summary=(
                     f"{_who(owner)} sent the same request (fingerprint {_fp(fingerprint)}) "
                     f"{len(loop)} times in {int(span)} s"
@@ -208,9 +222,9 @@ def _runaway_runs(rows: list[Row], t: Thresholds) -> list[Finding]:
                 r.request_id: (ZERO if i < normal else r.cost_usd) for i, r in enumerate(steps)
             }
             findings.append(
-                Finding(
+                Finding.of(
                     THRASHING,
-                    *owner,
+                    owner,
                     summary=(
                         f"{_who(owner)} ran session {session_id} for {len(steps)} steps where "
                         f"its other sessions take {median.normalize()} (median), "
@@ -256,9 +270,9 @@ def detect_model_overkill(rows: list[Row], t: Thresholds, price: PriceFn) -> lis
         spent = sum((r.cost_usd for r in group if r.request_id in impact), ZERO)
         saving = sum(impact.values(), ZERO)
         findings.append(
-            Finding(
+            Finding.of(
                 MODEL_OVERKILL,
-                *owner,
+                owner,
                 summary=(
                     f"{_who(owner)} used {model} for {len(impact)} short calls "
                     f"(<= {t.overkill_max_input_tokens} in / {t.overkill_max_output_tokens} out "
@@ -302,9 +316,9 @@ def detect_cache_miss(rows: list[Row], t: Thresholds) -> list[Finding]:
             continue
         lost = sum(impact.values(), ZERO)
         findings.append(
-            Finding(
+            Finding.of(
                 CACHE_MISS,
-                *owner,
+                owner,
                 summary=(
                     f"{_who(owner)} paid {len(impact)} times for answers it had already "
                     f"received ({fingerprints} distinct requests), {fmt_usd(lost)} a response "
@@ -342,9 +356,9 @@ def detect_context_bloat(rows: list[Row], t: Thresholds, price: PriceFn) -> list
             impact[r.request_id] = resent_cost * t.bloat_recoverable
         owner = (member_id, agent_id, dept_id)
         findings.append(
-            Finding(
+            Finding.of(
                 CONTEXT_BLOAT,
-                *owner,
+                owner,
                 summary=(
                     f"{_who(owner)} grew its input {growth.quantize(Decimal('0.1'))}x along "
                     f"session {session_id} ({steps[0].input_tokens} -> {steps[-1].input_tokens} "
@@ -387,9 +401,9 @@ def detect_retry_storm(rows: list[Row], t: Thresholds) -> list[Finding]:
                     impact[r.request_id] = r.cost_usd
                 seen.add(r.fingerprint)
         findings.append(
-            Finding(
+            Finding.of(
                 RETRY_STORM,
-                *owner,
+                owner,
                 summary=(
                     f"{_who(owner)} failed {len(failed)} of {len(group)} calls "
                     f"({(rate * 100).quantize(Decimal('1'))}%) against a workspace norm of "
@@ -435,9 +449,9 @@ def detect_off_hours(rows: list[Row], t: Thresholds, time_zone: str) -> list[Fin
         impact = {r.request_id: r.cost_usd * t.offhours_weight for r in off}
         percent = (off_spend / spend * 100).quantize(Decimal("1"))
         findings.append(
-            Finding(
+            Finding.of(
                 OFF_HOURS,
-                *owner,
+                owner,
                 summary=(
                     f"{_who(owner)} spent {fmt_usd(off_spend)} ({percent}% of its spend) in "
                     f"{len(off)} calls outside working hours ({t.work_hours} h, {time_zone}) "

@@ -66,7 +66,7 @@ def entity_detail(request: HttpRequest, kind: str, pk: int) -> HttpResponse:
         raise Http404("No efficiency grade for this period.")
     signals = list(selectors.grade_signals(workspace=workspace, grade=grade))
     for s in signals:
-        s.label = SIGNAL_LABELS.get(s.kind, s.kind)
+        s.label = SIGNAL_LABELS.get(s.kind, s.kind)  # type: ignore[attr-defined]
     return render(request, "efficiency/detail.html", {
         "grade": grade, "signals": signals, "spend_url": _spend_url(grade),
     })  # fmt: skip
