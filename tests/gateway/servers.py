@@ -93,7 +93,8 @@ def start_gateway(env: dict[str, str], port: int | None = None, app: str = "alep
                   ) -> tuple[Proc, str]:
     port = port or free_port()
     proc = Proc([sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
-                 "--no-access-log", "--lifespan", "on", "--log-level", "warning"], env, "gateway")
+                 "--no-access-log", "--lifespan", "on", "--log-level", "warning",
+                 "--timeout-graceful-shutdown", "1"], env, "gateway")
     proc.start()
     base = f"http://127.0.0.1:{port}"
     wait_http(base + "/v1/models", timeout=60, proc=proc)
