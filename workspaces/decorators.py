@@ -19,7 +19,18 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 
-from workspaces.models import MANAGER_ROLES, SPEND_READER_ROLES, Role
+from workspaces.models import MANAGER_ROLES, SPEND_READER_ROLES, Member, Role, User, Workspace
+from workspaces.system import Membership
+
+
+class WorkspaceRequest(HttpRequest):
+    """What a view behind `role_required` gets (set by `WorkspaceScopeMiddleware`)."""
+
+    user: User
+    workspace: Workspace
+    member: Member
+    memberships: list[Membership]
+
 
 MANAGERS = tuple(MANAGER_ROLES)
 SPEND_READERS = tuple(SPEND_READER_ROLES)

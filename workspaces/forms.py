@@ -34,11 +34,18 @@ class InvitationForm(forms.Form):
 
     def __init__(self, *args, workspace: Workspace, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["department"].queryset = department_list(workspace=workspace)
+        department_field = self.fields["department"]
+        assert isinstance(department_field, forms.ModelChoiceField)
+        department_field.queryset = department_list(workspace=workspace)
 
 
 class DepartmentForm(forms.Form):
     name = forms.CharField(max_length=120)
+
+
+class MemberChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj) -> str:
+        return obj.user.email
 
 
 class AgentForm(forms.Form):
@@ -46,7 +53,7 @@ class AgentForm(forms.Form):
         max_length=64, help_text="What callers send in the Alephant-Agent header."
     )
     name = forms.CharField(max_length=120)
-    owner = forms.ModelChoiceField(queryset=Member.objects.none())
+    owner = MemberChoiceField(queryset=Member.objects.none())
     department = forms.ModelChoiceField(
         queryset=Department.objects.none(),
         required=False,
@@ -59,9 +66,11 @@ class AgentForm(forms.Form):
     def __init__(self, *args, workspace: Workspace, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         owner_field = self.fields["owner"]
+        department_field = self.fields["department"]
+        assert isinstance(owner_field, forms.ModelChoiceField)
+        assert isinstance(department_field, forms.ModelChoiceField)
         owner_field.queryset = member_list(workspace=workspace)
-        owner_field.label_from_instance = lambda member: member.user.email
-        self.fields["department"].queryset = department_list(workspace=workspace)
+        department_field.queryset = department_list(workspace=workspace)
 
 
 def _time_zone_choices() -> list[tuple[str, str]]:

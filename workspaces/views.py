@@ -20,7 +20,12 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from workspaces.access import get_in_workspace
 from workspaces.adapters import PENDING_INVITATION_KEY
-from workspaces.decorators import MANAGERS, role_required, workspace_required
+from workspaces.decorators import (
+    MANAGERS,
+    WorkspaceRequest,
+    role_required,
+    workspace_required,
+)
 from workspaces.forms import AgentForm, DepartmentForm, InvitationForm, WorkspaceForm
 from workspaces.middleware import SESSION_KEY
 from workspaces.models import Agent, Department, Invitation
@@ -54,7 +59,7 @@ def _add_service_errors(form: forms.Form, error: ValidationError) -> None:
 
 
 @workspace_required
-def home(request: HttpRequest) -> HttpResponse:
+def home(request: WorkspaceRequest) -> HttpResponse:
     summary = workspace_summary(workspace=request.workspace)
     return render(request, "workspaces/home.html", {"summary": summary})
 
@@ -64,7 +69,7 @@ def home(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @login_required
-def workspace_switch(request: HttpRequest) -> HttpResponse:
+def workspace_switch(request: WorkspaceRequest) -> HttpResponse:
     """Only to a workspace the user belongs to; anything else is the same 404."""
     wanted = request.POST.get("workspace_id", "")
     membership = next(
@@ -83,7 +88,7 @@ def workspace_switch(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def workspace_new(request: HttpRequest) -> HttpResponse:
+def workspace_new(request: WorkspaceRequest) -> HttpResponse:
     form = WorkspaceForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -105,7 +110,7 @@ def workspace_new(request: HttpRequest) -> HttpResponse:
 # --- Members and invitations ----------------------------------------------------------------
 
 
-def _members_page(request: HttpRequest, *, form: InvitationForm | None, status: int = 200):
+def _members_page(request: WorkspaceRequest, *, form: InvitationForm | None, status: int = 200):
     workspace = request.workspace
     context = {
         "members": member_list(workspace=workspace),
@@ -118,14 +123,14 @@ def _members_page(request: HttpRequest, *, form: InvitationForm | None, status: 
 
 
 @workspace_required
-def members(request: HttpRequest) -> HttpResponse:
+def members(request: WorkspaceRequest) -> HttpResponse:
     form = InvitationForm(workspace=request.workspace) if request.member.can_manage else None
     return _members_page(request, form=form)
 
 
 @require_POST
 @role_required(*MANAGERS)
-def member_invite(request: HttpRequest) -> HttpResponse:
+def member_invite(request: WorkspaceRequest) -> HttpResponse:
     form = InvitationForm(request.POST, workspace=request.workspace)
     if form.is_valid():
         try:
@@ -146,7 +151,7 @@ def member_invite(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @role_required(*MANAGERS)
-def invitation_revoke_view(request: HttpRequest, invitation_id: int) -> HttpResponse:
+def invitation_revoke_view(request: WorkspaceRequest, invitation_id: int) -> HttpResponse:
     invitation = get_in_workspace(Invitation, workspace=request.workspace, pk=invitation_id)
     directory.invitation_withdraw(invitation=invitation, actor=request.member)
     messages.success(request, f"Invitation for {invitation.email} revoked.")
@@ -184,6 +189,7 @@ def invitation_accept_view(request: HttpRequest, token: str) -> HttpResponse:
         if (
             exc.reason == InvitationError.USED
             and user is not None
+            and exc.invitation is not None
             and exc.invitation.accepted_by_id == user.pk
         ):
             request.session[SESSION_KEY] = exc.invitation.workspace_id
@@ -229,19 +235,19 @@ def invitation_accept_view(request: HttpRequest, token: str) -> HttpResponse:
 # --- Departments ----------------------------------------------------------------------------
 
 
-def _departments_page(request, *, form: DepartmentForm | None, status: int = 200):
+def _departments_page(request: WorkspaceRequest, *, form: DepartmentForm | None, status: int = 200):
     context = {"departments": department_list(workspace=request.workspace), "form": form}
     return render(request, "workspaces/departments.html", context, status=status)
 
 
 @workspace_required
-def departments(request: HttpRequest) -> HttpResponse:
+def departments(request: WorkspaceRequest) -> HttpResponse:
     return _departments_page(request, form=DepartmentForm() if request.member.can_manage else None)
 
 
 @require_POST
 @role_required(*MANAGERS)
-def department_new(request: HttpRequest) -> HttpResponse:
+def department_new(request: WorkspaceRequest) -> HttpResponse:
     form = DepartmentForm(request.POST)
     if form.is_valid():
         try:
@@ -257,7 +263,7 @@ def department_new(request: HttpRequest) -> HttpResponse:
 
 
 @workspace_required
-def department_detail(request: HttpRequest, department_id: int) -> HttpResponse:
+def department_detail(request: WorkspaceRequest, department_id: int) -> HttpResponse:
     workspace = request.workspace
     department = get_in_workspace(Department, workspace=workspace, pk=department_id)
     context = {
@@ -271,13 +277,13 @@ def department_detail(request: HttpRequest, department_id: int) -> HttpResponse:
 # --- Agents ---------------------------------------------------------------------------------
 
 
-def _agents_page(request, *, form: AgentForm | None, status: int = 200):
+def _agents_page(request: WorkspaceRequest, *, form: AgentForm | None, status: int = 200):
     context = {"agents": agent_list(workspace=request.workspace), "form": form}
     return render(request, "workspaces/agents.html", context, status=status)
 
 
 @workspace_required
-def agents(request: HttpRequest) -> HttpResponse:
+def agents(request: WorkspaceRequest) -> HttpResponse:
     form = None
     if request.member.can_manage:
         form = AgentForm(workspace=request.workspace, initial={"owner": request.member})
@@ -286,7 +292,7 @@ def agents(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @role_required(*MANAGERS)
-def agent_new(request: HttpRequest) -> HttpResponse:
+def agent_new(request: WorkspaceRequest) -> HttpResponse:
     form = AgentForm(request.POST, workspace=request.workspace)
     if form.is_valid():
         try:
@@ -302,7 +308,7 @@ def agent_new(request: HttpRequest) -> HttpResponse:
 
 
 @workspace_required
-def agent_detail(request: HttpRequest, agent_id: int) -> HttpResponse:
+def agent_detail(request: WorkspaceRequest, agent_id: int) -> HttpResponse:
     agent = get_in_workspace(
         Agent.objects.select_related("owner__user", "department"),
         workspace=request.workspace,
