@@ -95,3 +95,65 @@ def test_finance_reads_spend_matching_the_ledger(live_app, page):
         page.locator("[data-total-spend]").first.get_attribute("data-total-spend")
     ) == Decimal("1.500000000001")
     assert page.locator("table[data-table='recent-requests'] tbody tr").count() == 2
+
+
+def test_admin_invites_member_who_gets_a_key_and_a_cap(live_app, browser):
+    from billing.models import Budget
+    from gateway.models import GatewayKey
+    from workspaces.models import Member
+
+    cast = build_cast(prefix="j2-")
+    ws = cast.workspace
+    new_email = "newhire@a.example"
+
+    admin = browser.new_context().new_page()
+    log_in(admin, live_app.url, cast.admin.user.email, PASSWORD)
+    admin.goto(live_app.url + "/members/")
+    admin.fill("input[name=email]", new_email)
+    admin.select_option("select[name=role]", "member")
+    admin.select_option("select[name=department]", label="Engineering")
+    admin.click("button:has-text('Send invitation')")
+    admin.wait_for_selector(f"text=Invitation emailed to {new_email}")
+    link = live_app.invitation_link(new_email)
+
+    # The new member, in their own browser session, follows the emailed link and signs up.
+    member = browser.new_context().new_page()
+    member.goto(link)
+    member.click(f"text=Sign up with {new_email}")
+    member.fill("input[name=email]", new_email)
+    member.fill("input[name=password1]", "a-long-new-password-77")
+    member.fill("input[name=password2]", "a-long-new-password-77")
+    member.click("button[type=submit]")
+    member.wait_for_url(re.compile(r"/spend/members/\d+/"))  # a member lands on their usage
+    with workspace_scope(ws.pk):
+        hire = Member.objects.select_related("department").get(user__email=new_email)
+    assert (hire.role, hire.department.name) == ("member", "Engineering")
+
+    # The member issues their own gateway key and sees it exactly once.
+    member.goto(live_app.url + "/manage/gateway-keys/")
+    member.fill("input[name=name]", "laptop")
+    member.select_option("select[name=holder]", f"member:{hire.pk}")
+    member.click("button:has-text('Create key')")
+    raw_key = member.locator("#new-key").inner_text().strip()
+    assert raw_key.startswith("alph_")
+    member.goto(live_app.url + "/manage/gateway-keys/")
+    assert raw_key not in member.content()
+    assert member.locator(f"tr[data-key-prefix] >> text=laptop").count() == 1
+    with workspace_scope(ws.pk):
+        key = GatewayKey.objects.get(member=hire)
+    assert raw_key.startswith(key.prefix)
+
+    # The admin caps the new member at $2 a day with the default ladder.
+    admin.goto(live_app.url + "/manage/budgets/")
+    admin.fill("input[name=name]", "new hire cap")
+    admin.select_option("select[name=scope]", f"member:{hire.pk}")
+    admin.select_option("select[name=metric]", "usd")
+    admin.fill("input[name=amount_usd]", "2")
+    admin.select_option("select[name=period]", "day")
+    admin.click("button:has-text('Save budget')")
+    admin.wait_for_selector("text=Budget saved")
+    assert admin.locator("[data-budget]").filter(has_text=new_email).count() == 1
+    with workspace_scope(ws.pk):
+        budget = Budget.objects.get(scope_type="member", scope_id=hire.pk)
+    assert (budget.amount_usd, budget.period, budget.ladder, budget.hard_stop) == (
+        Decimal(2), "day", [50, 75, 90, 100], True)
