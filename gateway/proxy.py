@@ -159,7 +159,17 @@ class Gateway:
             connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.config.connect_timeout_s),
         )
-        self.redis = aioredis.from_url(self.config.redis_url, max_connections=512)
+        # Blocking pool: a burst waits for a connection instead of failing ("too many
+        # connections" would read as Redis down -> 503); one quick retry, not redis-py's default
+        # backoff, so a dead Redis costs milliseconds before the 503.
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
+        pool = aioredis.BlockingConnectionPool.from_url(
+            self.config.redis_url, max_connections=256, timeout=5, socket_connect_timeout=1,
+            socket_timeout=5, retry=Retry(NoBackoff(), 1),
+        )
+        self.redis = aioredis.Redis(connection_pool=pool)
         self.snapshots = SnapshotCache(self.redis, self.loader)
         self.enforcer: Enforcer = self.enforcer_factory(self.redis)
         self.usage = UsageQueue(self.redis)
@@ -430,7 +440,8 @@ class Gateway:
             await self._account(call, admission, success=False)
             raise GatewayError(admission.status, admission.message or "Request refused.",
                                error_type=admission.error_type, code=admission.error_type,
-                               headers=admission.headers)
+                               headers=admission.headers,
+                               details=getattr(admission, "details", None))
         try:
             if call.stream:
                 await self.forward_stream(call, body, raw, plan, admission, receive, send)

@@ -89,8 +89,10 @@ class GatewayError(Exception):
         code: str | None = None,
         param: str | None = None,
         headers: dict[str, str] | None = None,
+        details: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
+        self.details = details
         self.status = status
         self.message = message
         self.error_type = error_type or _OPENAI_TYPES.get(status, "api_error")
@@ -101,6 +103,12 @@ class GatewayError(Exception):
     def body(self, style: str) -> bytes:
         if style == "anthropic":
             kind = _ANTHROPIC_TYPES.get(self.status, "api_error")
-            return orjson.dumps({"type": "error", "error": {"type": kind, "message": self.message}})
-        return orjson.dumps({"error": {"message": self.message, "type": self.error_type,
-                                       "param": self.param, "code": self.code}})
+            error: dict[str, Any] = {"type": kind, "message": self.message}
+            if self.details:
+                error["alephant"] = self.details
+            return orjson.dumps({"type": "error", "error": error}, default=str)
+        body: dict[str, Any] = {"message": self.message, "type": self.error_type,
+                                "param": self.param, "code": self.code}
+        if self.details:
+            body["alephant"] = self.details
+        return orjson.dumps({"error": body}, default=str)
