@@ -1,0 +1,19 @@
+"""Extra processes for `make run` (see `alephant/devrun.py`): the upstream simulator and the
+ledger writer. The demo's provider keys point at the simulator (`ALEPHANT_SIM_PORT`, default
+9100), so the whole stack works offline."""
+
+from __future__ import annotations
+
+import os
+
+
+def simulator_port() -> str:
+    return os.environ.get("ALEPHANT_SIM_PORT", "9100")
+
+
+def extra_processes(py: str, port: str) -> list[tuple[str, list[str]]]:
+    return [
+        ("simulator", [py, "-m", "gateway.simulator", "--host", "127.0.0.1",
+                       "--port", simulator_port()]),
+        ("ledger", [py, "manage.py", "ledger_writer"]),
+    ]
