@@ -1,0 +1,142 @@
+"""End to end through TWO real gateway processes (uvicorn) and the upstream simulator: 64
+concurrent calls race for a budget that fits 10; the rate cap holds across both processes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from decimal import Decimal
+
+import httpx
+import pytest
+
+from gateway.enforcement import NANOS_PER_USD, period_bounds
+from tests.gateway.servers import start_gateway, start_simulator
+from tests.gateway.servers import test_env as gateway_env
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def stack(django_db_setup, django_db_blocker):
+    with django_db_blocker.unblock():
+        env = gateway_env()
+    env["ALEPHANT_UPSTREAM_RETRIES"] = "1"
+    sim, sim_url = start_simulator()
+    gateways = []
+    try:
+        for _ in range(2):
+            gateways.append(start_gateway(env))
+        yield sim_url, [url for _proc, url in gateways]
+    finally:
+        for proc, _url in gateways:
+            proc.kill()
+        sim.kill()
+
+
+@pytest.fixture
+def world(transactional_db, stack, redis_client, settings):
+    from billing.models import PriceOverride
+    from gateway.snapshots import publish_workspace
+    from tests.cast import build_cast
+    from tests.gateway.conftest import add_provider_keys
+    from workspaces.tenancy import workspace_scope
+
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    sim_url, gateways = stack
+    cast = build_cast("e2e-")
+    add_provider_keys(cast, sim_url)
+    with workspace_scope(cast.workspace.pk):
+        # Output-only price: a call's worst case is exactly max_tokens x $0.001 = $0.10.
+        PriceOverride.objects.create(
+            workspace=cast.workspace,
+            provider="openai",
+            model="gpt-4o",
+            input_per_mtok=Decimal(0),
+            output_per_mtok=Decimal(1000),
+        )
+    publish_workspace(cast.workspace.pk)
+    httpx.post(sim_url + "/_sim/reset")
+    return cast, sim_url, gateways
+
+
+def _issue(cast, **kwargs):
+    from gateway.services.keys import gateway_key_create
+    from workspaces.tenancy import workspace_scope
+
+    with workspace_scope(cast.workspace.pk):
+        return gateway_key_create(
+            workspace=cast.workspace, name=kwargs.pop("name", "k"), member=cast.member, **kwargs
+        )[1]
+
+
+async def _fire(gateways, key, n, max_tokens=100, latency_ms=1000):
+    async with httpx.AsyncClient(timeout=30) as client:
+
+        async def one(i):
+            return await client.post(
+                f"{gateways[i % 2]}/v1/chat/completions",
+                headers={"Authorization": f"Bearer {key}"},
+                # The provider answers with max_tokens tokens (actual cost == worst case), slowly,
+                # so all 64 calls are in flight together.
+                json={
+                    "model": "gpt-4o",
+                    "max_tokens": max_tokens,
+                    "messages": [
+                        {
+                            "role": "user",
+                            "content": f"hello {i} [[sim:tokens={max_tokens}]] [[sim:latency={latency_ms}]]",
+                        }
+                    ],
+                },
+            )
+
+        return await asyncio.gather(*(one(i) for i in range(n)))
+
+
+def test_zero_overshoot_through_two_gateway_processes(world, redis_client):
+    from billing.services.budgets import budget_create
+    from workspaces.tenancy import workspace_scope
+
+    cast, sim_url, gateways = world
+    with workspace_scope(cast.workspace.pk):
+        budget = budget_create(
+            workspace=cast.workspace,
+            actor=cast.owner,
+            scope_type="member",
+            scope_id=cast.member.pk,
+            amount_usd="1.00",
+            period="month",
+            throttle_at=None,
+        )
+    key = _issue(cast)
+    time.sleep(1.2)  # gateways re-read the workspace snapshot within 1 s
+
+    responses = asyncio.run(_fire(gateways, key, 64))
+    codes = [r.status_code for r in responses]
+    assert codes.count(200) == 10, codes
+    assert codes.count(402) == 54, codes
+    refused = next(r for r in responses if r.status_code == 402)
+    error = refused.json()["error"]
+    assert error["type"] == "budget_exceeded" and f"budget {budget.pk}" in error["message"]
+    assert refused.headers["alephant-budget-remaining-usd"] == "0.000000"
+    assert {r.headers["alephant-cost-usd"] for r in responses if r.status_code == 200} == {
+        "0.100000"
+    }
+    # Every refused call was refused before the provider saw it.
+    assert httpx.get(sim_url + "/_sim/stats").json()["total"] == 10
+    period = period_bounds("month", cast.workspace.time_zone, time.time())[0]
+    counter = redis_client.hgetall(f"alephant:{{w{cast.workspace.pk}}}:b:{budget.pk}:{period}")
+    assert int(counter[b"spent"]) == NANOS_PER_USD  # exactly the cap, never past it
+    assert int(counter[b"reserved"]) == 0
+
+
+def test_rate_cap_holds_across_two_gateway_processes(world):
+    cast, sim_url, gateways = world
+    key = _issue(cast, name="rpm", rpm=12)
+    responses = asyncio.run(_fire(gateways, key, 30, max_tokens=5, latency_ms=0))
+    codes = [r.status_code for r in responses]
+    assert codes.count(200) == 12 and codes.count(429) == 18, codes
+    limited = next(r for r in responses if r.status_code == 429)
+    assert 1 <= int(limited.headers["retry-after"]) <= 60
+    assert httpx.get(sim_url + "/_sim/stats").json()["total"] == 12
