@@ -13,6 +13,7 @@ that is also a cache miss is not charged twice.
 
 from __future__ import annotations
 
+import bisect
 import statistics
 import zoneinfo
 from collections import defaultdict
@@ -142,10 +143,24 @@ def _fp(fingerprint: str) -> str:
 
 
 def group_by(rows: Iterable[Row], key: Callable[[Row], Any]) -> dict[Any, list[Row]]:
+    """Groups in order of first appearance: deterministic, since `evaluate` sorts the rows."""
     groups: dict[Any, list[Row]] = defaultdict(list)
     for row in rows:
         groups[key(row)].append(row)
-    return dict(sorted(groups.items(), key=lambda item: repr(item[0])))
+    return dict(groups)
+
+
+def median_without(ordered: list[int], value: int) -> Decimal:
+    """Median of `ordered` (sorted) with one occurrence of `value` left out, in O(log n)."""
+    skip = bisect.bisect_left(ordered, value)
+
+    def at(k: int) -> int:
+        return ordered[k if k < skip else k + 1]
+
+    n = len(ordered) - 1
+    if n % 2:
+        return Decimal(at(n // 2))
+    return Decimal(at(n // 2 - 1) + at(n // 2)) / 2
 
 
 def _who(owner: tuple) -> str:
@@ -212,10 +227,12 @@ def _runaway_runs(rows: list[Row], t: Thresholds) -> list[Finding]:
         sessions = group_by(owner_rows, lambda r: (r.session_id,))
         if len(sessions) < t.run_min_peers + 1:
             continue
+        lengths = sorted(len(s) for s in sessions.values())
         for (session_id,), steps in sessions.items():
-            peers = [len(s) for (sid,), s in sessions.items() if sid != session_id]
-            median = Decimal(str(statistics.median(peers)))
-            if len(steps) < t.run_min_steps or len(steps) <= t.run_steps_factor * median:
+            if len(steps) < t.run_min_steps:
+                continue
+            median = median_without(lengths, len(steps))
+            if len(steps) <= t.run_steps_factor * median:
                 continue
             normal = int(median.to_integral_value(rounding=ROUND_HALF_UP))
             impact = {
