@@ -4,3 +4,12 @@ urlpatterns: list = []
 from billing.budget_apis import urlpatterns as _budget_urlpatterns  # noqa: E402
 
 urlpatterns += _budget_urlpatterns
+
+# The usage ledger (billing/apis.py).
+from rest_framework.routers import SimpleRouter  # noqa: E402
+
+from billing.apis import UsageViewSet  # noqa: E402
+
+_usage_router = SimpleRouter()
+_usage_router.register("usage", UsageViewSet, basename="api-usage")
+urlpatterns += _usage_router.urls
