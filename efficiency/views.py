@@ -9,9 +9,16 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from efficiency import selectors, services
-from efficiency.models import EfficiencyGrade, EntityKind, Period
+from efficiency.cache_policies import cache_policy_set
+from efficiency.models import (
+    CacheScope,
+    EfficiencyGrade,
+    EntityKind,
+    Period,
+    ResponseCachePolicy,
+)
 from efficiency.signals import SIGNAL_LABELS
-from workspaces.decorators import SPEND_READERS, role_required, workspace_required
+from workspaces.decorators import MANAGERS, SPEND_READERS, role_required, workspace_required
 from workspaces.models import Agent
 
 
@@ -33,8 +40,12 @@ def ranking(request: HttpRequest) -> HttpResponse:
         (kind.label + "s", [g for g in grades if g.entity_kind == kind.value])
         for kind in (EntityKind.MEMBER, EntityKind.AGENT, EntityKind.DEPARTMENT)
     ]
+    cache_policy = ResponseCachePolicy.objects.filter(
+        workspace=workspace, scope=CacheScope.WORKSPACE
+    ).first()
     return render(request, "efficiency/ranking.html", {
         "report": report, "sections": sections, "period": period, "periods": Period.choices,
+        "cache_policy": cache_policy,
     })  # fmt: skip
 
 
@@ -45,6 +56,25 @@ def recompute(request: HttpRequest) -> HttpResponse:
     services.efficiency_compute(workspace=request.workspace, period=period)  # type: ignore[attr-defined]
     messages.success(request, "Efficiency grades recomputed from the ledger.")
     return redirect(f"/efficiency/?period={period}")
+
+
+@require_POST
+@role_required(*MANAGERS)
+def cache_settings(request: HttpRequest) -> HttpResponse:
+    """The workspace-wide response-cache opt-in (keys and agents: the API)."""
+    try:
+        ttl = min(max(int(request.POST.get("ttl_seconds") or 3600), 1), 30 * 86400)
+    except ValueError:
+        ttl = 3600
+    enabled = request.POST.get("enabled") == "on"
+    cache_policy_set(
+        workspace=request.workspace,  # type: ignore[attr-defined]
+        scope=CacheScope.WORKSPACE,
+        enabled=enabled,
+        ttl_seconds=ttl,
+    )
+    messages.success(request, f"Response cache {'on' if enabled else 'off'} for the workspace.")
+    return redirect("/efficiency/")
 
 
 @workspace_required

@@ -72,3 +72,21 @@ def test_policies_by_role_reach_the_gateway_snapshot(cast):
     assert _call(tokens["admin"], "delete", f"{URL}{policy_id}/").status_code == 204
     with workspace_scope(cast.workspace.pk):
         assert ResponseCachePolicy.objects.count() == 2
+
+
+def test_workspace_cache_switch_on_the_ranking_page(cast):
+    admin, finance = Client(), Client()
+    admin.force_login(cast.admin.user)
+    finance.force_login(cast.finance.user)
+    assert finance.post("/efficiency/cache/", {"enabled": "on"}).status_code == 403
+    assert admin.post("/efficiency/cache/", {"enabled": "on", "ttl_seconds": "900"}).status_code == 302
+    html = finance.get("/efficiency/").content.decode()
+    assert "on, 900 s" in html and 'action="/efficiency/cache/"' not in html
+    assert 'action="/efficiency/cache/"' in admin.get("/efficiency/").content.decode()
+    with workspace_scope(cast.workspace.pk):
+        policy = ResponseCachePolicy.objects.get(scope="workspace")
+    assert (policy.enabled, policy.ttl_seconds) == (True, 900)
+    admin.post("/efficiency/cache/", {"ttl_seconds": "900"})  # unchecked: off
+    snapshot = build_workspace_snapshot(cast.workspace.pk)
+    assert snapshot["settings"]["response_cache"]["workspace"] == {"enabled": False, "ttl_s": 900}
+    assert cache.ttl_for(snapshot, {"key_id": 1}, None, None) == 0
