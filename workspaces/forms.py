@@ -39,6 +39,19 @@ class InvitationForm(forms.Form):
         department_field.queryset = department_list(workspace=workspace)
 
 
+class MemberForm(forms.Form):
+    role = forms.ChoiceField(choices=Role.choices)
+    department = forms.ModelChoiceField(
+        queryset=Department.objects.none(), required=False, empty_label="No department"
+    )
+
+    def __init__(self, *args, workspace: Workspace, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        department_field = self.fields["department"]
+        assert isinstance(department_field, forms.ModelChoiceField)
+        department_field.queryset = department_list(workspace=workspace)
+
+
 class DepartmentForm(forms.Form):
     name = forms.CharField(max_length=120)
 

@@ -8,6 +8,8 @@ urlpatterns = [
     path("workspaces/new/", views.workspace_new, name="workspace_new"),
     path("members/", views.members, name="members"),
     path("members/invite/", views.member_invite, name="member_invite"),
+    path("members/<int:member_id>/update/", views.member_update_view, name="member_update"),
+    path("members/<int:member_id>/remove/", views.member_remove_view, name="member_remove"),
     path(
         "members/invitations/<int:invitation_id>/revoke/",
         views.invitation_revoke_view,

@@ -26,9 +26,15 @@ from workspaces.decorators import (
     role_required,
     workspace_required,
 )
-from workspaces.forms import AgentForm, DepartmentForm, InvitationForm, WorkspaceForm
+from workspaces.forms import (
+    AgentForm,
+    DepartmentForm,
+    InvitationForm,
+    MemberForm,
+    WorkspaceForm,
+)
 from workspaces.middleware import SESSION_KEY
-from workspaces.models import Agent, Department, Invitation
+from workspaces.models import Agent, Department, Invitation, Member
 from workspaces.selectors import (
     agent_list,
     department_list,
@@ -112,8 +118,16 @@ def workspace_new(request: WorkspaceRequest) -> HttpResponse:
 
 def _members_page(request: WorkspaceRequest, *, form: InvitationForm | None, status: int = 200):
     workspace = request.workspace
+    members = list(member_list(workspace=workspace))
+    if request.member.can_manage:
+        for m in members:  # one small edit form per row
+            m.edit_form = MemberForm(  # type: ignore[attr-defined]
+                workspace=workspace,
+                initial={"role": m.role, "department": m.department_id},
+                prefix=f"m{m.pk}",
+            )
     context = {
-        "members": member_list(workspace=workspace),
+        "members": members,
         "invitations": (
             invitation_list_pending(workspace=workspace) if request.member.can_manage else []
         ),
@@ -155,6 +169,53 @@ def invitation_revoke_view(request: WorkspaceRequest, invitation_id: int) -> Htt
     invitation = get_in_workspace(Invitation, workspace=request.workspace, pk=invitation_id)
     directory.invitation_withdraw(invitation=invitation, actor=request.member)
     messages.success(request, f"Invitation for {invitation.email} revoked.")
+    return redirect("members")
+
+
+def _service_error_message(error: ValidationError) -> str:
+    return " ".join(error.messages)
+
+
+@require_POST
+@role_required(*MANAGERS)
+def member_update_view(request: WorkspaceRequest, member_id: int) -> HttpResponse:
+    workspace = request.workspace
+    target = get_in_workspace(
+        Member.objects.select_related("user", "workspace"), workspace=workspace, pk=member_id
+    )
+    form = MemberForm(request.POST, workspace=workspace, prefix=f"m{target.pk}")
+    if not form.is_valid():
+        messages.error(request, f"{target.user.email}: " + form.errors.as_text())
+        return redirect("members")
+    try:
+        directory.member_update(
+            member=target,
+            actor=request.member,
+            role=form.cleaned_data["role"],
+            department=form.cleaned_data["department"],
+        )
+    except ValidationError as exc:
+        messages.error(request, f"{target.user.email}: {_service_error_message(exc)}")
+    else:
+        messages.success(request, f"{target.user.email} updated.")
+    return redirect("members")
+
+
+@require_POST
+@role_required(*MANAGERS)
+def member_remove_view(request: WorkspaceRequest, member_id: int) -> HttpResponse:
+    target = get_in_workspace(
+        Member.objects.select_related("user", "workspace"),
+        workspace=request.workspace,
+        pk=member_id,
+    )
+    email = target.user.email
+    try:
+        directory.member_remove(member=target, actor=request.member)
+    except ValidationError as exc:
+        messages.error(request, f"{email}: {_service_error_message(exc)}")
+    else:
+        messages.success(request, f"{email} was removed from the workspace.")
     return redirect("members")
 
 

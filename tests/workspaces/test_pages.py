@@ -294,3 +294,53 @@ def test_agent_owner_from_another_workspace_is_a_form_error(client, cast):
     assert response.status_code == 400 and b"Select a valid choice" in response.content
     with workspace_scope(cast.workspace.pk):
         assert not Agent.objects.filter(slug="sneaky").exists()
+
+
+# --- member management ----------------------------------------------------------------------
+
+
+def test_admin_changes_a_members_role_and_department(client, cast):
+    _as(client, cast.admin)
+    prefix = f"m{cast.finance.pk}"
+    response = client.post(
+        f"/members/{cast.finance.pk}/update/",
+        {f"{prefix}-role": Role.ADMIN, f"{prefix}-department": cast.member.department_id},
+    )
+    assert response.status_code == 302
+    finance = members_of(cast.workspace)["finance@a.example"]
+    assert (finance.role, finance.department_id) == (Role.ADMIN, cast.member.department_id)
+    page = client.get("/members/")
+    assert b"finance@a.example updated" in page.content
+
+
+def test_the_last_owner_cannot_be_demoted(client, cast):
+    _as(client, cast.owner)
+    prefix = f"m{cast.owner.pk}"
+    response = client.post(f"/members/{cast.owner.pk}/update/", {f"{prefix}-role": Role.MEMBER})
+    assert response.status_code == 302
+    assert members_of(cast.workspace)["owner@a.example"].role == Role.OWNER
+    assert b"at least one owner" in client.get("/members/").content
+
+
+def test_members_cannot_manage_members_and_outsiders_get_404(client, cast):
+    _as(client, cast.member)
+    prefix = f"m{cast.member.pk}"
+    url = f"/members/{cast.member.pk}/update/"
+    assert client.post(url, {f"{prefix}-role": Role.ADMIN}).status_code == 403
+    assert client.post(f"/members/{cast.admin.pk}/remove/").status_code == 403
+    _as(client, cast.outsider)
+    assert client.post(url, {f"{prefix}-role": Role.ADMIN}).status_code == 404
+    assert client.post(f"/members/{cast.admin.pk}/remove/").status_code == 404
+    members = members_of(cast.workspace)
+    assert members["member@a.example"].role == Role.MEMBER and "admin@a.example" in members
+
+
+def test_admin_removes_a_member_unless_they_own_agents(client, cast):
+    with workspace_scope(cast.workspace.pk):
+        agent_create(workspace=cast.workspace, slug="mine", name="Mine", owner=cast.member)
+    _as(client, cast.admin)
+    assert client.post(f"/members/{cast.member.pk}/remove/").status_code == 302
+    assert "member@a.example" in members_of(cast.workspace)
+    assert b"owns agents" in client.get("/members/").content
+    assert client.post(f"/members/{cast.finance.pk}/remove/").status_code == 302
+    assert "finance@a.example" not in members_of(cast.workspace)
