@@ -4,6 +4,7 @@ the weekly digest. Both run inside the caller's workspace scope (a task or a req
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -63,6 +64,9 @@ def _digest(rows: list[Row], t: Thresholds, time_zone: str) -> str:
     return h.hexdigest()
 
 
+_OWNER_REF = re.compile(r"\b(agent|member) #(\d+)")
+
+
 def _labels(workspace: Workspace, result: grading.Result) -> dict[tuple[str, int], str]:
     ids: dict[str, set[int]] = {"member": set(), "agent": set(), "department": set()}
     for g in result.grades:
@@ -103,16 +107,21 @@ def efficiency_compute(
     EfficiencyGrade.objects.filter(workspace=workspace, report=report).delete()
     EfficiencySignal.objects.filter(workspace=workspace, report=report).delete()
 
+    labels = _labels(workspace, result)
+
+    def named(text: str) -> str:
+        # The engine names owners by id ("agent #7"); people read names.
+        return _OWNER_REF.sub(lambda m: f"{m[1]} {labels.get((m[1], int(m[2])), '#' + m[2])}", text)
+
     EfficiencySignal.objects.bulk_create(
         EfficiencySignal(
             workspace=workspace, report=report, kind=f.kind, member_id=f.member_id,
             agent_id=f.agent_id, department_id=f.department_id, veto=f.veto,
-            impact_usd=grading.money(f.impact_usd), summary=f.summary, evidence=f.evidence(),
-            position=i,
+            impact_usd=grading.money(f.impact_usd), summary=named(f.summary),
+            evidence=f.evidence(), position=i,
         )
         for i, f in enumerate(result.findings)
     )  # fmt: skip
-    labels = _labels(workspace, result)
     rank: dict[str, int] = {}
     grades = []
     for g in result.grades:
@@ -126,7 +135,7 @@ def efficiency_compute(
                 requests=g.requests, spend_usd=g.spend_usd, saved_usd=g.saved_usd,
                 waste_usd=g.waste_usd, score=g.score, grade=g.grade,
                 verdict="" if g.entity_kind == "department" else g.verdict,
-                reason=g.reason, capped_by=g.capped_by, rank=rank[g.entity_kind],
+                reason=named(g.reason), capped_by=g.capped_by, rank=rank[g.entity_kind],
             )
         )  # fmt: skip
     EfficiencyGrade.objects.bulk_create(grades)

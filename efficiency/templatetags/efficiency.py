@@ -6,6 +6,7 @@ from __future__ import annotations
 from django import template
 
 from efficiency.selectors import entity_grade, grade_signals
+from efficiency.signals import SIGNAL_LABELS
 
 register = template.Library()
 
@@ -24,6 +25,8 @@ def efficiency_grade(context, entity_kind, entity_id):
     grade = entity_grade(workspace=workspace, entity_kind=entity_kind, entity_id=pk)
     if grade is not None:
         grade.top_signals = list(grade_signals(workspace=workspace, grade=grade)[:3])
+        for signal in grade.top_signals:
+            signal.label = SIGNAL_LABELS.get(signal.kind, signal.kind)
     return grade
 
 

@@ -33,6 +33,7 @@ def test_looping_agent_gets_d_and_wasteful_with_the_loop_as_evidence(scoped, led
     assert (grade.grade, grade.verdict, grade.capped_by) == ("D", "wasteful", "thrashing")
     assert grade.score <= 40
     assert "Agent thrashing" in grade.reason and "30 times" in grade.reason
+    assert "agent Looper sent the same request" in grade.reason
     signal = grade_signals(workspace=scoped.workspace, grade=grade).first()
     assert signal.kind == "thrashing" and signal.veto
     assert signal.evidence["repeats"] == 30 and signal.evidence["session_id"] == "run-7"
