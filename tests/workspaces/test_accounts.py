@@ -88,6 +88,8 @@ def test_invited_signup_joins_the_inviting_workspace_only(client, cast):
     assert b"Sign up with invitee@c.example" in page.content
     signup_page = client.get(f"/accounts/signup/?email=invitee%40c.example&next={link}")
     assert b"You are joining" in signup_page.content and b"Acme" in signup_page.content
+    assert b'name="workspace_name"' not in signup_page.content
+    assert b'value="invitee@c.example"' in signup_page.content
 
     response = _signup(client, "invitee@c.example", next_url=link)
     assert response.status_code == 302 and response["Location"] == link
@@ -213,3 +215,18 @@ def test_totp_can_be_activated_and_is_then_required_at_login(client, cast, redis
 def test_members_page_requires_a_login_even_for_existing_users(client, db):
     make_user("plain@p.example")
     assert client.get("/members/").status_code == 302
+
+
+def test_invited_signup_with_bad_input_shows_errors(client, cast):
+    with workspace_scope(cast.workspace.pk):
+        issued = invitation_create(
+            workspace=cast.workspace, invited_by=cast.owner, email="typo@c.example", role="member"
+        )
+    client.get(f"/invite/{issued.token}/")
+    response = client.post(
+        "/accounts/signup/",
+        {"email": "typo@c.example", "password1": NEW_PASSWORD, "password2": "different-one-1"},
+    )
+    assert response.status_code == 200
+    assert b"You must type the same password each time" in response.content
+    assert "typo@c.example" not in members_of(cast.workspace)
