@@ -100,6 +100,7 @@ class _Handle:
     request_id: str
     budgets: list[_Budgeted]
     done: bool = False
+    member: str = ""  # this request's entry in the workspace's reservation index
 
 
 # --- periods ------------------------------------------------------------------------------
@@ -295,9 +296,16 @@ class Enforcer:
         loop_window_s: int | None = None,
         enabled: bool = True,
         clock: Callable[[], float] = time.time,
+        reservation_ttl_s: float | None = None,
     ) -> None:
         self.redis = redis
         self.clock = clock
+        ttl = (
+            reservation_ttl_s
+            if reservation_ttl_s is not None
+            else float(os.environ.get("ALEPHANT_RESERVATION_TTL_S") or 900)
+        )
+        self.reservation_ttl_ms = max(1, int(ttl * 1000))
         self.fail_open = fail_open
         self.loader = loader or ledger_loader
         self.loop_max_repeats = (
@@ -383,6 +391,7 @@ class Enforcer:
             f"{tag}:tpm:k{req.key_id}:{minute}",
             f"{tag}:loop:{subject}:{req.fingerprint}",
             ALERTS_STREAM,
+            f"{tag}:resv",
         ]
         args: list = [
             req.request_id,
@@ -414,6 +423,7 @@ class Enforcer:
             throttle_keys.append(f"{tag}:th:{c.budget_id}")
             packed.append(f"{c.limit} {reserve} {c.static} {pkey}")
         args.append(" ".join(packed))
+        args.append(self.reservation_ttl_ms)
         keys += throttle_keys
 
         for attempt in range(3):
@@ -428,7 +438,7 @@ class Enforcer:
                     await self._rebuild(
                         req,
                         [chain[i] for i in missing],
-                        [keys[4 + i] for i in missing],
+                        [keys[5 + i] for i in missing],
                         time_zone,
                         now,
                     )
@@ -438,23 +448,25 @@ class Enforcer:
             break
         if code == "ok":
             remaining, has_money, looped = int(result[1]), int(result[2]), int(result[3])
-            epochs = [_s(e) for e in result[4:]]
+            member = _s(result[4])
+            epochs = [_s(e) for e in result[5:]]
             handle = _Handle(
                 ws,
                 req.request_id,
                 [
                     _Budgeted(
-                        key=keys[4 + i],
+                        key=keys[5 + i],
                         epoch=epochs[i],
                         reserve=reserves[i],
-                        metric=budget.get("metric", MONEY),
-                        ladder=_ladder_arg(budget),
-                        limit=int(budget["limit"]),
-                        budget_id=int(budget["id"]),
+                        metric=_compiled(budget).metric,
+                        ladder=_compiled(budget).ladder,
+                        limit=_compiled(budget).limit,
+                        budget_id=_compiled(budget).budget_id,
                         period=pkey,
                     )
                     for i, (budget, pkey, _end) in enumerate(chain)
                 ],
+                member=member,
             )
             headers = {}
             if has_money:
@@ -637,7 +649,7 @@ class Enforcer:
         if not handle.budgets:
             return True
         tag = f"alephant:{{w{handle.workspace_id}}}"
-        keys = [f"{tag}:settled:{handle.request_id}", ALERTS_STREAM]
+        keys = [f"{tag}:settled:{handle.request_id}", ALERTS_STREAM, f"{tag}:resv"]
         packed = []
         for b in handle.budgets:
             actual = cost_nanos if b.metric == MONEY else count if b.metric == REQUESTS else tokens
@@ -651,6 +663,7 @@ class Enforcer:
             handle.workspace_id,
             handle.request_id,
             " ".join(packed),
+            handle.member,
         ]
         try:
             return bool(await _SETTLE(self.redis, keys, args))

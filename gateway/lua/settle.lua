@@ -1,29 +1,37 @@
 -- Settle (or release) one request exactly once: drop its reservations, add its actual usage,
 -- and signal every ladder step the new total crossed (one event per budget, period and step).
 --
--- KEYS[1] settled marker  KEYS[2] alerts stream  KEYS[2+i] counter hash of budget i
+-- KEYS[1] settled marker  KEYS[2] alerts stream  KEYS[3] the workspace's live reservations
+-- KEYS[3+i] counter hash of budget i
 -- ARGV[1] marker ttl s  ARGV[2] n  ARGV[3] workspace id  ARGV[4] request id
 -- ARGV[5] the budgets, space-separated, budget i from o = (i-1)*7: epoch seen at admit,
---   reserve, actual, limit, ladder "step=threshold,...", budget id, period key
+--   reserve, actual, limit, ladder "step=threshold,..." (or "-"), budget id, period key
+-- ARGV[6] the reservation member admit returned ('' when nothing was reserved)
 -- Returns 1 when settled now, 0 when this request id was already settled.
 if not redis.call('SET', KEYS[1], 1, 'NX', 'EX', tonumber(ARGV[1])) then return 0 end
 local n = tonumber(ARGV[2])
 local B = {}
 for word in string.gmatch(ARGV[5] or '', '%S+') do B[#B + 1] = word end
+-- Our reservations are still held unless they expired and admit dropped them already.
+local held = ARGV[6] ~= '' and redis.call('ZREM', KEYS[3], ARGV[6]) == 1
 for i = 1, n do
-  local k = KEYS[2 + i]
+  local k = KEYS[3 + i]
   local o = (i - 1) * 7
   local epoch = redis.call('HGET', k, 'init')
   -- A counter that vanished (Redis flushed) is left alone: the ledger carries this usage and
   -- the rebuild reads it. A counter rebuilt since admit holds none of our reservation.
   if epoch then
     local reserve = tonumber(B[o + 2])
-    if epoch == B[o + 1] and reserve > 0 then redis.call('HINCRBY', k, 'reserved', -reserve) end
+    if held and reserve > 0 and epoch == B[o + 1] then
+      redis.call('HINCRBY', k, 'reserved', -reserve)
+    end
     local actual = tonumber(B[o + 3])
     if actual > 0 then
       local after = redis.call('HINCRBY', k, 'spent', actual)
+      local before = after - actual
       for step, threshold in string.gmatch(B[o + 5], '(%d+)=(%d+)') do
-        if after >= tonumber(threshold) and redis.call('HSETNX', k, 'a' .. step, 1) == 1 then
+        local th = tonumber(threshold)
+        if before < th and after >= th and redis.call('HSETNX', k, 'a' .. step, 1) == 1 then
           redis.call('XADD', KEYS[2], 'MAXLEN', '~', 100000, '*', 'kind', 'ladder',
             'workspace_id', ARGV[3], 'budget_id', B[o + 6], 'period', B[o + 7],
             'step', step, 'spent', after, 'limit', B[o + 4], 'request_id', ARGV[4])

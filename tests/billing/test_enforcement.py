@@ -446,3 +446,24 @@ def test_snapshot_json_round_trip_is_enough(run):
         return await Enforcer(client, loader=zero_loader).admit(request(0.5), ws, KEY)
 
     assert run(scenario).allowed
+
+
+def test_a_reservation_never_settled_expires(run, redis_client):
+    """A gateway that died mid-call must not hold budget capacity for the rest of the period."""
+    ws = workspace(budget(1, limit_usd=1))
+
+    async def scenario(client):
+        enforcer = Enforcer(client, loader=zero_loader, reservation_ttl_s=0.3)
+        orphan = await enforcer.admit(request(0.8), ws, KEY)  # never settled (process died)
+        blocked = await enforcer.admit(request(0.5), ws, KEY)
+        await asyncio.sleep(0.4)
+        later = await enforcer.admit(request(0.5), ws, KEY)
+        # A late settle of the expired call adds its cost but gives back nothing twice.
+        await enforcer.settle(orphan, cost_nanos=int(0.1 * USD), tokens=1)
+        return orphan, blocked, later
+
+    orphan, blocked, later = run(scenario)
+    assert orphan.allowed and blocked.status == 402 and later.allowed
+    state = counter(redis_client, 1)
+    assert int(state["reserved"]) == int(0.5 * USD)  # only the live call's reservation
+    assert int(state["spent"]) == int(0.1 * USD)
