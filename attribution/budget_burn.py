@@ -43,6 +43,7 @@ class Burn:
     ladder: list[int] = field(default_factory=list)
     money: bool = True
     per_request: bool = False
+    blocked: bool = False  # the gateway refused calls this period (its 100% alert fired)
 
     @property
     def bar_percent(self) -> Decimal:
@@ -54,7 +55,7 @@ class Burn:
 
     @property
     def state(self) -> str:
-        if self.percent >= 100:
+        if self.blocked or self.percent >= 100:
             return "blocked" if getattr(self.budget, "hard_stop", True) else "over"
         throttle = getattr(self.budget, "throttle_at", None)
         if throttle and self.percent >= throttle:
@@ -131,6 +132,17 @@ def _used_from_ledger(budget, workspace: Workspace, start, end) -> Decimal:
     return qs.aggregate(c=Sum("cost_usd"))["c"] or Decimal(0)
 
 
+def _blocked(budget, start) -> bool:
+    """The gateway refuses a call whose worst case does not fit, so a scope can be blocked
+    below 100 % of its spend; its ledger-based 100 % alert says so."""
+    from billing.models import Alert
+
+    qs = Alert.objects.filter(budget=budget, step__gte=100)
+    if start is not None:
+        qs = qs.filter(created_at__gte=start)
+    return qs.exists()
+
+
 def budget_burns(*, workspace: Workspace, now: dt.datetime | None = None) -> list[Burn]:
     """Every budget of the workspace, fullest first. Empty if the budgets app has none."""
     try:
@@ -187,6 +199,7 @@ def budget_burns(*, workspace: Workspace, now: dt.datetime | None = None) -> lis
                 resets_at=end,
                 ladder=list(budget.ladder or []),
                 money=money,
+                blocked=budget.hard_stop and _blocked(budget, start),
             )
         )
     burns.sort(key=lambda b: -b.percent)

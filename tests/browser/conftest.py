@@ -113,6 +113,11 @@ def live_app(django_db_setup, django_db_blocker, tmp_path_factory):
         "ALEPHANT_LOGIN_RATE_LIMIT": "1000/m/ip",
         "PYTHONUNBUFFERED": "1",
     }
+    # The test database is new each session and reuses ids: stale counters and snapshots
+    # in this session's Redis db would be read as the new rows'.
+    import redis
+
+    redis.Redis.from_url(settings.REDIS_URL).flushdb()
     procs = []
     try:
         with sim_log.open("w") as out:

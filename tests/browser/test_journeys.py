@@ -138,7 +138,7 @@ def test_admin_invites_member_who_gets_a_key_and_a_cap(live_app, browser):
     assert raw_key.startswith("alph_")
     member.goto(live_app.url + "/manage/gateway-keys/")
     assert raw_key not in member.content()
-    assert member.locator(f"tr[data-key-prefix] >> text=laptop").count() == 1
+    assert member.locator("tr[data-key-prefix] >> text=laptop").count() == 1
     with workspace_scope(ws.pk):
         key = GatewayKey.objects.get(member=hire)
     assert raw_key.startswith(key.prefix)
@@ -156,4 +156,105 @@ def test_admin_invites_member_who_gets_a_key_and_a_cap(live_app, browser):
     with workspace_scope(ws.pk):
         budget = Budget.objects.get(scope_type="member", scope_id=hire.pk)
     assert (budget.amount_usd, budget.period, budget.ladder, budget.hard_stop) == (
-        Decimal(2), "day", [50, 75, 90, 100], True)
+        Decimal(2),
+        "day",
+        [50, 75, 90, 100],
+        True,
+    )
+
+
+def test_member_hits_the_cap_gets_402_and_the_dashboard_shows_it(live_app, page, settings):
+    from alephant.celery import app as celery_app
+    from billing.models import Alert
+    from billing.services.budgets import budget_create
+    from billing.tasks import alerts_drain_task
+    from gateway.ledger_writer import LedgerWriter
+    from gateway.services.keys import gateway_key_create, provider_key_create
+
+    cast = build_cast(prefix="j3-")
+    ws, m = cast.workspace, cast.member
+    with workspace_scope(ws.pk):
+        provider_key_create(
+            workspace=ws,
+            provider="openai",
+            name="sim",
+            secret="sk-sim-000001",
+            base_url=live_app.simulator + "/v1",
+        )
+        _key, raw = gateway_key_create(workspace=ws, name="laptop", member=m)
+        budget = budget_create(
+            workspace=ws,
+            actor=cast.admin,
+            name="member cap",
+            scope_type="member",
+            scope_id=m.pk,
+            metric="usd",
+            amount_usd=Decimal("0.02"),
+            period="day",
+            throttle_at=None,
+        )
+
+    statuses, refusal = [], None
+    with httpx.Client(base_url=live_app.url + "/v1", timeout=30) as client:
+        for i in range(40):
+            response = client.post(
+                "/chat/completions",
+                headers={"Authorization": f"Bearer {raw}"},
+                json={
+                    "model": "gpt-4o",
+                    "max_tokens": 600,
+                    "messages": [{"role": "user", "content": f"call {i} [[sim:tokens=500]]"}],
+                },
+            )
+            statuses.append(response.status_code)
+            if response.status_code != 200:
+                refusal = response
+                break
+    assert refusal is not None and refusal.status_code == 402, (statuses, refusal.text)
+    error = refusal.json()["error"]
+    assert error["type"] == "budget_exceeded"
+    assert statuses.count(200) >= 2, (statuses, refusal.text)
+    # The next call is refused too, before it reaches the provider.
+    sim_before = httpx.get(live_app.simulator + "/_sim/stats").json()["total"]
+    with httpx.Client(base_url=live_app.url + "/v1", timeout=30) as client:
+        again = client.post(
+            "/chat/completions",
+            headers={"Authorization": f"Bearer {raw}"},
+            json={
+                "model": "gpt-4o",
+                "max_tokens": 600,
+                "messages": [{"role": "user", "content": "once more"}],
+            },
+        )
+    assert again.status_code == 402
+    assert httpx.get(live_app.simulator + "/_sim/stats").json()["total"] == sim_before
+
+    # What the worker and beat do in production: write the ledger, record alerts, roll up.
+    LedgerWriter().drain()
+    celery_app.conf.task_always_eager = True
+    try:
+        alerts_drain_task()
+    finally:
+        celery_app.conf.task_always_eager = False
+    with workspace_scope(ws.pk):
+        rollup_workspace(workspace=ws)
+        spent = UsageRecord.objects.filter(member=m).aggregate(s=Sum("cost_usd"))["s"]
+        refused = UsageRecord.objects.filter(member=m, status_code=402).count()
+        alerts = list(Alert.objects.filter(budget=budget).values_list("step", flat=True))
+    assert Decimal(0) < spent <= Decimal("0.02")  # a hard stop never overshoots
+    assert refused >= 1
+    assert len(alerts) == len(set(alerts)) and set(alerts) <= {50, 75, 90, 100}
+    assert 50 in alerts and 100 in alerts  # the first step, and the block
+
+    log_in(page, live_app.url, cast.finance.user.email, PASSWORD)
+    page.goto(live_app.url + "/budgets/")
+    card = page.locator(f"[data-budget='{budget.pk}']")
+    assert "blocked" in card.inner_text()
+    page.goto(live_app.url + "/alerts/")
+    feed = page.locator("table[data-table='alerts']").inner_text()
+    assert "member cap" in feed or m.user.email in feed, feed
+    page.goto(f"{live_app.url}/spend/members/{m.pk}/")
+    assert (
+        Decimal(page.locator("[data-total-spend]").first.get_attribute("data-total-spend")) == spent
+    )
+    assert "402 budget_exceeded" in page.locator("table[data-table='recent-requests']").inner_text()
