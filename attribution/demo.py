@@ -1,6 +1,6 @@
 """Demo data for the dashboard (called by `manage.py seed_demo` inside Demo Co's scope).
 
-* provider keys that point at the local upstream simulator (`ALEPHANT_SIMULATOR_URL`);
+* provider keys that point at the local upstream simulator (`ALEPHANT_SIM_PORT`, 9100);
 * gateway keys for the demo members and agents; their raw values go to `.run/demo_keys.json`
   (local, git-ignored) for the traffic driver `gateway/demo_traffic.py`;
 * 30 days of history in the ledger (request ids `demo-hist-*`), so the month view has a shape
@@ -37,7 +37,8 @@ HISTORY_MIX = (
 
 
 def simulator_url() -> str:
-    return os.environ.get("ALEPHANT_SIMULATOR_URL", "http://127.0.0.1:9100").rstrip("/")
+    port = os.environ.get("ALEPHANT_SIM_PORT", "9100")  # as in gateway/devprocs.py
+    return os.environ.get("ALEPHANT_SIMULATOR_URL", f"http://127.0.0.1:{port}").rstrip("/")
 
 
 def _load_keys() -> dict[str, str]:

@@ -16,4 +16,7 @@ def extra_processes(py: str, port: str) -> list[tuple[str, list[str]]]:
         ("simulator", [py, "-m", "gateway.simulator", "--host", "127.0.0.1",
                        "--port", simulator_port()]),
         ("ledger", [py, "manage.py", "ledger_writer"]),
+        # Demo traffic through the real gateway (attribution issue); its exit stops nothing.
+        ("traffic", [py, "-m", "gateway.demo_traffic", "--gateway",
+                     f"http://127.0.0.1:{port}/v1"]),
     ]
