@@ -140,3 +140,55 @@ def test_rate_cap_holds_across_two_gateway_processes(world):
     limited = next(r for r in responses if r.status_code == 429)
     assert 1 <= int(limited.headers["retry-after"]) <= 60
     assert httpx.get(sim_url + "/_sim/stats").json()["total"] == 12
+
+
+def _counter(redis_client, cast, budget):
+    period = period_bounds("month", cast.workspace.time_zone, time.time())[0]
+    raw = redis_client.hgetall(f"alephant:{{w{cast.workspace.pk}}}:b:{budget.pk}:{period}")
+    return {k.decode(): v.decode() for k, v in raw.items()}
+
+
+def test_reservation_released_on_upstream_error_and_client_disconnect(world, redis_client):
+    from billing.services.budgets import budget_create
+    from workspaces.tenancy import workspace_scope
+
+    cast, sim_url, gateways = world
+    with workspace_scope(cast.workspace.pk):
+        budget = budget_create(
+            workspace=cast.workspace,
+            actor=cast.owner,
+            scope_type="member",
+            scope_id=cast.member.pk,
+            amount_usd="1.00",
+            period="month",
+            throttle_at=None,
+        )
+    key = _issue(cast, name="rel")
+    time.sleep(1.2)
+    headers = {"Authorization": f"Bearer {key}"}
+
+    def chat(content, timeout=30.0):
+        return httpx.post(
+            f"{gateways[0]}/v1/chat/completions",
+            headers=headers,
+            timeout=timeout,
+            json={
+                "model": "gpt-4o",
+                "max_tokens": 100,
+                "messages": [{"role": "user", "content": content}],
+            },
+        )
+
+    failed = chat("boom [[sim:fail=500]]")
+    assert failed.status_code >= 500
+    state = _counter(redis_client, cast, budget)
+    assert int(state["reserved"]) == 0 and int(state["spent"]) == 0
+
+    with pytest.raises(httpx.ReadTimeout):
+        chat("slow [[sim:latency=3000]]", timeout=0.5)  # the client hangs up mid-call
+    deadline = time.time() + 10
+    while time.time() < deadline and int(_counter(redis_client, cast, budget)["reserved"]):
+        time.sleep(0.2)
+    state = _counter(redis_client, cast, budget)
+    assert int(state["reserved"]) == 0
+    assert int(state["spent"]) <= NANOS_PER_USD // 10
