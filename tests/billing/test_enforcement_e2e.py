@@ -152,7 +152,7 @@ def test_reservation_released_on_upstream_error_and_client_disconnect(world, red
     from billing.services.budgets import budget_create
     from workspaces.tenancy import workspace_scope
 
-    cast, sim_url, gateways = world
+    cast, _sim_url, gateways = world
     with workspace_scope(cast.workspace.pk):
         budget = budget_create(
             workspace=cast.workspace,
