@@ -220,3 +220,31 @@ def test_card_selector_and_tenant_isolation(scoped, ledger, helper):
         assert EfficiencyGrade.objects.count() == 0
         assert EfficiencySignal.objects.count() == 0
         assert EfficiencyReport.objects.count() == 0
+
+
+def test_periods_are_local_calendar_weeks_and_months(scoped):
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    ws = scoped.workspace
+    ws.time_zone = "America/New_York"
+    ny = ZoneInfo("America/New_York")
+    # Sunday 23:30 in New York is Monday 04:30 UTC: still the week that began Monday Oct 26.
+    at = datetime(2026, 11, 2, 4, 30, tzinfo=T0.tzinfo)
+    start, end = period_bounds(workspace=ws, period="week", at=at)
+    assert start == datetime(2026, 10, 26, tzinfo=ny) and end == datetime(2026, 11, 2, tzinfo=ny)
+    # DST ended on Nov 1: that local week is an hour longer in real time.
+    assert (end.astimezone(UTC) - start.astimezone(UTC)).total_seconds() == 7 * 86400 + 3600
+    start, end = period_bounds(workspace=ws, period="month", at=at)
+    assert start == datetime(2026, 11, 1, tzinfo=ny) and end == datetime(2026, 12, 1, tzinfo=ny)
+
+
+def test_compute_task_runs_in_the_workspace_scope(scoped, ledger, helper):
+    from django.utils import timezone
+
+    from efficiency.tasks import efficiency_compute as compute_task
+
+    week_start, _ = period_bounds(workspace=scoped.workspace, period="week", at=timezone.now())
+    ledger.varied(member=scoped.admin, agent=helper, count=3, start=week_start)
+    report_id = compute_task(workspace_id=scoped.workspace.pk)
+    assert EfficiencyReport.objects.get(pk=report_id).rows == 3
