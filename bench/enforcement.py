@@ -13,6 +13,7 @@ import os
 import statistics
 import time
 import uuid
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -96,7 +97,7 @@ async def _run(calls: int) -> list[dict]:
     off = Enforcer(client, loader=_zero, enabled=False)
     try:
         await _measure(on, snapshot, 200)  # warm up: scripts loaded, counters seeded
-        rows = []
+        rows: list[dict[str, Any]] = []
         results = {}
         for name, enforcer in (("enforcement off", off), ("5 budgets + rate cap", on)):
             samples, cpu = await _measure(enforcer, snapshot, calls)

@@ -100,7 +100,7 @@ def budget_statuses(
 ) -> dict[int, BudgetStatus]:
     """Live status of many budgets in one Redis round trip."""
     now = now or time.time()
-    periods = {}
+    periods: dict[int, tuple[str, datetime | None, datetime | None]] = {}
     pipe = client.pipeline(transaction=False)
     for budget in budgets:
         if budget.metric == "request_usd":

@@ -34,6 +34,7 @@ from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import redis.asyncio as aioredis
@@ -259,7 +260,7 @@ class _Script:
 
         self.sha = hashlib.sha1(source.encode()).hexdigest()  # noqa: S324 - Redis' script id
 
-    async def __call__(self, client: aioredis.Redis, keys: list[str], args: list) -> object:
+    async def __call__(self, client: aioredis.Redis, keys: list[str], args: list) -> Any:
         try:
             return await client.evalsha(self.sha, len(keys), *keys, *args)
         except NoScriptError:

@@ -36,7 +36,7 @@ GROUP = "alerts"
 NANOS = Decimal(1_000_000_000)
 
 
-def _usd(nanos: object) -> str:
+def _usd(nanos: int | str) -> str:
     return f"{(Decimal(int(nanos)) / NANOS).quantize(Decimal('0.01'))}"
 
 
@@ -162,9 +162,10 @@ def alerts_drain(*, client: redis.Redis, consumer: str, count: int = 200) -> int
             raise
     handled = 0
     # Events a dead worker took but never acknowledged come back after a minute.
-    _next, stale, *_ = client.xautoclaim(STREAM, GROUP, consumer, min_idle_time=60_000, count=count)
-    batches = [stale]
-    for _stream, entries in client.xreadgroup(GROUP, consumer, {STREAM: ">"}, count=count) or []:
+    claimed: Any = client.xautoclaim(STREAM, GROUP, consumer, min_idle_time=60_000, count=count)
+    batches = [claimed[1]]
+    fresh: Any = client.xreadgroup(GROUP, consumer, {STREAM: ">"}, count=count)
+    for _stream, entries in fresh or []:
         batches.append(entries)
     for entries in batches:
         for raw_id, raw_fields in entries:
