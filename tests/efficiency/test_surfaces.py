@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from efficiency import tasks
 from efficiency.models import EfficiencyGrade, EfficiencyReport
-from efficiency.services import efficiency_compute
+from efficiency.services import efficiency_compute, period_bounds
 from tests.efficiency.conftest import T0, Ledger
 from workspaces.services.tokens import api_token_create
 from workspaces.tenancy import workspace_scope
@@ -96,6 +96,11 @@ def test_api_period_filter_and_grade_filter(graded, tokens):
     assert _get(tokens, "owner", "/api/v1/efficiency?period=month").json()["results"] == []
 
 
+def _week_start(cast, at):
+    # Anchored to the start of a week, so the traffic never straddles two periods.
+    return period_bounds(workspace=cast.workspace, period="week", at=at)[0]
+
+
 def _login(member):
     client = Client()
     client.force_login(member.user)
@@ -133,7 +138,7 @@ def test_drilldown_card_on_the_spend_page(graded):
 
 
 def test_first_visit_computes_and_recompute_replaces(scoped, bot, helper):
-    _traffic(scoped, bot, helper, timezone.now() - timedelta(minutes=120))
+    _traffic(scoped, bot, helper, _week_start(scoped, timezone.now()))
     client = _login(scoped.finance)
     assert "Looper" in client.get("/efficiency/").content.decode()
     assert client.post("/efficiency/recompute/").status_code == 302
@@ -142,7 +147,7 @@ def test_first_visit_computes_and_recompute_replaces(scoped, bot, helper):
 
 
 def test_weekly_digest_mails_finance_with_each_workspaces_grades(scoped, bot, helper, mailoutbox):
-    _traffic(scoped, bot, helper, timezone.now() - timedelta(days=7))
+    _traffic(scoped, bot, helper, _week_start(scoped, timezone.now() - timedelta(days=7)))
     assert tasks.efficiency_weekly_digest() == 1  # workspace B spent nothing: no mail
     (mail,) = mailoutbox
     assert mail.to == ["finance@a.example"]
