@@ -103,7 +103,7 @@ def budget_statuses(
     periods: dict[int, tuple[str, datetime | None, datetime | None]] = {}
     pipe = client.pipeline(transaction=False)
     for budget in budgets:
-        if budget.metric == "request_usd":
+        if budget.metric in ("request_usd", "rpm"):
             periods[budget.pk] = ("request", None, None)
             pipe.hmget("-", "spent", "reserved")
             continue
@@ -117,7 +117,7 @@ def budget_statuses(
     out = {}
     for budget, (spent, reserved) in zip(budgets, rows, strict=True):
         key, start, end = periods[budget.pk]
-        if spent is None and budget.metric != "request_usd":
+        if spent is None and budget.metric not in ("request_usd", "rpm"):
             # No live counter: the ledger is the record (what the gateway would rebuild).
             spent = ledger_total(
                 workspace_id=workspace.pk,

@@ -48,7 +48,7 @@ DEFAULT_RPM_FLOOR = 100
 DEFAULT_LADDER = (50, 75, 90, 100)
 SETTLED_TTL_S = 2 * 24 * 3600
 CHAIN = ("key", "agent", "member", "department", "workspace")
-MONEY, REQUESTS, TOKENS, REQUEST_COST = "usd", "requests", "tokens", "request_usd"
+MONEY, REQUESTS, TOKENS, REQUEST_COST, RPM = "usd", "requests", "tokens", "request_usd", "rpm"
 
 # loader(workspace_id, items) -> current totals, one int per item, from the ledger.
 # item: {"budget_id", "metric", "scope_type", "scope_id", "model", "start", "end"} (aware datetimes)
@@ -353,6 +353,7 @@ class Enforcer:
         index = _index(workspace)
 
         chain: list[tuple[dict, str, datetime | None]] = []  # (budget, period key, period end)
+        windows: list[dict] = []  # requests-per-minute caps on a scope (metric "rpm")
         for scope_type in CHAIN:
             scope_id = ids[scope_type]
             if scope_id is None:
@@ -360,10 +361,14 @@ class Enforcer:
             for budget in index.get((scope_type, int(scope_id)), ()):
                 if not _model_matches(budget.get("model"), req.provider, req.model):
                     continue
-                if budget.get("metric", MONEY) == REQUEST_COST:
+                metric = budget.get("metric", MONEY)
+                if metric == REQUEST_COST:
                     # Per-request cost cap: decided here, no counter needed.
                     if req.reserve_nanos > int(budget["limit"]):
                         return self._refuse_request_cost(budget, req)
+                    continue
+                if metric == RPM:
+                    windows.append(budget)
                     continue
                 pkey, _start, end = self._periods.get(budget["period"], time_zone, now)
                 chain.append((budget, pkey, end))
@@ -426,6 +431,8 @@ class Enforcer:
         args.append(" ".join(packed))
         args.append(self.reservation_ttl_ms)
         keys += throttle_keys
+        keys += [f"{tag}:rw:{w['id']}" for w in windows]
+        args.append(" ".join(str(int(w["limit"])) for w in windows))
 
         for attempt in range(3):
             try:
@@ -493,6 +500,22 @@ class Enforcer:
                 {"Retry-After": _retry_after(int(result[2]))},
                 details={
                     "reason": "throttle",
+                    "budget_id": budget["id"],
+                    "scope_type": budget["scope_type"],
+                    "scope_id": budget["scope_id"],
+                },
+            )
+        if code == "window":
+            budget = windows[int(result[1]) - 1]
+            return Admission(
+                False,
+                429,
+                "rate_limit_exceeded",
+                f"Rate limit of {budget['limit']} requests/minute for "
+                f"{budget['scope_type']} {budget['scope_id']} reached (budget {budget['id']}).",
+                {"Retry-After": _retry_after(int(result[2]))},
+                details={
+                    "reason": "rate",
                     "budget_id": budget["id"],
                     "scope_type": budget["scope_type"],
                     "scope_id": budget["scope_id"],

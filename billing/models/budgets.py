@@ -6,7 +6,8 @@ Redis script on the same chain:
 * `usd`: spend per period (`amount_usd`), the classic budget;
 * `requests` / `tokens`: request or token quotas per period (`limit_count`);
 * `request_usd`: a per-request cost cap (`amount_usd`): a call whose worst case is above it is
-  refused (key or agent scope; no counter, no period).
+  refused (key or agent scope; no counter, no period);
+* `rpm`: a requests-per-minute rate cap on the scope (`limit_count`; sliding 60 s window).
 
 The gateway reads them from the workspace snapshot (`billing/snapshots.py`), never from here.
 """
@@ -50,6 +51,7 @@ class Metric(models.TextChoices):
     REQUESTS = "requests", "Requests"
     TOKENS = "tokens", "Tokens"
     REQUEST_USD = "request_usd", "Per-request cost cap (USD)"
+    RPM = "rpm", "Requests per minute (rate cap)"
 
 
 MONEY_METRICS = frozenset({Metric.USD, Metric.REQUEST_USD})

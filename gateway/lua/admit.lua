@@ -15,6 +15,8 @@
 --   from o = (i-1)*8: limit, reserve, hard (1/0), throttle threshold (-1: none), throttle rpm,
 --   money (1/0), budget id, period key
 -- ARGV[12] reservation ttl ms
+-- ARGV[13] rate windows (requests/minute caps set as `rpm` budgets on any scope), space-separated
+--   limits; window j is KEYS[5+2n+j]
 -- Returns {'ok', remaining (tightest money budget, after this reservation), has_money,
 --          loop count, reservation member, epoch_1..epoch_n}
 --        | {'missing', i...} | {'budget', i, spent, reserved, limit}
@@ -121,6 +123,19 @@ for i = 1, n do
   end
 end
 
+local windows = {}
+local j = 0
+for word in string.gmatch(ARGV[13] or '', '%S+') do
+  j = j + 1
+  local z = KEYS[5 + 2 * n + j]
+  redis.call('ZREMRANGEBYSCORE', z, '-inf', now - 60000)
+  if redis.call('ZCARD', z) >= tonumber(word) then
+    local oldest = redis.call('ZRANGE', z, 0, 0, 'WITHSCORES')
+    return {'window', j, tonumber(oldest[2]) + 60000 - now}
+  end
+  windows[#windows + 1] = z
+end
+
 local rpm = tonumber(ARGV[2])
 if rpm > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 60000)
@@ -148,6 +163,10 @@ if tpm > 0 then
   redis.call('EXPIRE', KEYS[2], 120)
 end
 for _, z in ipairs(bands) do
+  redis.call('ZADD', z, now, ARGV[1])
+  redis.call('PEXPIRE', z, 61000)
+end
+for _, z in ipairs(windows) do
   redis.call('ZADD', z, now, ARGV[1])
   redis.call('PEXPIRE', z, 61000)
 end

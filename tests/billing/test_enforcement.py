@@ -467,3 +467,25 @@ def test_a_reservation_never_settled_expires(run, redis_client):
     state = counter(redis_client, 1)
     assert int(state["reserved"]) == int(0.5 * USD)  # only the live call's reservation
     assert int(state["spent"]) == int(0.1 * USD)
+
+
+def test_rpm_caps_on_agent_and_member_scopes(run):
+    ws = workspace(
+        {**budget(1, "agent", 20), "metric": "rpm", "limit": 3},
+        {**budget(2, "member", 30), "metric": "rpm", "limit": 5},
+    )
+
+    async def scenario(client):
+        enforcer = Enforcer(client, loader=zero_loader)
+        agent = [await enforcer.admit(request(0), ws, KEY) for _ in range(4)]
+        # Same member, no agent: only the member cap (2 left of 5) applies.
+        member = [
+            await enforcer.admit(request(0, agent_id=None, key_id=12), ws, KEY) for _ in range(3)
+        ]
+        return agent, member
+
+    agent, member = run(scenario)
+    assert [a.allowed for a in agent] == [True, True, True, False]
+    assert agent[3].status == 429 and agent[3].details["scope_type"] == "agent"
+    assert [a.allowed for a in member] == [True, True, False]
+    assert member[2].details["scope_type"] == "member"
