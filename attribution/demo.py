@@ -221,5 +221,5 @@ def seed(demo, *, stdout) -> None:
     stdout.write(
         f"  attribution: provider keys -> simulator {simulator_url()} "
         f"({', '.join(made) or 'already there'}); {len(raw_keys)} gateway keys in "
-        f"{KEYS_FILE.relative_to(BASE_DIR)}; {added} history rows; {budgets} budgets"
+        f"{KEYS_FILE}; {added} history rows; {budgets} budgets"
     )

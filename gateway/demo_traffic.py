@@ -81,9 +81,10 @@ def _prompt(actor: Actor, rng: random.Random) -> str:
 def build_request(actor: Actor, rng: random.Random) -> tuple[str, dict, dict]:
     """(path, JSON body, extra headers) of the actor's next call."""
     model = rng.choice(actor.models)
-    n_out = rng.randint(*actor.tokens)
+    # A looping agent sends byte-identical requests (same fingerprint); others vary.
+    n_out = actor.tokens[1] if actor.looping else rng.randint(*actor.tokens)
     text = f"{_prompt(actor, rng)} [[sim:tokens={n_out}]]"
-    if rng.random() < 0.15:
+    if not actor.looping and rng.random() < 0.15:
         text += " [[sim:cached=500]]"
     headers: dict[str, str] = {}
     if actor.session_steps:
@@ -95,7 +96,7 @@ def build_request(actor: Actor, rng: random.Random) -> tuple[str, dict, dict]:
         headers["Alephant-Session-Id"] = session
         headers["Alephant-Session-Name"] = f"{actor.key_name.removeprefix('demo-agent-')} run"
         headers["Alephant-Session-Path"] = f"/step-{actor.state['step']}"
-    headers["Alephant-Property-env"] = "prod" if rng.random() < 0.7 else "dev"
+    headers["Alephant-Property-env"] = "prod" if actor.looping or rng.random() < 0.7 else "dev"
     if actor.api == "messages":
         body = {
             "model": model,
