@@ -355,3 +355,21 @@ def test_forecast_alerts_once_when_burn_rate_exhausts_before_period_end(scoped):
     Budget.objects.filter(pk=budget.pk).update(amount_usd=Decimal("100"))
     Alert.objects.filter(kind="forecast").delete()
     assert budget_forecast_check(workspace=ws, now=now) == []
+
+
+def test_delivery_task_retries_with_backoff_until_delivered(scoped, receiver, settings):
+    from billing.tasks import alert_deliver_task
+
+    url, handler = receiver
+    channel = alert_channel_create(
+        workspace=scoped.workspace, actor=scoped.owner, kind="webhook", name="ops", url=url
+    )
+    alert = _budget_alert(scoped)
+    handler.statuses = [503, 502]
+    # Eager: Celery re-runs the task in place on retry (the countdown applies on a worker).
+    alert_deliver_task.apply(
+        kwargs={"workspace_id": scoped.workspace.pk, "alert_id": alert.pk, "channel_id": channel.pk}
+    )
+    alert.refresh_from_db()
+    assert len(handler.requests) == 3
+    assert alert.deliveries[0]["status"] == "sent" and alert.deliveries[0]["attempts"] == 3
