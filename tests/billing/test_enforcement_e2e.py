@@ -192,3 +192,40 @@ def test_reservation_released_on_upstream_error_and_client_disconnect(world, red
     state = _counter(redis_client, cast, budget)
     assert int(state["reserved"]) == 0
     assert int(state["spent"]) <= NANOS_PER_USD // 10
+
+
+def test_streaming_call_settles_from_reported_usage(world, redis_client):
+    from billing.services.budgets import budget_create
+    from workspaces.tenancy import workspace_scope
+
+    cast, _sim_url, gateways = world
+    with workspace_scope(cast.workspace.pk):
+        budget = budget_create(
+            workspace=cast.workspace,
+            actor=cast.owner,
+            scope_type="member",
+            scope_id=cast.member.pk,
+            amount_usd="1.00",
+            period="month",
+            throttle_at=None,
+        )
+    key = _issue(cast, name="stream")
+    time.sleep(1.2)
+    with httpx.stream(
+        "POST",
+        f"{gateways[1]}/v1/chat/completions",
+        timeout=30,
+        headers={"Authorization": f"Bearer {key}"},
+        json={
+            "model": "gpt-4o",
+            "max_tokens": 100,
+            "stream": True,
+            "messages": [{"role": "user", "content": "tell me [[sim:tokens=50]]"}],
+        },
+    ) as response:
+        assert response.status_code == 200
+        body = "".join(response.iter_text())
+    assert "[DONE]" in body
+    state = _counter(redis_client, cast, budget)
+    assert int(state["reserved"]) == 0
+    assert int(state["spent"]) == 50 * NANOS_PER_USD // 1000  # 50 tokens x $0.001
