@@ -30,6 +30,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework import exceptions, permissions, serializers, viewsets
 from rest_framework.filters import BaseFilterBackend
+from rest_framework.metadata import SimpleMetadata
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -156,6 +157,19 @@ def _coerce(raw: str, kind: type) -> Any:
     return raw[:200]
 
 
+class MinimalMetadata(SimpleMetadata):
+    """OPTIONS answers name/description/renders/parses; the OpenAPI schema has the rest
+    (DRF's default would need one `serializer_class` per view; ours has one per operation)."""
+
+    def determine_metadata(self, request, view):
+        return {
+            "name": view.get_view_name(),
+            "description": view.get_view_description(),
+            "renders": [r.media_type for r in view.renderer_classes],
+            "parses": [p.media_type for p in view.parser_classes],
+        }
+
+
 # --- permissions ----------------------------------------------------------------------------
 
 
@@ -185,6 +199,7 @@ class WorkspaceViewSet(viewsets.GenericViewSet):
 
     permission_classes = [permissions.IsAuthenticated, WorkspaceRolePermission]
     pagination_class = Pagination
+    metadata_class = MinimalMetadata
     filter_backends = [FieldFilterBackend]
     filter_fields: ClassVar[dict[str, tuple[str, type]]] = {}
     # action name -> roles allowed; actions not listed get `default_roles`.
