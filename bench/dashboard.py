@@ -224,7 +224,7 @@ def _measure(client, url: str, renders: int) -> tuple[float, float, int]:
         times.append((time.perf_counter() - t0) * 1000)
         status = response.status_code
     times.sort()
-    p95 = times[max(0, int(round(len(times) * 0.95)) - 1)]
+    p95 = times[max(0, round(len(times) * 0.95) - 1)]
     return statistics.median(times), p95, status
 
 
