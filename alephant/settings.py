@@ -191,6 +191,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "AlertChannelKindEnum": "billing.models.alerts.ChannelKind",
+        "AlertKindEnum": "billing.models.alerts.AlertKind",
+    },
 }
 
 # --- i18n, static ---------------------------------------------------------------------------
