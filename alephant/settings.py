@@ -122,6 +122,10 @@ CELERY_BEAT_SCHEDULE["billing-budgets-forecast"] = {
     "task": "billing.budgets_forecast_all",
     "schedule": env_int("ALEPHANT_FORECAST_INTERVAL_S", 3600),
 }
+CELERY_BEAT_SCHEDULE["billing-counters-reconcile"] = {
+    "task": "billing.counters_reconcile_all",
+    "schedule": env_int("ALEPHANT_COUNTERS_RECONCILE_INTERVAL_S", 600),
+}
 ALEPHANT_ALERT_RETRY_BASE_S = env_int("ALEPHANT_ALERT_RETRY_BASE_S", 2)
 
 CACHES = {

@@ -61,3 +61,22 @@ def budgets_forecast_all() -> int:
 def budgets_forecast_task(*, workspace_id: int) -> int:
     workspace = Workspace.objects.get(pk=workspace_id)
     return len(budget_forecast_check(workspace=workspace))
+
+
+@shared_task(name="billing.counters_reconcile_all")
+def counters_reconcile_all() -> int:
+    """Beat, every 10 minutes: raise budget counters that fell behind the ledger."""
+    ids = all_workspace_ids()
+    for workspace_id in ids:
+        counters_reconcile_task.delay(workspace_id=workspace_id)
+    return len(ids)
+
+
+@shared_task(name="billing.counters_reconcile")
+@scoped_task
+def counters_reconcile_task(*, workspace_id: int) -> int:
+    from billing.services.counters import counters_reconcile
+    from gateway.snapshots import redis_client
+
+    workspace = Workspace.objects.get(pk=workspace_id)
+    return len(counters_reconcile(workspace=workspace, client=redis_client()))

@@ -285,3 +285,37 @@ def test_flushed_redis_is_rebuilt_from_the_ledger_not_reset_to_zero(redis_client
     assert counter["spent"] == int(Decimal("0.55") * USD)
     assert _spent(redis_client, 8, "month", ws_id)["spent"] == 3  # three rows this month
     assert third.allowed  # 0.55 + 0.1 + 0.1 <= 1
+
+
+def test_reconcile_raises_a_counter_behind_the_ledger_never_lowers_it(scoped, redis_client):
+    from billing.models import UsageRecord
+    from billing.services.budgets import budget_create
+    from billing.services.counters import counters_reconcile
+
+    ws = scoped.workspace
+    budget = budget_create(
+        workspace=ws,
+        actor=scoped.owner,
+        scope_type="workspace",
+        scope_id=ws.pk,
+        amount_usd="10",
+        period="month",
+    )
+    key = period_bounds("month", ws.time_zone, time.time())[0]
+    counter = f"alephant:{{w{ws.pk}}}:b:{budget.pk}:{key}"
+    redis_client.hset(counter, mapping={"init": "e1", "spent": USD, "reserved": 0})
+    UsageRecord.objects.create(
+        workspace=ws,
+        request_id="rc-1",
+        provider="openai",
+        model="gpt-4o",
+        endpoint="chat.completions",
+        cost_usd=Decimal("1.5"),
+    )
+    # The ledger has 1.5, the counter 1.0 (a settle was lost): raised to 1.5.
+    assert counters_reconcile(workspace=ws, client=redis_client) == {budget.pk: USD // 2}
+    assert int(redis_client.hget(counter, "spent")) == USD + USD // 2
+    # The counter ahead of the ledger (usage still queued) is left alone.
+    redis_client.hset(counter, "spent", 3 * USD)
+    assert counters_reconcile(workspace=ws, client=redis_client) == {}
+    assert int(redis_client.hget(counter, "spent")) == 3 * USD
