@@ -376,9 +376,9 @@ class Enforcer:
         tokens_estimate = max(0, int(req.estimated_input_tokens)) + max(
             0, int(req.max_output_tokens)
         )
-        rpm = key.get("rpm")
-        if rpm is None:
-            rpm = workspace.get("rpm_floor", DEFAULT_RPM_FLOOR)
+        # The key's own cap, else the workspace floor: never "no cap" (a 0 or a missing floor
+        # falls back to the default 100/min).
+        rpm = key.get("rpm") or workspace.get("rpm_floor") or DEFAULT_RPM_FLOOR
         tpm = key.get("tpm") or 0
         settings = workspace.get("settings") or {}
         loop_max = int(settings.get("loop_max_repeats") or self.loop_max_repeats)
