@@ -319,3 +319,67 @@ def test_reconcile_raises_a_counter_behind_the_ledger_never_lowers_it(scoped, re
     redis_client.hset(counter, "spent", 3 * USD)
     assert counters_reconcile(workspace=ws, client=redis_client) == {}
     assert int(redis_client.hget(counter, "spent")) == 3 * USD
+
+
+def test_ledger_totals_per_scope_model_filter_and_metric(scoped):
+    from billing.models import UsageRecord
+    from billing.services.counters import counters_from_ledger
+    from gateway.services.keys import gateway_key_create
+
+    ws = scoped.workspace
+    key, _ = gateway_key_create(workspace=ws, name="k", member=scoped.member)
+    now = dt.datetime.now(dt.UTC)
+    rows = [
+        ("openai", "gpt-4o-mini", "0.10", key, 200),
+        ("anthropic", "claude-3-5-haiku", "0.20", key, 200),
+        ("openai", "gpt-4.1", "0.40", None, 200),
+        ("openai", "gpt-4o", "0", key, 402),  # refused: no cost, no quota
+    ]
+    for i, (provider, model, cost, gk, code) in enumerate(rows):
+        UsageRecord.objects.create(
+            workspace=ws,
+            request_id=f"lt-{i}",
+            provider=provider,
+            model=model,
+            endpoint="chat.completions",
+            gateway_key=gk,
+            member=scoped.member,
+            cost_usd=Decimal(cost),
+            status_code=code,
+            input_tokens=10,
+            output_tokens=5,
+            created_at=now,
+        )
+    item = {
+        "scope_type": "key",
+        "scope_id": key.pk,
+        "start": now - dt.timedelta(hours=1),
+        "end": now + dt.timedelta(hours=1),
+    }
+    totals = counters_from_ledger(
+        workspace_id=ws.pk,
+        items=[
+            {**item, "metric": "usd"},
+            {**item, "metric": "usd", "model": "gpt-4o*"},
+            {**item, "metric": "usd", "model": "anthropic/*"},
+            {**item, "metric": "requests"},
+            {**item, "metric": "tokens"},
+            {**item, "scope_type": "member", "scope_id": scoped.member.pk, "metric": "usd"},
+            {
+                **item,
+                "scope_type": "workspace",
+                "scope_id": ws.pk,
+                "metric": "usd",
+                "model": "gpt-4.?",
+            },
+        ],
+    )
+    assert totals == [
+        int(0.3 * USD),
+        int(0.1 * USD),
+        int(0.2 * USD),
+        2,
+        45,
+        int(0.7 * USD),
+        int(0.4 * USD),
+    ]
