@@ -18,13 +18,14 @@ class Period:
     end: dt.date  # exclusive
     tz: ZoneInfo
 
+    # In UTC: arithmetic between two aware datetimes of one zone would ignore a DST change.
     @property
     def start_at(self) -> dt.datetime:
-        return dt.datetime.combine(self.start, dt.time(), tzinfo=self.tz)
+        return dt.datetime.combine(self.start, dt.time(), tzinfo=self.tz).astimezone(dt.UTC)
 
     @property
     def end_at(self) -> dt.datetime:
-        return dt.datetime.combine(self.end, dt.time(), tzinfo=self.tz)
+        return dt.datetime.combine(self.end, dt.time(), tzinfo=self.tz).astimezone(dt.UTC)
 
     @property
     def days(self) -> int:
