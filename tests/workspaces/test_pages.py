@@ -344,3 +344,17 @@ def test_admin_removes_a_member_unless_they_own_agents(client, cast):
     assert b"owns agents" in client.get("/members/").content
     assert client.post(f"/members/{cast.finance.pk}/remove/").status_code == 302
     assert "finance@a.example" not in members_of(cast.workspace)
+
+
+def test_wrong_account_logs_out_and_lands_back_on_the_link(client, cast):
+    with workspace_scope(cast.workspace.pk):
+        issued = invitation_create(
+            workspace=cast.workspace, invited_by=cast.owner, email="else@c.example", role="member"
+        )
+    link = f"/invite/{issued.token}/"
+    _as(client, cast.outsider)
+    assert client.get(link).status_code == 403
+    response = client.post("/accounts/logout/", {"next": link})
+    assert response.status_code == 302 and response["Location"] == link
+    landing = client.get(link)
+    assert landing.status_code == 200 and b"Sign up with else@c.example" in landing.content
