@@ -16,8 +16,13 @@ from gateway import selectors
 from gateway.models import GatewayKey, Provider, ProviderCredential
 from gateway.services import keys as key_services
 from gateway.services.validation import MAX_SECRET_CHARS
-from workspaces.api_base import ALL_ROLES, MANAGERS, ErrorSerializer, WorkspaceViewSet
-from workspaces.api_base import id_in_workspace
+from workspaces.api_base import (
+    ALL_ROLES,
+    MANAGERS,
+    ErrorSerializer,
+    WorkspaceViewSet,
+    id_in_workspace,
+)
 from workspaces.models import Agent, Member
 
 ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 403: ErrorSerializer, 404: ErrorSerializer}
@@ -34,8 +39,16 @@ class ProviderKeyOut(serializers.ModelSerializer):
     class Meta:
         model = ProviderCredential
         fields = [
-            "id", "provider", "name", "last4", "base_url", "api_version", "organization",
-            "timeout_s", "created_at", "updated_at",
+            "id",
+            "provider",
+            "name",
+            "last4",
+            "base_url",
+            "api_version",
+            "organization",
+            "timeout_s",
+            "created_at",
+            "updated_at",
         ]
 
 
@@ -43,12 +56,16 @@ class ProviderKeyCreateIn(serializers.Serializer):
     # The error never echoes the input: a secret pasted into the wrong field stays unseen.
     provider = serializers.ChoiceField(
         choices=Provider.choices,
-        error_messages={"invalid_choice": "Unknown provider; one of: "
-                        + ", ".join(Provider.values) + "."},
+        error_messages={
+            "invalid_choice": "Unknown provider; one of: " + ", ".join(Provider.values) + "."
+        },
     )
     name = serializers.CharField(max_length=100)
     secret = serializers.CharField(
-        max_length=MAX_SECRET_CHARS, allow_blank=True, trim_whitespace=True, write_only=True,
+        max_length=MAX_SECRET_CHARS,
+        allow_blank=True,
+        trim_whitespace=True,
+        write_only=True,
         style={"input_type": "password"},
     )
     base_url = serializers.CharField(max_length=500, required=False, allow_blank=True)
@@ -60,7 +77,10 @@ class ProviderKeyCreateIn(serializers.Serializer):
 class ProviderKeyUpdateIn(serializers.Serializer):
     name = serializers.CharField(max_length=100, required=False)
     secret = serializers.CharField(
-        max_length=MAX_SECRET_CHARS, allow_blank=True, required=False, write_only=True,
+        max_length=MAX_SECRET_CHARS,
+        allow_blank=True,
+        required=False,
+        write_only=True,
         style={"input_type": "password"},
     )
     base_url = serializers.CharField(max_length=500, required=False, allow_blank=True)
@@ -116,8 +136,20 @@ class GatewayKeyOut(serializers.ModelSerializer):
     class Meta:
         model = GatewayKey
         fields = [
-            "id", "name", "prefix", "member_id", "agent_id", "status", "allowed_models", "rpm",
-            "tpm", "expires_at", "revoked_at", "created_by_id", "created_at", "updated_at",
+            "id",
+            "name",
+            "prefix",
+            "member_id",
+            "agent_id",
+            "status",
+            "allowed_models",
+            "rpm",
+            "tpm",
+            "expires_at",
+            "revoked_at",
+            "created_by_id",
+            "created_at",
+            "updated_at",
         ]
 
 
@@ -131,13 +163,18 @@ class GatewayKeyCreateOut(GatewayKeyOut):
 class _KeyLimits(serializers.Serializer):
     expires_at = serializers.DateTimeField(required=False, allow_null=True)
     allowed_models = serializers.ListField(
-        child=serializers.CharField(max_length=200), max_length=200, required=False,
-        allow_null=True, help_text="Model names this key may call; null means any.",
+        child=serializers.CharField(max_length=200),
+        max_length=200,
+        required=False,
+        allow_null=True,
+        help_text="Model names this key may call; null means any.",
     )
-    rpm = serializers.IntegerField(min_value=1, max_value=2_000_000_000, required=False,
-                                   allow_null=True)
-    tpm = serializers.IntegerField(min_value=1, max_value=2_000_000_000, required=False,
-                                   allow_null=True)
+    rpm = serializers.IntegerField(
+        min_value=1, max_value=2_000_000_000, required=False, allow_null=True
+    )
+    tpm = serializers.IntegerField(
+        min_value=1, max_value=2_000_000_000, required=False, allow_null=True
+    )
 
 
 class GatewayKeyCreateIn(_KeyLimits):
@@ -167,7 +204,8 @@ class GatewayKeyViewSet(WorkspaceViewSet):
     queryset = GatewayKey.objects.all()
     default_roles = ALL_ROLES
     filter_fields = {
-        "member_id": ("member_id", int), "agent_id": ("agent_id", int),
+        "member_id": ("member_id", int),
+        "agent_id": ("agent_id", int),
         "prefix": ("prefix", str),
     }
 
@@ -188,10 +226,12 @@ class GatewayKeyViewSet(WorkspaceViewSet):
         data = GatewayKeyCreateIn(data=request.data)
         data.is_valid(raise_exception=True)
         v = dict(data.validated_data)
-        member = id_in_workspace(Member, v.pop("member_id", None), workspace=self.workspace,
-                                 field="member_id")
-        agent = id_in_workspace(Agent, v.pop("agent_id", None), workspace=self.workspace,
-                                field="agent_id")
+        member = id_in_workspace(
+            Member, v.pop("member_id", None), workspace=self.workspace, field="member_id"
+        )
+        agent = id_in_workspace(
+            Agent, v.pop("agent_id", None), workspace=self.workspace, field="agent_id"
+        )
         key, raw = key_services.gateway_key_create(
             workspace=self.workspace, actor=self.member, member=member, agent=agent, **v
         )

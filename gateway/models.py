@@ -117,8 +117,10 @@ class GatewayKey(TenantModel):
     class Meta:
         constraints = [
             models.CheckConstraint(
-                condition=(Q(member__isnull=False, agent__isnull=True)
-                           | Q(member__isnull=True, agent__isnull=False)),
+                condition=(
+                    Q(member__isnull=False, agent__isnull=True)
+                    | Q(member__isnull=True, agent__isnull=False)
+                ),
                 name="gatewaykey_member_xor_agent",
             )
         ]

@@ -73,6 +73,7 @@ def _key_snapshot_in_scope(key_id: int) -> dict | None:
         return dict(REVOKED)
     agent = key.agent
     member = key.member if agent is None else agent.owner
+    assert member is not None  # the check constraint: a member or an agent (with an owner)
     department_id = (agent.department_id if agent else None) or member.department_id
     member_agents: dict[str, dict] = {}
     if agent is None:
@@ -214,8 +215,9 @@ def publish_member_keys_on_commit(workspace_id: int, member_id: int) -> None:
 
     with workspace_scope(workspace_id):
         hashes = list(
-            GatewayKey.objects.filter(Q(member_id=member_id) | Q(agent__owner_id=member_id))
-            .values_list("key_hash", flat=True)
+            GatewayKey.objects.filter(
+                Q(member_id=member_id) | Q(agent__owner_id=member_id)
+            ).values_list("key_hash", flat=True)
         )
     for key_hash in hashes:
         publish_key_on_commit(key_hash)

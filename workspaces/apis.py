@@ -78,7 +78,9 @@ class MemberViewSet(WorkspaceViewSet):
             changes["role"] = data.validated_data["role"]
         if "department_id" in data.validated_data:
             changes["department"] = id_in_workspace(
-                Department, data.validated_data["department_id"], workspace=self.workspace,
+                Department,
+                data.validated_data["department_id"],
+                workspace=self.workspace,
                 field="department_id",
             )
         member = directory.member_update(member=member, actor=self.member, **changes)
@@ -97,8 +99,16 @@ class InvitationOut(serializers.ModelSerializer):
     class Meta:
         model = Invitation
         fields = [
-            "id", "email", "role", "department_id", "status", "invited_by_id", "created_at",
-            "expires_at", "accepted_at", "revoked_at",
+            "id",
+            "email",
+            "role",
+            "department_id",
+            "status",
+            "invited_by_id",
+            "created_at",
+            "expires_at",
+            "accepted_at",
+            "revoked_at",
         ]
 
 
@@ -134,12 +144,17 @@ class InvitationViewSet(WorkspaceViewSet):
         data = InvitationCreateIn(data=request.data)
         data.is_valid(raise_exception=True)
         department = id_in_workspace(
-            Department, data.validated_data.get("department_id"), workspace=self.workspace,
+            Department,
+            data.validated_data.get("department_id"),
+            workspace=self.workspace,
             field="department_id",
         )
         issued = directory.invitation_send(
-            workspace=self.workspace, actor=self.member, email=data.validated_data["email"],
-            role=data.validated_data["role"], department=department,
+            workspace=self.workspace,
+            actor=self.member,
+            email=data.validated_data["email"],
+            role=data.validated_data["role"],
+            department=department,
         )
         body = dict(InvitationOut(issued.invitation).data, url=issued.url)
         return Response(body, status=status.HTTP_201_CREATED)
@@ -234,7 +249,8 @@ class AgentViewSet(WorkspaceViewSet):
     queryset = Agent.objects.all()
     default_roles = ALL_ROLES
     filter_fields = {
-        "slug": ("slug", str), "owner_id": ("owner_id", int),
+        "slug": ("slug", str),
+        "owner_id": ("owner_id", int),
         "department_id": ("department_id", int),
     }
 
@@ -256,10 +272,12 @@ class AgentViewSet(WorkspaceViewSet):
             actor=self.member,
             slug=v["slug"],
             name=v["name"],
-            owner=id_in_workspace(Member, v.get("owner_id"), workspace=self.workspace,
-                                  field="owner_id"),
-            department=id_in_workspace(Department, v.get("department_id"),
-                                       workspace=self.workspace, field="department_id"),
+            owner=id_in_workspace(
+                Member, v.get("owner_id"), workspace=self.workspace, field="owner_id"
+            ),
+            department=id_in_workspace(
+                Department, v.get("department_id"), workspace=self.workspace, field="department_id"
+            ),
             description=v.get("description", ""),
         )
         return Response(AgentOut(agent).data, status=status.HTTP_201_CREATED)
@@ -277,7 +295,9 @@ class AgentViewSet(WorkspaceViewSet):
             )
         if "department_id" in v:
             changes["department"] = id_in_workspace(
-                Department, v.pop("department_id"), workspace=self.workspace,
+                Department,
+                v.pop("department_id"),
+                workspace=self.workspace,
                 field="department_id",
             )
         agent = directory.agent_update(agent=agent, actor=self.member, **changes, **v)
@@ -296,8 +316,16 @@ class AuditLogOut(serializers.ModelSerializer):
     class Meta:
         model = AuditLog
         fields = [
-            "id", "created_at", "actor_member_id", "actor_label", "action", "target_type",
-            "target_id", "target_label", "before", "after",
+            "id",
+            "created_at",
+            "actor_member_id",
+            "actor_label",
+            "action",
+            "target_type",
+            "target_id",
+            "target_label",
+            "before",
+            "after",
         ]
 
 
@@ -307,8 +335,10 @@ class AuditLogViewSet(WorkspaceViewSet):
     queryset = AuditLog.objects.all()
     default_roles = MANAGERS
     filter_fields = {
-        "action": ("action", str), "target_type": ("target_type", str),
-        "target_id": ("target_id", str), "actor_member_id": ("actor_member_id", int),
+        "action": ("action", str),
+        "target_type": ("target_type", str),
+        "target_id": ("target_id", str),
+        "actor_member_id": ("actor_member_id", int),
     }
 
     @extend_schema(responses={200: AuditLogOut(many=True)})
@@ -327,8 +357,15 @@ class APITokenOut(serializers.ModelSerializer):
     class Meta:
         model = APIToken
         fields = [
-            "id", "name", "prefix", "member_id", "status", "created_at", "last_used_at",
-            "expires_at", "revoked_at",
+            "id",
+            "name",
+            "prefix",
+            "member_id",
+            "status",
+            "created_at",
+            "last_used_at",
+            "expires_at",
+            "revoked_at",
         ]
 
 
@@ -369,7 +406,8 @@ class APITokenViewSet(WorkspaceViewSet):
         data = APITokenCreateIn(data=request.data)
         data.is_valid(raise_exception=True)
         token, raw = api_token_create(
-            member=self.member, name=data.validated_data["name"],
+            member=self.member,
+            name=data.validated_data["name"],
             expires_at=data.validated_data.get("expires_at"),
         )
         body = dict(APITokenOut(token).data, token=raw)

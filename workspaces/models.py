@@ -240,6 +240,9 @@ class AuditLog(TenantModel):
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["workspace", "created_at"], name="auditlog_ws_time")]
 
+    def __str__(self) -> str:
+        return f"{self.action} {self.target_type}:{self.target_id} by {self.actor_label}"
+
     def save(self, *args, **kwargs):
         if self.pk is not None and not kwargs.get("force_insert"):
             raise PermissionError("audit log entries are immutable")

@@ -1,4 +1,5 @@
-"""Workspace data keys: create on first use, rotate per workspace, re-wrap under a new master key."""
+"""Workspace data keys: created on first use, rotated per workspace, re-wrapped under a new
+master key."""
 
 from __future__ import annotations
 
@@ -55,7 +56,9 @@ def datakey_rotate(*, workspace: Workspace) -> WorkspaceDataKey:
             )
         )
         secret = vault.decrypt_with_dek(workspace.pk, dek, credential.nonce, credential.ciphertext)
-        credential.nonce, credential.ciphertext = vault.encrypt_with_dek(workspace.pk, new_dek, secret)
+        credential.nonce, credential.ciphertext = vault.encrypt_with_dek(
+            workspace.pk, new_dek, secret
+        )
         credential.data_key = new
         credential.updated_at = timezone.now()
         credential.save(update_fields=["nonce", "ciphertext", "data_key", "updated_at"])

@@ -109,7 +109,10 @@ def provider_key_create(
     except IntegrityError as exc:  # a concurrent create with the same name
         raise ValidationError({"name": "A provider key with this name already exists."}) from exc
     _audit(
-        workspace=workspace, actor=actor, action="provider_key.create", target=credential,
+        workspace=workspace,
+        actor=actor,
+        action="provider_key.create",
+        target=credential,
         after=credential_summary(credential),
     )
     publish_workspace_on_commit(workspace.pk)
@@ -154,8 +157,10 @@ def provider_key_update(
     if secret is not _UNSET:
         data_key = datakey_active(workspace=credential.workspace)
         enc = vault.seal_secret(
-            credential.workspace_id, secret,
-            wrapped_dek=data_key.wrapped_dek, key_version=data_key.key_version,
+            credential.workspace_id,
+            secret,
+            wrapped_dek=data_key.wrapped_dek,
+            key_version=data_key.key_version,
         )
         credential.nonce, credential.ciphertext = enc["nonce"], enc["ciphertext"]
         credential.data_key = data_key
@@ -166,8 +171,12 @@ def provider_key_update(
     if secret is not _UNSET:
         after["secret"] = "(replaced)"
     _audit(
-        workspace=credential.workspace, actor=actor, action="provider_key.update",
-        target=credential, before=before, after=after,
+        workspace=credential.workspace,
+        actor=actor,
+        action="provider_key.update",
+        target=credential,
+        before=before,
+        after=after,
     )
     publish_workspace_on_commit(credential.workspace_id)
     return credential
@@ -178,7 +187,10 @@ def provider_key_delete(*, credential: ProviderCredential, actor: Member | None 
     _require_manager(actor)
     workspace = credential.workspace
     _audit(
-        workspace=workspace, actor=actor, action="provider_key.delete", target=credential,
+        workspace=workspace,
+        actor=actor,
+        action="provider_key.delete",
+        target=credential,
         before=credential_summary(credential),
     )
     credential.delete()
@@ -207,8 +219,13 @@ def _check_issuer(actor: Member | None, member: Member | None, agent: Agent | No
 
 
 def _validate_key_fields(
-    *, name: str, expires_at: dt.datetime | None, allowed_models: list[str] | None,
-    rpm: int | None, tpm: int | None, creating: bool,
+    *,
+    name: str,
+    expires_at: dt.datetime | None,
+    allowed_models: list[str] | None,
+    rpm: int | None,
+    tpm: int | None,
+    creating: bool,
 ) -> None:
     errors: dict[str, str] = {}
     if not name.strip():
@@ -253,7 +270,11 @@ def gateway_key_create(
             raise ValidationError({"member_id": "Not found."})
     _check_issuer(actor, member, agent)
     _validate_key_fields(
-        name=name, expires_at=expires_at, allowed_models=allowed_models, rpm=rpm, tpm=tpm,
+        name=name,
+        expires_at=expires_at,
+        allowed_models=allowed_models,
+        rpm=rpm,
+        tpm=tpm,
         creating=True,
     )
     raw, prefix = keyhash.generate_key()
@@ -271,7 +292,10 @@ def gateway_key_create(
         tpm=tpm,
     )
     _audit(
-        workspace=workspace, actor=actor, action="gateway_key.create", target=key,
+        workspace=workspace,
+        actor=actor,
+        action="gateway_key.create",
+        target=key,
         after=gateway_key_summary(key),
     )
     publish_key_on_commit(key.key_hash)
@@ -291,21 +315,33 @@ def gateway_key_update(
 ) -> GatewayKey:
     _check_issuer(actor, key.member, key.agent)
     before = gateway_key_summary(key)
+    if name is not _UNSET:
+        key.name = name.strip()
     for field, value in (
-        ("name", name), ("expires_at", expires_at), ("allowed_models", allowed_models),
-        ("rpm", rpm), ("tpm", tpm),
+        ("expires_at", expires_at),
+        ("allowed_models", allowed_models),
+        ("rpm", rpm),
+        ("tpm", tpm),
     ):
         if value is not _UNSET:
-            setattr(key, field, value.strip() if field == "name" else value)
+            setattr(key, field, value)
     _validate_key_fields(
-        name=key.name, expires_at=key.expires_at, allowed_models=key.allowed_models,
-        rpm=key.rpm, tpm=key.tpm, creating=False,
+        name=key.name,
+        expires_at=key.expires_at,
+        allowed_models=key.allowed_models,
+        rpm=key.rpm,
+        tpm=key.tpm,
+        creating=False,
     )
     key.updated_at = timezone.now()
     key.save()
     _audit(
-        workspace=key.workspace, actor=actor, action="gateway_key.update", target=key,
-        before=before, after=gateway_key_summary(key),
+        workspace=key.workspace,
+        actor=actor,
+        action="gateway_key.update",
+        target=key,
+        before=before,
+        after=gateway_key_summary(key),
     )
     publish_key_on_commit(key.key_hash)
     return key
@@ -321,8 +357,12 @@ def gateway_key_revoke(*, key: GatewayKey, actor: Member | None = None) -> Gatew
         key.updated_at = key.revoked_at
         key.save(update_fields=["revoked_at", "updated_at"])
         _audit(
-            workspace=key.workspace, actor=actor, action="gateway_key.revoke", target=key,
-            before=before, after=gateway_key_summary(key),
+            workspace=key.workspace,
+            actor=actor,
+            action="gateway_key.revoke",
+            target=key,
+            before=before,
+            after=gateway_key_summary(key),
         )
     publish_key_on_commit(key.key_hash)
     return key

@@ -77,7 +77,10 @@ def world(cast, api) -> World:
             workspace=ws, actor=cast.owner, email="new@a.example", role="member"
         ).invitation
         provider_key = provider_key_create(
-            workspace=ws, actor=cast.owner, provider="openai", name="main",
+            workspace=ws,
+            actor=cast.owner,
+            provider="openai",
+            name="main",
             secret=PROVIDER_SECRET,
         )
         gateway_key, _ = gateway_key_create(
@@ -93,13 +96,25 @@ def world(cast, api) -> World:
             workspace=wb, actor=cast.outsider, email="new@b.example", role="member"
         ).invitation
         b_provider_key = provider_key_create(
-            workspace=wb, actor=cast.outsider, provider="anthropic", name="b-main",
+            workspace=wb,
+            actor=cast.outsider,
+            provider="anthropic",
+            name="b-main",
             secret="sk-ant-B-SECRET-zzzzzzzzzzzz",
         )
         b_gateway_key, _ = gateway_key_create(
             workspace=wb, actor=cast.outsider, name="b-key", member=cast.outsider
         )
     return World(
-        department, agent, invitation, provider_key, gateway_key, api_token,
-        b_department, b_agent, b_provider_key, b_gateway_key, b_invitation,
+        department,
+        agent,
+        invitation,
+        provider_key,
+        gateway_key,
+        api_token,
+        b_department,
+        b_agent,
+        b_provider_key,
+        b_gateway_key,
+        b_invitation,
     )

@@ -19,15 +19,25 @@ def test_admin_actions_are_recorded_with_actor_target_and_summary(api, cast, wor
     dept = api.call("admin", "post", "/api/v1/departments/", {"name": "Ops"}).json()
     api.call("admin", "patch", f"/api/v1/members/{cast.member.pk}/", {"role": "finance"})
     api.call("admin", "post", "/api/v1/invitations/", {"email": "z@a.example"})
-    key = api.call("admin", "post", "/api/v1/gateway-keys/",
-                   {"name": "k", "member_id": cast.admin.pk}).json()
+    key = api.call(
+        "admin", "post", "/api/v1/gateway-keys/", {"name": "k", "member_id": cast.admin.pk}
+    ).json()
     api.call("admin", "post", f"/api/v1/gateway-keys/{key['id']}/revoke/")
-    api.call("admin", "patch", f"/api/v1/provider-keys/{world.provider_key.pk}/",
-             {"secret": "sk-new-secret-987654321"})
+    api.call(
+        "admin",
+        "patch",
+        f"/api/v1/provider-keys/{world.provider_key.pk}/",
+        {"secret": "sk-new-secret-987654321"},
+    )
     api.call("admin", "delete", f"/api/v1/departments/{dept['id']}/")
     assert _actions(cast)[before:] == [
-        "department.create", "member.update", "invitation.create", "gateway_key.create",
-        "gateway_key.revoke", "provider_key.update", "department.delete",
+        "department.create",
+        "member.update",
+        "invitation.create",
+        "gateway_key.create",
+        "gateway_key.revoke",
+        "provider_key.update",
+        "department.delete",
     ]
     page = api.call("owner", "get", "/api/v1/audit-log/?action=member.update").json()
     (entry,) = page["results"]
@@ -35,8 +45,9 @@ def test_admin_actions_are_recorded_with_actor_target_and_summary(api, cast, wor
     assert entry["actor_label"] == cast.admin.user.email
     assert entry["target_id"] == str(cast.member.pk)
     assert entry["before"]["role"] == "member" and entry["after"]["role"] == "finance"
-    secret_entry = api.call("owner", "get", "/api/v1/audit-log/?action=provider_key.update"
-                            ).json()["results"][0]
+    secret_entry = api.call("owner", "get", "/api/v1/audit-log/?action=provider_key.update").json()[
+        "results"
+    ][0]
     assert secret_entry["after"]["secret"] == "(replaced)"
     assert "sk-new-secret" not in str(secret_entry)
 
@@ -52,10 +63,15 @@ def test_api_cannot_write_the_audit_log(api, cast, world, method):
 def test_app_role_cannot_update_or_delete_audit_rows(cast, world):
     with workspace_scope(cast.workspace.pk):
         entry = AuditLog.objects.first()
-        for sql in ("UPDATE workspaces_auditlog SET action = 'forged'",
-                    "DELETE FROM workspaces_auditlog"):
-            with pytest.raises(ProgrammingError, match="permission denied"), \
-                    transaction.atomic(), connection.cursor() as cursor:
+        for sql in (
+            "UPDATE workspaces_auditlog SET action = 'forged'",
+            "DELETE FROM workspaces_auditlog",
+        ):
+            with (
+                pytest.raises(ProgrammingError, match="permission denied"),
+                transaction.atomic(),
+                connection.cursor() as cursor,
+            ):
                 cursor.execute(sql)
         with pytest.raises(PermissionError):
             entry.delete()

@@ -27,9 +27,15 @@ def test_token_schemes_and_last_used(api, cast):
         assert raw not in json.dumps(list(APIToken.objects.values()), default=str)
 
 
-@pytest.mark.parametrize("header", [
-    "Bearer alpt_nope_nope", "Bearer ", "Bearer alph_notatoken", "Token x" * 50,
-])
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Bearer alpt_nope_nope",
+        "Bearer ",
+        "Bearer alph_notatoken",
+        "Token x" * 50,
+    ],
+)
 def test_bad_tokens_are_401(api, header):
     r = Client().get("/api/v1/members/", HTTP_AUTHORIZATION=header)
     assert r.status_code == 401
@@ -43,8 +49,9 @@ def test_revoked_and_expired_tokens_stop_working(api, cast):
     client = Client(HTTP_AUTHORIZATION=f"Bearer {raw}")
     assert client.get("/api/v1/departments/").status_code == 200
     assert "token" not in api.call("member", "get", f"/api/v1/api-tokens/{created['id']}/").json()
-    assert api.call("member", "post", f"/api/v1/api-tokens/{created['id']}/revoke/"
-                    ).status_code == 200
+    assert (
+        api.call("member", "post", f"/api/v1/api-tokens/{created['id']}/revoke/").status_code == 200
+    )
     assert client.get("/api/v1/departments/").status_code == 401
     with workspace_scope(cast.workspace.pk):
         token = APIToken.objects.get(pk=created["id"])
@@ -54,8 +61,12 @@ def test_revoked_and_expired_tokens_stop_working(api, cast):
 
 def test_token_acts_with_the_members_current_role(api, cast):
     assert api.call("member", "get", "/api/v1/provider-keys/").status_code == 403
-    assert api.call("owner", "patch", f"/api/v1/members/{cast.member.pk}/",
-                    {"role": "admin"}).status_code == 200
+    assert (
+        api.call(
+            "owner", "patch", f"/api/v1/members/{cast.member.pk}/", {"role": "admin"}
+        ).status_code
+        == 200
+    )
     assert api.call("member", "get", "/api/v1/provider-keys/").status_code == 200
 
 
@@ -91,8 +102,12 @@ def test_session_writes_need_csrf(cast):
 
 def test_member_role_rules(api, cast):
     # admins cannot make owners or touch an owner; the last owner cannot be demoted
-    assert api.call("admin", "patch", f"/api/v1/members/{cast.member.pk}/",
-                    {"role": "owner"}).status_code == 403
+    assert (
+        api.call(
+            "admin", "patch", f"/api/v1/members/{cast.member.pk}/", {"role": "owner"}
+        ).status_code
+        == 403
+    )
     assert api.call("admin", "delete", f"/api/v1/members/{cast.owner.pk}/").status_code == 403
     r = api.call("owner", "patch", f"/api/v1/members/{cast.owner.pk}/", {"role": "admin"})
     assert r.status_code == 400 and "role" in r.json()["error"]["fields"]
@@ -107,8 +122,9 @@ def test_member_with_agents_cannot_be_removed(api, cast, world):
 
 
 def test_create_workspace_command(db, capsys):
-    call_command("create_workspace", "--name", "Boot", "--owner-email", "Boot@Example.com",
-                 "--json")
+    call_command(
+        "create_workspace", "--name", "Boot", "--owner-email", "Boot@Example.com", "--json"
+    )
     out = json.loads(capsys.readouterr().out)
     assert set(out) >= {"workspace_id", "user_id", "api_token"}
     client = Client(HTTP_AUTHORIZATION=f"Bearer {out['api_token']}")
@@ -116,7 +132,9 @@ def test_create_workspace_command(db, capsys):
     assert page["count"] == 1
     assert page["results"][0]["email"] == "boot@example.com"
     assert page["results"][0]["role"] == "owner"
-    created = client.post("/api/v1/provider-keys/", data=json.dumps(
-        {"provider": "anthropic", "name": "main", "secret": "sk-ant-xxxxxxxxxxxx"}),
-        content_type="application/json")
+    created = client.post(
+        "/api/v1/provider-keys/",
+        data=json.dumps({"provider": "anthropic", "name": "main", "secret": "sk-ant-xxxxxxxxxxxx"}),
+        content_type="application/json",
+    )
     assert created.status_code == 201

@@ -11,8 +11,17 @@ from gateway.models import GatewayKey, ProviderCredential, WorkspaceDataKey
 from workspaces.models import Agent, APIToken, AuditLog, Department, Invitation, Member
 from workspaces.tenancy import workspace_scope
 
-MODELS = [Member, Department, Agent, Invitation, APIToken, AuditLog, ProviderCredential,
-          WorkspaceDataKey, GatewayKey]
+MODELS = [
+    Member,
+    Department,
+    Agent,
+    Invitation,
+    APIToken,
+    AuditLog,
+    ProviderCredential,
+    WorkspaceDataKey,
+    GatewayKey,
+]
 
 DETAIL = [
     ("get", "members/{member}/", None),
@@ -41,9 +50,14 @@ DETAIL = [
 def digest(workspace_id: int) -> str:
     with workspace_scope(workspace_id):
         return json.dumps(
-            {m.__name__: sorted((model_to_dict(o) for o in m.objects.all()), key=lambda d: d["id"])
-             for m in MODELS},
-            default=str, sort_keys=True,
+            {
+                m.__name__: sorted(
+                    (model_to_dict(o) for o in m.objects.all()), key=lambda d: d["id"]
+                )
+                for m in MODELS
+            },
+            default=str,
+            sort_keys=True,
         )
 
 
@@ -67,26 +81,39 @@ def test_foreign_ids_are_404_and_change_nothing(api, cast, world, role, method, 
     ids = b_ids(cast, world)
     before_b, before_a = digest(cast.other_workspace.pk), digest(cast.workspace.pk)
     foreign = api.call(role, method, "/api/v1/" + path.format(**ids), body)
-    missing = api.call(role, method, "/api/v1/" + path.format(**dict.fromkeys(ids, 987654321)),
-                       body)
+    missing = api.call(
+        role, method, "/api/v1/" + path.format(**dict.fromkeys(ids, 987654321)), body
+    )
     assert foreign.status_code == 404, foreign.content
-    assert foreign.json() == missing.json() == {
-        "error": {"type": "not_found", "message": "Not found."}
-    }
+    assert (
+        foreign.json()
+        == missing.json()
+        == {"error": {"type": "not_found", "message": "Not found."}}
+    )
     assert digest(cast.other_workspace.pk) == before_b
     assert digest(cast.workspace.pk) == before_a
 
 
-@pytest.mark.parametrize(("path", "body", "field"), [
-    ("gateway-keys/", {"name": "x", "member_id": "outsider"}, "member_id"),
-    ("gateway-keys/", {"name": "x", "agent_id": "b_agent"}, "agent_id"),
-    ("agents/", {"slug": "x", "name": "x", "owner_id": "outsider"}, "owner_id"),
-    ("agents/", {"slug": "x", "name": "x", "department_id": "b_department"}, "department_id"),
-    ("invitations/", {"email": "x@x.example", "department_id": "b_department"}, "department_id"),
-])
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("gateway-keys/", {"name": "x", "member_id": "outsider"}, "member_id"),
+        ("gateway-keys/", {"name": "x", "agent_id": "b_agent"}, "agent_id"),
+        ("agents/", {"slug": "x", "name": "x", "owner_id": "outsider"}, "owner_id"),
+        ("agents/", {"slug": "x", "name": "x", "department_id": "b_department"}, "department_id"),
+        (
+            "invitations/",
+            {"email": "x@x.example", "department_id": "b_department"},
+            "department_id",
+        ),
+    ],
+)
 def test_foreign_ids_in_bodies_are_field_errors(api, cast, world, path, body, field):
-    refs = {"outsider": cast.outsider.pk, "b_agent": world.b_agent.pk,
-            "b_department": world.b_department.pk}
+    refs = {
+        "outsider": cast.outsider.pk,
+        "b_agent": world.b_agent.pk,
+        "b_department": world.b_department.pk,
+    }
     body = {k: refs.get(v, v) for k, v in body.items()}
     before_a, before_b = digest(cast.workspace.pk), digest(cast.other_workspace.pk)
     response = api.call("owner", "post", "/api/v1/" + path, body)
@@ -98,7 +125,11 @@ def test_foreign_ids_in_bodies_are_field_errors(api, cast, world, path, body, fi
 
 def test_member_patch_department_from_other_workspace(api, cast, world):
     before = digest(cast.workspace.pk)
-    response = api.call("owner", "patch", f"/api/v1/members/{cast.member.pk}/",
-                        {"department_id": world.b_department.pk})
+    response = api.call(
+        "owner",
+        "patch",
+        f"/api/v1/members/{cast.member.pk}/",
+        {"department_id": world.b_department.pk},
+    )
     assert response.status_code == 400
     assert digest(cast.workspace.pk) == before

@@ -15,10 +15,19 @@ URL = "/api/v1/gateway-keys/"
 
 
 def test_key_shown_once_and_only_hash_stored(api, cast):
-    response = api.call("member", "post", URL, {
-        "name": "laptop", "member_id": cast.member.pk, "allowed_models": ["gpt-4o-mini"],
-        "rpm": 60, "tpm": 100000, "expires_at": "2099-01-01T00:00:00Z",
-    })
+    response = api.call(
+        "member",
+        "post",
+        URL,
+        {
+            "name": "laptop",
+            "member_id": cast.member.pk,
+            "allowed_models": ["gpt-4o-mini"],
+            "rpm": 60,
+            "tpm": 100000,
+            "expires_at": "2099-01-01T00:00:00Z",
+        },
+    )
     assert response.status_code == 201, response.content
     body = response.json()
     raw = body["key"]
@@ -37,14 +46,17 @@ def test_agent_key_and_exactly_one_holder(api, cast, world):
     response = api.call("member", "post", URL, {"name": "bot", "agent_id": world.agent.pk})
     assert response.status_code == 201
     assert response.json()["agent_id"] == world.agent.pk
-    both = api.call("owner", "post", URL, {"name": "x", "member_id": cast.member.pk,
-                                          "agent_id": world.agent.pk})
+    both = api.call(
+        "owner", "post", URL, {"name": "x", "member_id": cast.member.pk, "agent_id": world.agent.pk}
+    )
     neither = api.call("owner", "post", URL, {"name": "x"})
     for r in (both, neither):
         assert r.status_code == 400 and "member_id" in r.json()["error"]["fields"]
     # finance does not own the agent
-    assert api.call("finance", "post", URL, {"name": "x", "agent_id": world.agent.pk}
-                    ).status_code == 403
+    assert (
+        api.call("finance", "post", URL, {"name": "x", "agent_id": world.agent.pk}).status_code
+        == 403
+    )
 
 
 @pytest.mark.django_db(transaction=True)
@@ -59,17 +71,20 @@ def test_revoke_publishes_the_revoked_marker(api, cast, redis_client):
     assert json.loads(redis_client.get(f"alephant:gk:{key_hash}")) == {"v": 1, "revoked": True}
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"name": ""}, "name"),
-    ({"name": "x" * 101}, "name"),
-    ({"rpm": 0}, "rpm"),
-    ({"rpm": "many"}, "rpm"),
-    ({"allowed_models": "gpt-4o"}, "allowed_models"),
-    ({"expires_at": "2001-01-01T00:00:00Z"}, "expires_at"),
-    ({"expires_at": "tomorrow"}, "expires_at"),
-    ({"member_id": 0}, "member_id"),
-    ({"member_id": 10**30}, "member_id"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"name": ""}, "name"),
+        ({"name": "x" * 101}, "name"),
+        ({"rpm": 0}, "rpm"),
+        ({"rpm": "many"}, "rpm"),
+        ({"allowed_models": "gpt-4o"}, "allowed_models"),
+        ({"expires_at": "2001-01-01T00:00:00Z"}, "expires_at"),
+        ({"expires_at": "tomorrow"}, "expires_at"),
+        ({"member_id": 0}, "member_id"),
+        ({"member_id": 10**30}, "member_id"),
+    ],
+)
 def test_bad_input(api, cast, body, field):
     response = api.call("owner", "post", URL, {"name": "k", "member_id": cast.member.pk, **body})
     assert response.status_code == 400, response.content

@@ -29,23 +29,26 @@ def test_create_returns_last4_only_and_stores_ciphertext(api, cast):
         assert vault.open_secret(cast.workspace.pk, enc_for(stored)) == GOOD["secret"]
 
 
-@pytest.mark.parametrize(("override", "field"), [
-    ({"provider": "skynet"}, "provider"),
-    ({"name": ""}, "name"),
-    ({"name": "n" * 101}, "name"),
-    ({"secret": "s" * 5000}, "secret"),
-    ({"secret": ""}, "secret"),
-    ({"base_url": "ftp://example.com"}, "base_url"),
-    ({"base_url": "https://"}, "base_url"),
-    ({"base_url": "not a url"}, "base_url"),
-    ({"base_url": "https://user:pw@example.com"}, "base_url"),
-    ({"base_url": "https://example.com:99999"}, "base_url"),
-    ({"base_url": "https://" + "a" * 600 + ".com"}, "base_url"),
-    ({"provider": "openai-compatible"}, "base_url"),
-    ({"provider": "azure-openai"}, "base_url"),
-    ({"timeout_s": 0}, "timeout_s"),
-    ({"timeout_s": "soon"}, "timeout_s"),
-])
+@pytest.mark.parametrize(
+    ("override", "field"),
+    [
+        ({"provider": "skynet"}, "provider"),
+        ({"name": ""}, "name"),
+        ({"name": "n" * 101}, "name"),
+        ({"secret": "s" * 5000}, "secret"),
+        ({"secret": ""}, "secret"),
+        ({"base_url": "ftp://example.com"}, "base_url"),
+        ({"base_url": "https://"}, "base_url"),
+        ({"base_url": "not a url"}, "base_url"),
+        ({"base_url": "https://user:pw@example.com"}, "base_url"),
+        ({"base_url": "https://example.com:99999"}, "base_url"),
+        ({"base_url": "https://" + "a" * 600 + ".com"}, "base_url"),
+        ({"provider": "openai-compatible"}, "base_url"),
+        ({"provider": "azure-openai"}, "base_url"),
+        ({"timeout_s": 0}, "timeout_s"),
+        ({"timeout_s": "soon"}, "timeout_s"),
+    ],
+)
 def test_bad_input_is_a_field_error(api, override, field):
     response = api.call("owner", "post", URL, {**GOOD, **override})
     assert response.status_code == 400, response.content
@@ -61,11 +64,20 @@ def test_duplicate_name_is_a_field_error(api):
     assert "name" in response.json()["error"]["fields"]
 
 
-@pytest.mark.parametrize("url", [
-    "http://127.0.0.1:11434", "http://localhost:8000/v1", "http://10.0.0.5", "http://[::1]:80",
-    "http://169.254.169.254/latest", "http://192.168.1.10", "http://0.0.0.0",
-    "http://foo.localhost", "http://[::ffff:127.0.0.1]",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:11434",
+        "http://localhost:8000/v1",
+        "http://10.0.0.5",
+        "http://[::1]:80",
+        "http://169.254.169.254/latest",
+        "http://192.168.1.10",
+        "http://0.0.0.0",
+        "http://foo.localhost",
+        "http://[::ffff:127.0.0.1]",
+    ],
+)
 def test_private_upstreams_refused_unless_allowed(api, settings, url):
     settings.ALEPHANT_ALLOW_PRIVATE_UPSTREAMS = False
     body = {**GOOD, "provider": "ollama", "base_url": url}
@@ -78,15 +90,27 @@ def test_private_upstreams_refused_unless_allowed(api, settings, url):
 
 def test_public_base_url_and_generic_provider(api, settings):
     settings.ALEPHANT_ALLOW_PRIVATE_UPSTREAMS = False
-    response = api.call("owner", "post", URL, {
-        **GOOD, "provider": "openai-compatible", "base_url": "https://llm.example.com/v1/",
-        "api_version": "2024-10-21", "organization": "org-1", "timeout_s": 30,
-    })
+    response = api.call(
+        "owner",
+        "post",
+        URL,
+        {
+            **GOOD,
+            "provider": "openai-compatible",
+            "base_url": "https://llm.example.com/v1/",
+            "api_version": "2024-10-21",
+            "organization": "org-1",
+            "timeout_s": 30,
+        },
+    )
     assert response.status_code == 201, response.content
     body = response.json()
     assert body["base_url"] == "https://llm.example.com/v1"
     assert (body["api_version"], body["organization"], body["timeout_s"]) == (
-        "2024-10-21", "org-1", 30)
+        "2024-10-21",
+        "org-1",
+        30,
+    )
 
 
 def test_update_replaces_secret_and_keeps_it_hidden(api, cast):

@@ -12,8 +12,16 @@ def test_schema_lists_every_resource(db):
     assert response.status_code == 200
     schema = response.json()
     paths = schema["paths"]
-    for resource in ("members", "invitations", "departments", "agents", "provider-keys",
-                     "gateway-keys", "audit-log", "api-tokens"):
+    for resource in (
+        "members",
+        "invitations",
+        "departments",
+        "agents",
+        "provider-keys",
+        "gateway-keys",
+        "audit-log",
+        "api-tokens",
+    ):
         assert f"/api/v1/{resource}/" in paths
     create = paths["/api/v1/gateway-keys/"]["post"]
     ref = create["responses"]["201"]["content"]["application/json"]["schema"]["$ref"]

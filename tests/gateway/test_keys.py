@@ -52,8 +52,12 @@ def test_gateway_key_create_publishes_snapshot_and_revoke_marks_it(cast, redis_c
     with workspace_scope(ws.pk):
         agent = agent_create(workspace=ws, slug="bot", name="Bot", owner=cast.member)
         key, raw = gateway_key_create(
-            workspace=ws, name="ci", member=cast.member, actor=cast.member,
-            allowed_models=["gpt-4o-mini"], rpm=30,
+            workspace=ws,
+            name="ci",
+            member=cast.member,
+            actor=cast.member,
+            allowed_models=["gpt-4o-mini"],
+            rpm=30,
             expires_at=timezone.now() + dt.timedelta(days=1),
         )
     key_hash = keyhash.hash_key(raw, settings.ALEPHANT_KEY_HASH_SECRET)
@@ -82,7 +86,7 @@ def test_agent_key_snapshot_and_cold_loader(cast, redis_client):
     ws = cast.workspace
     with workspace_scope(ws.pk):
         agent = agent_create(workspace=ws, slug="etl", name="ETL", owner=cast.member)
-        key, raw = gateway_key_create(workspace=ws, name="etl", agent=agent, actor=cast.member)
+        key, _raw = gateway_key_create(workspace=ws, name="etl", agent=agent, actor=cast.member)
     redis_client.flushdb()
     snap = snapshots.load_snapshot("gk", key.key_hash)
     assert snap["agent_id"] == agent.pk and snap["member_id"] == cast.member.pk

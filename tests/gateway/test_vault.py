@@ -95,8 +95,10 @@ def test_wrong_or_missing_master_key():
     both = vault.keyring_from_env(
         {"ALEPHANT_MASTER_KEY": K_NEW, "ALEPHANT_MASTER_KEY_PREVIOUS": K_OLD}
     )
-    assert [k.version for k in both.all()] == [ring(K_NEW).current.version,
-                                               ring(K_OLD).current.version]
+    assert [k.version for k in both.all()] == [
+        ring(K_NEW).current.version,
+        ring(K_OLD).current.version,
+    ]
     assert "key=" not in repr(both.current) and K_NEW not in repr(both)
 
 
@@ -113,8 +115,13 @@ def _credentials(cast):
         owner = cast.owner if ws == cast.workspace else cast.outsider
         with workspace_scope(ws.pk):
             made[ws.pk] = [
-                provider_key_create(workspace=ws, actor=owner, provider="openai",
-                                    name=f"k{i}", secret=f"{SECRET}-{ws.pk}-{i}")
+                provider_key_create(
+                    workspace=ws,
+                    actor=owner,
+                    provider="openai",
+                    name=f"k{i}",
+                    secret=f"{SECRET}-{ws.pk}-{i}",
+                )
                 for i in range(2)
             ]
     return made
@@ -135,8 +142,11 @@ def test_database_holds_no_plaintext(cast):
     made = _credentials(cast)
     for ws_id, credentials in made.items():
         with workspace_scope(ws_id), connection.cursor() as cursor:
-            for table in ("gateway_providercredential", "gateway_workspacedatakey",
-                          "workspaces_auditlog"):
+            for table in (
+                "gateway_providercredential",
+                "gateway_workspacedatakey",
+                "workspaces_auditlog",
+            ):
                 cursor.execute(f"SELECT * FROM {table}")
                 dump = json.dumps(cursor.fetchall(), default=str)
                 for i in range(2):
@@ -147,8 +157,9 @@ def test_database_holds_no_plaintext(cast):
     assert credentials[0].last4 == f"{SECRET}-{ws_id}-0"[-4:]
 
 
-def test_master_key_rotation_keeps_every_secret_usable(cast, django_capture_on_commit_callbacks,
-                                                       redis_client):
+def test_master_key_rotation_keeps_every_secret_usable(
+    cast, django_capture_on_commit_callbacks, redis_client
+):
     vault.set_keyring(ring(K_OLD))
     _credentials(cast)
     before = _all_secrets(cast)

@@ -66,8 +66,13 @@ def member_update(
         member.department = department
     member.save(update_fields=["role", "department"])
     audit_record(
-        workspace=member.workspace, actor=actor, action="member.update", target=member,
-        target_label=member.user.email, before=before, after=_member_summary(member),
+        workspace=member.workspace,
+        actor=actor,
+        action="member.update",
+        target=member,
+        target_label=member.user.email,
+        before=before,
+        after=_member_summary(member),
     )
     _republish_member(member)
     return member
@@ -91,8 +96,12 @@ def member_remove(*, member: Member, actor: Member) -> None:
         )
     hashes = list(GatewayKey.objects.filter(member=member).values_list("key_hash", flat=True))
     audit_record(
-        workspace=member.workspace, actor=actor, action="member.remove", target=member,
-        target_label=member.user.email, before=_member_summary(member),
+        workspace=member.workspace,
+        actor=actor,
+        action="member.remove",
+        target=member,
+        target_label=member.user.email,
+        before=_member_summary(member),
     )
     member.delete()
     _revoke_key_hashes_on_commit(hashes)
@@ -112,7 +121,10 @@ def department_add(*, workspace: Workspace, name: str, actor: Member) -> Departm
     except IntegrityError as exc:
         raise ValidationError({"name": "A department with this name already exists."}) from exc
     audit_record(
-        workspace=workspace, actor=actor, action="department.create", target=department,
+        workspace=workspace,
+        actor=actor,
+        action="department.create",
+        target=department,
         after={"name": department.name},
     )
     return department
@@ -131,8 +143,12 @@ def department_rename(*, department: Department, name: str, actor: Member) -> De
     department.name = name
     department.save(update_fields=["name"])
     audit_record(
-        workspace=department.workspace, actor=actor, action="department.update",
-        target=department, before=before, after={"name": name},
+        workspace=department.workspace,
+        actor=actor,
+        action="department.update",
+        target=department,
+        before=before,
+        after={"name": name},
     )
     return department
 
@@ -142,12 +158,13 @@ def department_delete(*, department: Department, actor: Member) -> None:
     """Members and agents of the department keep existing, with no department."""
     _require_manager(actor)
     members = list(Member.objects.filter(department=department))
-    owners = set(
-        Agent.objects.filter(department=department).values_list("owner_id", flat=True)
-    )
+    owners = set(Agent.objects.filter(department=department).values_list("owner_id", flat=True))
     audit_record(
-        workspace=department.workspace, actor=actor, action="department.delete",
-        target=department, before={"name": department.name},
+        workspace=department.workspace,
+        actor=actor,
+        action="department.delete",
+        target=department,
+        before={"name": department.name},
     )
     department.delete()
     from gateway.snapshots import publish_member_keys_on_commit
@@ -158,8 +175,11 @@ def department_delete(*, department: Department, actor: Member) -> None:
 
 def _agent_summary(agent: Agent) -> dict:
     return {
-        "slug": agent.slug, "name": agent.name, "owner_id": agent.owner_id,
-        "department_id": agent.department_id, "description": agent.description[:200],
+        "slug": agent.slug,
+        "name": agent.name,
+        "owner_id": agent.owner_id,
+        "department_id": agent.department_id,
+        "description": agent.description[:200],
     }
 
 
@@ -170,8 +190,14 @@ def _check_agent_owner(actor: Member, owner: Member) -> None:
 
 @transaction.atomic
 def agent_add(
-    *, workspace: Workspace, actor: Member, slug: str, name: str, owner: Member | None = None,
-    department: Department | None = None, description: str = "",
+    *,
+    workspace: Workspace,
+    actor: Member,
+    slug: str,
+    name: str,
+    owner: Member | None = None,
+    department: Department | None = None,
+    description: str = "",
 ) -> Agent:
     owner = owner or actor
     _check_agent_owner(actor, owner)
@@ -183,13 +209,20 @@ def agent_add(
     try:
         with transaction.atomic():
             agent = agent_create(
-                workspace=workspace, slug=slug, name=name.strip(), owner=owner,
-                department=department, description=description,
+                workspace=workspace,
+                slug=slug,
+                name=name.strip(),
+                owner=owner,
+                department=department,
+                description=description,
             )
     except IntegrityError as exc:
         raise ValidationError({"slug": "An agent with this slug already exists."}) from exc
     audit_record(
-        workspace=workspace, actor=actor, action="agent.create", target=agent,
+        workspace=workspace,
+        actor=actor,
+        action="agent.create",
+        target=agent,
         after=_agent_summary(agent),
     )
     _republish_member(owner)
@@ -198,8 +231,13 @@ def agent_add(
 
 @transaction.atomic
 def agent_update(
-    *, agent: Agent, actor: Member, name: str = _UNSET, owner: Member = _UNSET,
-    department: Department | None = _UNSET, description: str = _UNSET,
+    *,
+    agent: Agent,
+    actor: Member,
+    name: str = _UNSET,
+    owner: Member = _UNSET,
+    department: Department | None = _UNSET,
+    description: str = _UNSET,
 ) -> Agent:
     _check_agent_owner(actor, agent.owner)
     before = _agent_summary(agent)
@@ -221,8 +259,12 @@ def agent_update(
         agent.description = description
     agent.save()
     audit_record(
-        workspace=agent.workspace, actor=actor, action="agent.update", target=agent,
-        before=before, after=_agent_summary(agent),
+        workspace=agent.workspace,
+        actor=actor,
+        action="agent.update",
+        target=agent,
+        before=before,
+        after=_agent_summary(agent),
     )
     _republish_member(previous_owner)
     if agent.owner_id != previous_owner.pk:
@@ -238,7 +280,10 @@ def agent_delete(*, agent: Agent, actor: Member) -> None:
     _check_agent_owner(actor, agent.owner)
     hashes = list(GatewayKey.objects.filter(agent=agent).values_list("key_hash", flat=True))
     audit_record(
-        workspace=agent.workspace, actor=actor, action="agent.delete", target=agent,
+        workspace=agent.workspace,
+        actor=actor,
+        action="agent.delete",
+        target=agent,
         before=_agent_summary(agent),
     )
     owner = agent.owner
@@ -249,7 +294,11 @@ def agent_delete(*, agent: Agent, actor: Member) -> None:
 
 @transaction.atomic
 def invitation_send(
-    *, workspace: Workspace, actor: Member, email: str, role: str,
+    *,
+    workspace: Workspace,
+    actor: Member,
+    email: str,
+    role: str,
     department: Department | None = None,
 ):
     """`invitations.invitation_create` (which emails the link on commit) plus the audit entry."""
@@ -261,10 +310,16 @@ def invitation_send(
     )
     invitation = issued.invitation
     audit_record(
-        workspace=workspace, actor=actor, action="invitation.create", target=invitation,
+        workspace=workspace,
+        actor=actor,
+        action="invitation.create",
+        target=invitation,
         target_label=invitation.email,
-        after={"email": invitation.email, "role": invitation.role,
-               "department_id": invitation.department_id},
+        after={
+            "email": invitation.email,
+            "role": invitation.role,
+            "department_id": invitation.department_id,
+        },
     )
     return issued
 
@@ -278,8 +333,12 @@ def invitation_withdraw(*, invitation, actor: Member):
     invitation = invitation_revoke(invitation=invitation)
     if before != invitation.status:
         audit_record(
-            workspace=invitation.workspace, actor=actor, action="invitation.revoke",
-            target=invitation, target_label=invitation.email,
-            before={"status": before}, after={"status": invitation.status},
+            workspace=invitation.workspace,
+            actor=actor,
+            action="invitation.revoke",
+            target=invitation,
+            target_label=invitation.email,
+            before={"status": before},
+            after={"status": invitation.status},
         )
     return invitation

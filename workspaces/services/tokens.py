@@ -47,7 +47,10 @@ def _summary(token: APIToken) -> dict:
 
 @transaction.atomic
 def api_token_create(
-    *, member: Member, name: str, expires_at: dt.datetime | None = None,
+    *,
+    member: Member,
+    name: str,
+    expires_at: dt.datetime | None = None,
     actor: Member | None = None,
 ) -> tuple[APIToken, str]:
     """A new token for `member` (in the member's workspace). Returns (token, raw) — raw once."""
@@ -69,8 +72,11 @@ def api_token_create(
         expires_at=expires_at,
     )
     audit_record(
-        workspace=member.workspace, actor=actor or member, action="api_token.create",
-        target=token, after=_summary(token),
+        workspace=member.workspace,
+        actor=actor or member,
+        action="api_token.create",
+        target=token,
+        after=_summary(token),
     )
     return token, raw
 
@@ -85,8 +91,12 @@ def api_token_revoke(*, token: APIToken, actor: Member) -> APIToken:
         token.revoked_at = timezone.now()
         token.save(update_fields=["revoked_at"])
         audit_record(
-            workspace=token.workspace, actor=actor, action="api_token.revoke", target=token,
-            before=before, after=_summary(token),
+            workspace=token.workspace,
+            actor=actor,
+            action="api_token.revoke",
+            target=token,
+            before=before,
+            after=_summary(token),
         )
     return token
 

@@ -30,8 +30,12 @@ class Command(BaseCommand):
                 workspace = Workspace.objects.get(pk=workspace_id)
                 key = datakey_rotate(workspace=workspace)
                 audit_record(
-                    workspace=workspace, actor=None, action="vault.data_key_rotate",
-                    target_type="gateway.workspacedatakey", target_id=key.pk,
-                    target_label=f"data key v{key.version}", after={"version": key.version},
+                    workspace=workspace,
+                    actor=None,
+                    action="vault.data_key_rotate",
+                    target_type="gateway.workspacedatakey",
+                    target_id=key.pk,
+                    target_label=f"data key v{key.version}",
+                    after={"version": key.version},
                 )
             self.stdout.write(f"workspace {workspace_id}: data key v{key.version}")

@@ -27,7 +27,8 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument(
-            "--check", action="store_true",
+            "--check",
+            action="store_true",
             help="only count data keys not yet under the current master key; exit 1 if any",
         )
         parser.add_argument("--json", action="store_true")
@@ -60,7 +61,10 @@ class Command(BaseCommand):
             "workspaces_changed": workspaces,
             "remaining": remaining,
         }
-        self.stdout.write(json.dumps(result) if options["json"] else
-                          ", ".join(f"{k}={v}" for k, v in result.items()))
+        self.stdout.write(
+            json.dumps(result)
+            if options["json"]
+            else ", ".join(f"{k}={v}" for k, v in result.items())
+        )
         if options["check"] and remaining:
             raise CommandError(f"{remaining} data key(s) still under an older master key")

@@ -1,7 +1,7 @@
 """Bootstrap for scripts and CI: a workspace, its owner and an API token, printed once.
 
-    python manage.py create_workspace --name Acme --owner-email ops@acme.example --json
-    {"workspace_id": 1, "user_id": 1, "member_id": 1, "api_token": "alpt_..."}
+python manage.py create_workspace --name Acme --owner-email ops@acme.example --json
+{"workspace_id": 1, "user_id": 1, "member_id": 1, "api_token": "alpt_..."}
 """
 
 from __future__ import annotations
