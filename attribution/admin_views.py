@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
@@ -25,21 +25,22 @@ from attribution.forms import (
 )
 from attribution.permissions import workspace_page
 from workspaces.access import get_in_workspace
+from workspaces.decorators import WorkspaceRequest
 from workspaces.models import Agent, Member
 
 
-def _require_manager(request: HttpRequest) -> None:
+def _require_manager(request: WorkspaceRequest) -> None:
     if not request.member.can_manage:
         raise PermissionDenied("Only owners and admins can change this.")
 
 
-def _require_reader(request: HttpRequest) -> None:
+def _require_reader(request: WorkspaceRequest) -> None:
     if not request.member.can_read_spend:
         raise PermissionDenied("Only owners, admins and finance can see this.")
 
 
 @workspace_page(readers_only=False)
-def manage_index(request: HttpRequest) -> HttpResponse:
+def manage_index(request: WorkspaceRequest) -> HttpResponse:
     return render(request, "attribution/manage/index.html")
 
 
@@ -47,7 +48,7 @@ def manage_index(request: HttpRequest) -> HttpResponse:
 
 
 @workspace_page(readers_only=True)
-def provider_keys(request: HttpRequest) -> HttpResponse:
+def provider_keys(request: WorkspaceRequest) -> HttpResponse:
     from gateway.models import ProviderCredential
     from gateway.services.keys import provider_key_create
 
@@ -82,7 +83,7 @@ def provider_keys(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _credential(request: HttpRequest, pk: int):
+def _credential(request: WorkspaceRequest, pk: int):
     from gateway.models import ProviderCredential
 
     _require_manager(request)
@@ -91,7 +92,7 @@ def _credential(request: HttpRequest, pk: int):
 
 @require_POST
 @workspace_page(readers_only=True)
-def provider_key_rotate(request: HttpRequest, pk: int) -> HttpResponse:
+def provider_key_rotate(request: WorkspaceRequest, pk: int) -> HttpResponse:
     from gateway.services.keys import provider_key_update
 
     credential = _credential(request, pk)
@@ -112,7 +113,7 @@ def provider_key_rotate(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_POST
 @workspace_page(readers_only=True)
-def provider_key_test_view(request: HttpRequest, pk: int) -> HttpResponse:
+def provider_key_test_view(request: WorkspaceRequest, pk: int) -> HttpResponse:
     from attribution.services.provider_check import provider_key_test
 
     credential = _credential(request, pk)
@@ -124,7 +125,7 @@ def provider_key_test_view(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_POST
 @workspace_page(readers_only=True)
-def provider_key_delete_view(request: HttpRequest, pk: int) -> HttpResponse:
+def provider_key_delete_view(request: WorkspaceRequest, pk: int) -> HttpResponse:
     from gateway.services.keys import provider_key_delete
 
     credential = _credential(request, pk)
@@ -136,7 +137,7 @@ def provider_key_delete_view(request: HttpRequest, pk: int) -> HttpResponse:
 # --- gateway keys ----------------------------------------------------------------------------
 
 
-def _visible_keys(request: HttpRequest):
+def _visible_keys(request: WorkspaceRequest):
     from gateway.models import GatewayKey
 
     qs = GatewayKey.objects.filter(workspace=request.workspace).select_related(
@@ -152,7 +153,7 @@ def _can_issue(member: Member) -> bool:
 
 
 @workspace_page(readers_only=False)
-def gateway_keys(request: HttpRequest) -> HttpResponse:
+def gateway_keys(request: WorkspaceRequest) -> HttpResponse:
     from gateway.services.keys import gateway_key_create
 
     member = request.member
@@ -164,14 +165,17 @@ def gateway_keys(request: HttpRequest) -> HttpResponse:
         if form.is_valid():
             data = dict(form.cleaned_data)
             kind, _, holder_id = data.pop("holder").partition(":")
-            holder_model = Member if kind == "member" else Agent
-            holder = get_in_workspace(holder_model, workspace=request.workspace, pk=holder_id)
+            holder_member = holder_agent = None
+            if kind == "member":
+                holder_member = get_in_workspace(Member, workspace=request.workspace, pk=holder_id)
+            else:
+                holder_agent = get_in_workspace(Agent, workspace=request.workspace, pk=holder_id)
             try:
                 key, raw_key = gateway_key_create(
                     workspace=request.workspace,
                     actor=member,
-                    member=holder if kind == "member" else None,
-                    agent=holder if kind == "agent" else None,
+                    member=holder_member,
+                    agent=holder_agent,
                     **data,
                 )
             except ValidationError as exc:
@@ -194,13 +198,13 @@ def gateway_keys(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _key(request: HttpRequest, pk: int):
+def _key(request: WorkspaceRequest, pk: int):
     key = get_in_workspace(_visible_keys(request), workspace=request.workspace, pk=pk)
     return key
 
 
 @workspace_page(readers_only=False)
-def gateway_key_edit(request: HttpRequest, pk: int) -> HttpResponse:
+def gateway_key_edit(request: WorkspaceRequest, pk: int) -> HttpResponse:
     from gateway.services.keys import gateway_key_update
 
     key = _key(request, pk)
@@ -238,7 +242,7 @@ def gateway_key_edit(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_POST
 @workspace_page(readers_only=False)
-def gateway_key_revoke_view(request: HttpRequest, pk: int) -> HttpResponse:
+def gateway_key_revoke_view(request: WorkspaceRequest, pk: int) -> HttpResponse:
     from gateway.services.keys import gateway_key_revoke
 
     key = _key(request, pk)
@@ -253,7 +257,7 @@ def gateway_key_revoke_view(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @workspace_page(readers_only=True)
-def budgets_manage(request: HttpRequest) -> HttpResponse:
+def budgets_manage(request: WorkspaceRequest) -> HttpResponse:
     from attribution.budget_burn import budget_burns
     from billing.services.budgets import budget_create
 
@@ -280,7 +284,7 @@ def budgets_manage(request: HttpRequest) -> HttpResponse:
 
 
 @workspace_page(readers_only=True)
-def budget_edit(request: HttpRequest, pk: int) -> HttpResponse:
+def budget_edit(request: WorkspaceRequest, pk: int) -> HttpResponse:
     from billing.models import Budget
     from billing.services.budgets import budget_update
 
@@ -306,7 +310,7 @@ def budget_edit(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_POST
 @workspace_page(readers_only=True)
-def budget_delete_view(request: HttpRequest, pk: int) -> HttpResponse:
+def budget_delete_view(request: WorkspaceRequest, pk: int) -> HttpResponse:
     from billing.models import Budget
     from billing.services.budgets import budget_delete
 
@@ -320,7 +324,7 @@ def budget_delete_view(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @workspace_page(readers_only=True)
-def channels(request: HttpRequest) -> HttpResponse:
+def channels(request: WorkspaceRequest) -> HttpResponse:
     from billing.models import AlertChannel
     from billing.services.alerts import alert_channel_create
 
@@ -351,7 +355,7 @@ def channels(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @workspace_page(readers_only=True)
-def channel_test(request: HttpRequest, pk: int) -> HttpResponse:
+def channel_test(request: WorkspaceRequest, pk: int) -> HttpResponse:
     from billing.models import AlertChannel
     from billing.services.alerts import alert_channel_test
 
@@ -366,7 +370,7 @@ def channel_test(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_POST
 @workspace_page(readers_only=True)
-def channel_delete(request: HttpRequest, pk: int) -> HttpResponse:
+def channel_delete(request: WorkspaceRequest, pk: int) -> HttpResponse:
     from billing.models import AlertChannel
     from billing.services.alerts import alert_channel_delete
 

@@ -22,13 +22,13 @@ class TotalsOut(serializers.Serializer):
     cached_tokens = serializers.IntegerField()
     cost_usd = serializers.DecimalField(max_digits=24, decimal_places=12, source="cost")
     saved_usd = serializers.DecimalField(max_digits=24, decimal_places=12, source="saved")
-    errors = serializers.IntegerField()
+    errors = serializers.IntegerField()  # type: ignore[assignment]
     cache_hits = serializers.IntegerField()
 
 
 class GroupOut(serializers.Serializer):
     key = serializers.CharField()
-    label = serializers.CharField()
+    label = serializers.CharField()  # type: ignore[assignment]
     totals = TotalsOut()
     share_pct = serializers.DecimalField(max_digits=6, decimal_places=1, source="share")
 

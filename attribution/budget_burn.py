@@ -11,6 +11,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 from django.db.models import Q, Sum, Value
 from django.db.models.functions import Concat
@@ -31,7 +32,7 @@ SCOPE_DIMENSION = {
 
 @dataclass
 class Burn:
-    budget: object
+    budget: Any  # billing.Budget
     scope_label: str
     used: Decimal
     limit: Decimal

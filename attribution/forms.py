@@ -8,6 +8,12 @@ from django.core.exceptions import ValidationError
 from workspaces.models import Agent, Department, Member, Workspace
 
 
+def _set_choices(form: forms.Form, name: str, choices: list) -> None:
+    field = form.fields[name]
+    assert isinstance(field, forms.ChoiceField)
+    field.choices = choices
+
+
 def _csv(value: str) -> list[str]:
     return [p.strip() for p in (value or "").split(",") if p.strip()]
 
@@ -29,7 +35,7 @@ class ProviderKeyForm(forms.Form):
         super().__init__(*args, **kwargs)
         from gateway.models import Provider
 
-        self.fields["provider"].choices = Provider.choices
+        _set_choices(self, "provider", Provider.choices)
 
 
 class RotateSecretForm(forms.Form):
@@ -60,9 +66,9 @@ class GatewayKeyForm(KeyLimitsForm):
         if not actor.can_manage:  # members issue keys to themselves and their own agents
             members = members.filter(pk=actor.pk)
             agents = agents.filter(owner=actor)
-        self.fields["holder"].choices = [
-            (f"member:{m.pk}", f"Member {m.user.email}") for m in members
-        ] + [(f"agent:{a.pk}", f"Agent {a.slug}") for a in agents]
+        holders = [(f"member:{m.pk}", f"Member {m.user.email}") for m in members]
+        holders += [(f"agent:{a.pk}", f"Agent {a.slug}") for a in agents]
+        _set_choices(self, "holder", holders)
 
 
 class BudgetForm(forms.Form):
@@ -97,8 +103,8 @@ class BudgetForm(forms.Form):
         from billing.models.budgets import Metric, Period
         from gateway.models import GatewayKey
 
-        self.fields["metric"].choices = Metric.choices
-        self.fields["period"].choices = Period.choices
+        _set_choices(self, "metric", Metric.choices)
+        _set_choices(self, "period", Period.choices)
         scopes = [(f"workspace:{workspace.pk}", f"Workspace {workspace.name}")]
         scopes += [
             (f"department:{d.pk}", f"Department {d.name}")
@@ -115,7 +121,7 @@ class BudgetForm(forms.Form):
             (f"key:{k.pk}", f"Key {k.name} ({k.prefix})")
             for k in GatewayKey.objects.filter(workspace=workspace, revoked_at__isnull=True)
         ]
-        self.fields["scope"].choices = scopes
+        _set_choices(self, "scope", scopes)
 
     def clean_ladder(self) -> list[int]:
         try:
@@ -165,7 +171,7 @@ class ChannelForm(forms.Form):
         super().__init__(*args, **kwargs)
         from billing.models.alerts import ChannelKind
 
-        self.fields["kind"].choices = ChannelKind.choices
+        _set_choices(self, "kind", ChannelKind.choices)
 
     def clean_emails(self) -> list[str]:
         emails = _csv(self.cleaned_data["emails"])

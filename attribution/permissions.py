@@ -12,16 +12,18 @@ from collections.abc import Callable
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect
 from django.utils import timezone
+
+from workspaces.decorators import WorkspaceRequest
 
 
 def workspace_page(*, readers_only: bool) -> Callable:
     def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
         @login_required
         @functools.wraps(view)
-        def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        def wrapper(request: WorkspaceRequest, *args, **kwargs) -> HttpResponse:
             member = getattr(request, "member", None)
             if member is None:
                 return redirect("workspace_new")
@@ -38,7 +40,7 @@ def workspace_page(*, readers_only: bool) -> Callable:
     return decorator
 
 
-def require_self_or_reader(request: HttpRequest, *, member_id: int | None) -> None:
+def require_self_or_reader(request: WorkspaceRequest, *, member_id: int | None) -> None:
     member = request.member  # type: ignore[attr-defined]
     if member.can_read_spend:
         return

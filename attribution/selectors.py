@@ -72,7 +72,16 @@ _SUMS = {
 
 
 def _totals(values: dict) -> Totals:
-    return Totals(**{k: (values.get(k) or (ZERO if k in ("cost", "saved") else 0)) for k in _SUMS})
+    return Totals(
+        requests=values.get("requests") or 0,
+        input_tokens=values.get("input_tokens") or 0,
+        output_tokens=values.get("output_tokens") or 0,
+        cached_tokens=values.get("cached_tokens") or 0,
+        cost=values.get("cost") or ZERO,
+        saved=values.get("saved") or ZERO,
+        errors=values.get("errors") or 0,
+        cache_hits=values.get("cache_hits") or 0,
+    )
 
 
 def _rollups(*, workspace: Workspace, period: Period, dimension: str, hourly: bool = False):

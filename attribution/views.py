@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect
 from django.template.loader import select_template
 from django.utils import timezone
@@ -14,6 +14,7 @@ from attribution.periods import period_from_params
 from attribution.permissions import require_self_or_reader, workspace_page
 from attribution.tables import Table, render_with_export
 from workspaces.access import get_in_workspace
+from workspaces.decorators import WorkspaceRequest
 from workspaces.models import Agent, Department, Member
 
 # URL segment -> (rollup dimension, heading)
@@ -60,11 +61,11 @@ def rows_table(name: str, rows: list[selectors.Row], *, key_header: str) -> Tabl
     )
 
 
-def _period(request: HttpRequest):
+def _period(request: WorkspaceRequest):
     return period_from_params(request.GET, tz=request.workspace.tz, now=timezone.now())
 
 
-def _base_context(request: HttpRequest, period, **extra) -> dict:
+def _base_context(request: WorkspaceRequest, period, **extra) -> dict:
     return {
         "period": period,
         "period_query": period.query(),
@@ -82,7 +83,7 @@ def link_for(dimension: str, key: str) -> str | None:
 
 
 @workspace_page(readers_only=False)
-def overview(request: HttpRequest) -> HttpResponse:
+def overview(request: WorkspaceRequest) -> HttpResponse:
     member = request.member
     if not member.can_read_spend:
         return redirect(f"/spend/members/{member.pk}/")
@@ -146,7 +147,7 @@ def overview(request: HttpRequest) -> HttpResponse:
 
 
 @workspace_page(readers_only=True)
-def spend_list(request: HttpRequest, segment: str) -> HttpResponse:
+def spend_list(request: WorkspaceRequest, segment: str) -> HttpResponse:
     if segment not in SEGMENTS:
         raise Http404("Unknown list.")
     dimension, heading = SEGMENTS[segment]
@@ -172,7 +173,7 @@ def spend_list(request: HttpRequest, segment: str) -> HttpResponse:
 
 
 def _drilldown(
-    request: HttpRequest,
+    request: WorkspaceRequest,
     *,
     dimension: str,
     key: str,
@@ -279,7 +280,7 @@ def _drilldown(
 
 
 @workspace_page(readers_only=False)
-def member_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def member_detail(request: WorkspaceRequest, pk: int) -> HttpResponse:
     member = get_in_workspace(
         Member.objects.select_related("user", "department"), workspace=request.workspace, pk=pk
     )
@@ -298,7 +299,7 @@ def member_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @workspace_page(readers_only=True)
-def agent_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def agent_detail(request: WorkspaceRequest, pk: int) -> HttpResponse:
     agent = get_in_workspace(
         Agent.objects.select_related("owner__user"), workspace=request.workspace, pk=pk
     )
@@ -312,7 +313,7 @@ def agent_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @workspace_page(readers_only=True)
-def department_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def department_detail(request: WorkspaceRequest, pk: int) -> HttpResponse:
     department = get_in_workspace(Department, workspace=request.workspace, pk=pk)
     return _drilldown(
         request,
@@ -323,7 +324,7 @@ def department_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @workspace_page(readers_only=False)
-def key_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def key_detail(request: WorkspaceRequest, pk: int) -> HttpResponse:
     from gateway.models import GatewayKey
 
     key = get_in_workspace(GatewayKey, workspace=request.workspace, pk=pk)
@@ -338,31 +339,31 @@ def key_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @workspace_page(readers_only=True)
-def model_detail(request: HttpRequest, key: str) -> HttpResponse:
+def model_detail(request: WorkspaceRequest, key: str) -> HttpResponse:
     if "/" not in key:
         raise Http404("Models are provider/model.")
     return _drilldown(request, dimension="model", key=key, title=f"Model {key}", by="member")
 
 
 @workspace_page(readers_only=True)
-def provider_detail(request: HttpRequest, key: str) -> HttpResponse:
+def provider_detail(request: WorkspaceRequest, key: str) -> HttpResponse:
     return _drilldown(request, dimension="provider", key=key, title=f"Provider {key}")
 
 
 @workspace_page(readers_only=True)
-def property_detail(request: HttpRequest, key: str) -> HttpResponse:
+def property_detail(request: WorkspaceRequest, key: str) -> HttpResponse:
     if "=" not in key:
         raise Http404("Properties are name=value.")
     return _drilldown(request, dimension="property", key=key, title=f"Property {key}")
 
 
 @workspace_page(readers_only=True)
-def session_detail(request: HttpRequest, key: str) -> HttpResponse:
+def session_detail(request: WorkspaceRequest, key: str) -> HttpResponse:
     return _drilldown(request, dimension="session", key=key, title=f"Session {key}", by="agent")
 
 
 @workspace_page(readers_only=True)
-def sessions_list(request: HttpRequest) -> HttpResponse:
+def sessions_list(request: WorkspaceRequest) -> HttpResponse:
     ws, period = request.workspace, _period(request)
     sort = request.GET.get("sort", "cost")
     if sort not in selectors.SESSION_SORTS:
@@ -418,7 +419,7 @@ def _recent_alerts(workspace, *, limit: int | None = None) -> list:
 
 
 @workspace_page(readers_only=True)
-def alerts_feed(request: HttpRequest) -> HttpResponse:
+def alerts_feed(request: WorkspaceRequest) -> HttpResponse:
     alerts = _recent_alerts(request.workspace)
     table = Table(
         "alerts",
@@ -431,7 +432,7 @@ def alerts_feed(request: HttpRequest) -> HttpResponse:
 
 
 @workspace_page(readers_only=True)
-def budgets_page(request: HttpRequest) -> HttpResponse:
+def budgets_page(request: WorkspaceRequest) -> HttpResponse:
     burns = budget_burns(workspace=request.workspace)
     table = Table(
         "budgets",

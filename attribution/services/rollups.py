@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import connection
 from django.utils import timezone
@@ -50,7 +51,7 @@ def _ledger_table() -> str:
 def _ledger_columns() -> set[str]:
     from billing.models import UsageRecord
 
-    return {f.column for f in UsageRecord._meta.concrete_fields}
+    return {f.column for f in UsageRecord._meta.concrete_fields if f.column}
 
 
 def _bucket_sql(granularity: str) -> str:
@@ -85,7 +86,7 @@ def _rebuild(*, workspace: Workspace, granularity: str, buckets: list[dt.datetim
     if not buckets:
         return
     span = HOUR if granularity == Granularity.HOUR else dt.timedelta(hours=26)
-    params = {
+    params: dict[str, Any] = {
         "ws": workspace.pk,
         "gran": granularity,
         "tz": workspace.time_zone,
