@@ -8,6 +8,7 @@ gateway is killed right after. One field, `e`, holds the event as JSON; the fiel
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -33,18 +34,54 @@ def decode(raw: bytes) -> dict[str, Any]:
 
 
 class UsageQueue:
+    """Appends events; concurrent requests share pipelined XADDs.
+
+    Each caller waits until the batch holding its events is in Redis (durability is per
+    request), but while one batch is in flight the next requests' events accumulate, so at high
+    concurrency one round trip carries many events instead of one each.
+    """
+
     def __init__(self, redis: Any, stream: str = STREAM) -> None:
         self.redis = redis
         self.stream = stream
+        self._events: list[bytes] = []
+        self._waiters: list[asyncio.Future] = []
+        self._flushing = False
 
     async def emit(self, event: dict[str, Any]) -> None:
-        await self.redis.xadd(self.stream, {"e": encode(event)})
+        await self.emit_many([event])
 
     async def emit_many(self, events: list[dict[str, Any]]) -> None:
-        if len(events) == 1:
-            await self.emit(events[0])
+        if not events:
             return
-        pipe = self.redis.pipeline(transaction=False)
-        for event in events:
-            pipe.xadd(self.stream, {"e": encode(event)})
-        await pipe.execute()
+        future = asyncio.get_running_loop().create_future()
+        self._events.extend(encode(e) for e in events)
+        self._waiters.append(future)
+        if not self._flushing:
+            self._flushing = True
+            asyncio.get_running_loop().create_task(self._flush())
+        await future
+
+    async def _flush(self) -> None:
+        try:
+            while self._events:
+                events, waiters = self._events, self._waiters
+                self._events, self._waiters = [], []
+                try:
+                    if len(events) == 1:
+                        await self.redis.xadd(self.stream, {"e": events[0]})
+                    else:
+                        pipe = self.redis.pipeline(transaction=False)
+                        for raw in events:
+                            pipe.xadd(self.stream, {"e": raw})
+                        await pipe.execute()
+                except Exception as exc:
+                    for waiter in waiters:
+                        if not waiter.done():
+                            waiter.set_exception(exc)
+                else:
+                    for waiter in waiters:
+                        if not waiter.done():
+                            waiter.set_result(None)
+        finally:
+            self._flushing = False
