@@ -19,8 +19,8 @@ def spend_bars(
     *,
     hourly: bool,
     tz,
-    width: int = 720,
-    height: int = 180,
+    width: int = 1000,
+    height: int = 200,
 ) -> SafeString:
     """A bar chart of spend per bucket with a max label and a few time labels."""
     n = max(len(series), 1)
@@ -31,7 +31,7 @@ def spend_bars(
     bar_w = max(slot * 0.8, 1.0)
     parts = [
         f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
-        f'aria-label="Spend over time" preserveAspectRatio="none">',
+        f'aria-label="Spend over time">',
         f'<line x1="{pad_l}" y1="{pad_t + plot_h}" x2="{width - 4}" y2="{pad_t + plot_h}" '
         'class="axis"/>',
         f'<text x="{pad_l - 6}" y="{pad_t + 10}" text-anchor="end" class="tick">'
