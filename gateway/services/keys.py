@@ -314,6 +314,9 @@ def gateway_key_update(
     tpm: int | None = _UNSET,
 ) -> GatewayKey:
     _check_issuer(actor, key.member, key.agent)
+    if actor is not None and not actor.can_manage and key.created_by_id != actor.pk:
+        # Limits an admin set on someone's key are not the holder's to lift (they may revoke).
+        raise PermissionDenied("Only owners and admins can change a key an admin issued.")
     before = gateway_key_summary(key)
     if name is not _UNSET:
         key.name = name.strip()

@@ -89,3 +89,15 @@ def test_bad_input(api, cast, body, field):
     response = api.call("owner", "post", URL, {"name": "k", "member_id": cast.member.pk, **body})
     assert response.status_code == 400, response.content
     assert field in response.json()["error"]["fields"]
+
+
+def test_holder_cannot_lift_limits_an_admin_set(api, cast):
+    issued = api.call(
+        "admin", "post", URL, {"name": "capped", "member_id": cast.member.pk, "rpm": 10}
+    ).json()
+    path = f"{URL}{issued['id']}/"
+    assert api.call("member", "get", path).status_code == 200
+    assert api.call("member", "patch", path, {"rpm": None}).status_code == 403
+    assert api.call("member", "get", path).json()["rpm"] == 10
+    assert api.call("admin", "patch", path, {"rpm": 20}).status_code == 200
+    assert api.call("member", "post", f"{path}revoke/").status_code == 200
