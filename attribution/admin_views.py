@@ -24,6 +24,7 @@ from attribution.forms import (
     apply_service_errors,
 )
 from attribution.permissions import workspace_page
+from attribution.tables import Table, csv_response
 from workspaces.access import get_in_workspace
 from workspaces.decorators import WorkspaceRequest
 from workspaces.models import Agent, Member
@@ -70,6 +71,18 @@ def provider_keys(request: WorkspaceRequest) -> HttpResponse:
                 )
                 return redirect("manage-provider-keys")
     credentials = ProviderCredential.objects.filter(workspace=request.workspace)
+    if request.method == "GET" and request.GET.get("export") == "provider-keys":
+        return csv_response(
+            Table(
+                "provider-keys",
+                ["name", "provider", "last4", "base_url", "created_at", "updated_at"],
+                [
+                    [c.name, c.provider, c.last4, c.base_url, c.created_at, c.updated_at]
+                    for c in credentials
+                ],
+            ),
+            filename="provider-keys",
+        )
     return render(
         request,
         "attribution/manage/provider_keys.html",
@@ -185,6 +198,38 @@ def gateway_keys(request: WorkspaceRequest) -> HttpResponse:
                 messages.success(
                     request, f"Key {key.name} created. Copy it now: it is shown only once."
                 )
+    if request.method == "GET" and request.GET.get("export") == "gateway-keys":
+        return csv_response(
+            Table(
+                "gateway-keys",
+                [
+                    "name",
+                    "prefix",
+                    "member",
+                    "agent",
+                    "status",
+                    "rpm",
+                    "tpm",
+                    "expires_at",
+                    "created_at",
+                ],
+                [
+                    [
+                        k.name,
+                        k.prefix,
+                        k.member.user.email if k.member else "",
+                        k.agent.slug if k.agent else "",
+                        k.status,
+                        k.rpm,
+                        k.tpm,
+                        k.expires_at,
+                        k.created_at,
+                    ]
+                    for k in _visible_keys(request)
+                ],
+            ),
+            filename="gateway-keys",
+        )
     return render(
         request,
         "attribution/manage/gateway_keys.html",

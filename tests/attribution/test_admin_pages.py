@@ -303,3 +303,13 @@ def test_cross_tenant_admin_objects_are_404_and_unchanged(client, world):
         from billing.models import Budget
 
         assert Budget.objects.get(pk=b_budget.pk).amount_usd == Decimal(5)
+
+
+def test_key_tables_export_as_csv(client, world):
+    _login(client, world.cast.finance)
+    body = client.get("/manage/gateway-keys/?export=gateway-keys").content.decode()
+    assert body.splitlines()[0].startswith("name,prefix,member")
+    assert world.key.prefix in body and world.outsider_key.prefix not in body
+    assert client.get("/manage/provider-keys/?export=provider-keys").status_code == 200
+    _login(client, world.cast.member)
+    assert client.get("/manage/provider-keys/?export=provider-keys").status_code == 403
