@@ -30,6 +30,11 @@ logger = logging.getLogger(__name__)
 SNAPSHOT_VERSION = 1
 RPM_FLOOR = 100
 REVOKED = {"v": SNAPSHOT_VERSION, "revoked": True}
+# Snapshots expire so that a change made outside the services (a cascade, a manual SQL fix, a
+# missed publish) is corrected within minutes: on a miss the gateway calls `load_snapshot`, which
+# rebuilds from Postgres. Revoked markers live longer (they are cheap and final).
+SNAPSHOT_TTL_S = 300
+REVOKED_TTL_S = 86_400
 
 _client: redis.Redis | None = None
 _extenders: list[Callable[[int, dict], None]] = []
@@ -176,13 +181,18 @@ def _dump(snapshot: dict) -> str:
 def publish_key(key_hash: str) -> dict:
     """Write the key's snapshot (or the revoked marker if the key is gone) to Redis."""
     snapshot = build_key_snapshot(key_hash) or dict(REVOKED)
-    redis_client().set(key_redis_key(key_hash), _dump(snapshot))
+    _write_key(key_hash, snapshot)
     return snapshot
+
+
+def _write_key(key_hash: str, snapshot: dict) -> None:
+    ttl = REVOKED_TTL_S if snapshot.get("revoked") else SNAPSHOT_TTL_S
+    redis_client().set(key_redis_key(key_hash), _dump(snapshot), ex=ttl)
 
 
 def publish_workspace(workspace_id: int) -> dict:
     snapshot = build_workspace_snapshot(workspace_id)
-    redis_client().set(workspace_redis_key(workspace_id), _dump(snapshot))
+    redis_client().set(workspace_redis_key(workspace_id), _dump(snapshot), ex=SNAPSHOT_TTL_S)
     return snapshot
 
 
@@ -232,7 +242,7 @@ def load_snapshot(kind: Literal["gk", "ws"], ident: str) -> dict | None:
         snapshot = build_key_snapshot(ident)
         if snapshot is None:
             return None
-        redis_client().set(key_redis_key(ident), _dump(snapshot))
+        _write_key(ident, snapshot)
         return snapshot
     if kind == "ws":
         try:

@@ -80,6 +80,11 @@ def test_gateway_key_create_publishes_snapshot_and_revoke_marks_it(cast, redis_c
     with workspace_scope(ws.pk):
         gateway_key_revoke(key=GatewayKey.objects.get(pk=key.pk), actor=cast.admin)
     assert _snapshot(redis_client, f"alephant:gk:{key_hash}") == {"v": 1, "revoked": True}
+    # Snapshots expire, so an out-of-band change is picked up by the loader within minutes.
+    assert 0 < redis_client.ttl(f"alephant:gk:{key_hash}") <= snapshots.REVOKED_TTL_S
+    assert 0 < redis_client.ttl(f"alephant:ws:{ws.pk}") or not redis_client.exists(
+        f"alephant:ws:{ws.pk}"
+    )
 
 
 def test_agent_key_snapshot_and_cold_loader(cast, redis_client):
@@ -92,6 +97,7 @@ def test_agent_key_snapshot_and_cold_loader(cast, redis_client):
     assert snap["agent_id"] == agent.pk and snap["member_id"] == cast.member.pk
     assert snap["member_agents"] == {}
     assert _snapshot(redis_client, f"alephant:gk:{key.key_hash}") == snap
+    assert 0 < redis_client.ttl(f"alephant:gk:{key.key_hash}") <= snapshots.SNAPSHOT_TTL_S
     assert snapshots.load_snapshot("gk", "0" * 64) is None
     assert redis_client.get(f"alephant:gk:{'0' * 64}") is None
 
