@@ -53,8 +53,9 @@ class Result:
         return self.requests / self.seconds if self.seconds else 0.0
 
 
-async def one(session: aiohttp.ClientSession, url: str, body: bytes, headers: dict, stream: bool
-              ) -> bool:
+async def one(
+    session: aiohttp.ClientSession, url: str, body: bytes, headers: dict, stream: bool
+) -> bool:
     async with session.post(url, data=body, headers=headers) as resp:
         if stream:
             async for _chunk in resp.content.iter_any():
@@ -64,10 +65,14 @@ async def one(session: aiohttp.ClientSession, url: str, body: bytes, headers: di
         return resp.status == 200
 
 
-async def run_cell(target: str, url: str, headers: dict, stream: bool, concurrency: int,
-                   seconds: float, pid: int) -> Result:
-    payload = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "benchmark me"}],
-               "max_tokens": 16}
+async def run_cell(
+    target: str, url: str, headers: dict, stream: bool, concurrency: int, seconds: float, pid: int
+) -> Result:
+    payload = {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": "benchmark me"}],
+        "max_tokens": 16,
+    }
     if stream:
         payload["stream"] = True
     body = orjson.dumps(payload)
@@ -100,7 +105,12 @@ async def run_cell(target: str, url: str, headers: dict, stream: bool, concurren
     latencies.sort()
     n = len(latencies)
     return Result(
-        target, "stream" if stream else "json", concurrency, n, errors, elapsed,
+        target,
+        "stream" if stream else "json",
+        concurrency,
+        n,
+        errors,
+        elapsed,
         p50_ms=statistics.median(latencies) * 1000 if n else float("nan"),
         p99_ms=latencies[min(n - 1, int(n * 0.99))] * 1000 if n else float("nan"),
         cpu_ms_per_req=cpu * 1000 / n if n else float("nan"),
@@ -116,18 +126,47 @@ def seed_snapshots(redis_url: str, key_hash_secret: str, sim_url: str) -> str:
 
     raw, prefix = generate_key()
     wrapped, version = vault.wrap_data_key(WORKSPACE_ID, vault.new_data_key())
-    enc = vault.seal_secret(WORKSPACE_ID, "sk-bench-upstream", wrapped_dek=wrapped,
-                            key_version=version)
+    enc = vault.seal_secret(
+        WORKSPACE_ID, "sk-bench-upstream", wrapped_dek=wrapped, key_version=version
+    )
     enc.setdefault("wrapped_dek", wrapped)
     enc.setdefault("key_version", version)
-    key = {"v": 1, "workspace_id": WORKSPACE_ID, "key_id": 1, "prefix": prefix, "member_id": 1,
-           "department_id": None, "agent_id": None, "member_agents": {}, "expires_at": None,
-           "revoked": False, "allowed_models": None, "rpm": 2_000_000_000, "tpm": None}
-    workspace = {"v": 1, "workspace_id": WORKSPACE_ID, "time_zone": "UTC", "rpm_floor": 100,
-                 "credentials": [{"id": 1, "provider": "openai", "name": "sim",
-                                  "base_url": sim_url + "/v1", "api_version": None,
-                                  "organization": None, "timeout_s": 60, "enc": enc}],
-                 "price_overrides": [], "budgets": [], "settings": {}}
+    key = {
+        "v": 1,
+        "workspace_id": WORKSPACE_ID,
+        "key_id": 1,
+        "prefix": prefix,
+        "member_id": 1,
+        "department_id": None,
+        "agent_id": None,
+        "member_agents": {},
+        "expires_at": None,
+        "revoked": False,
+        "allowed_models": None,
+        "rpm": 2_000_000_000,
+        "tpm": None,
+    }
+    workspace = {
+        "v": 1,
+        "workspace_id": WORKSPACE_ID,
+        "time_zone": "UTC",
+        "rpm_floor": 100,
+        "credentials": [
+            {
+                "id": 1,
+                "provider": "openai",
+                "name": "sim",
+                "base_url": sim_url + "/v1",
+                "api_version": None,
+                "organization": None,
+                "timeout_s": 60,
+                "enc": enc,
+            }
+        ],
+        "price_overrides": [],
+        "budgets": [],
+        "settings": {},
+    }
     client = redis.Redis.from_url(redis_url)
     client.set(f"alephant:gk:{hash_key(raw, key_hash_secret)}", orjson.dumps(key))
     client.set(f"alephant:ws:{WORKSPACE_ID}", orjson.dumps(workspace))
@@ -136,24 +175,49 @@ def seed_snapshots(redis_url: str, key_hash_secret: str, sim_url: str) -> str:
 
 
 def uvicorn(app: str, port: int, env: dict) -> Proc:
-    return Proc([sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
-                 "--no-access-log", "--lifespan", "on", "--log-level", "warning",
-                 "--loop", "uvloop", "--http", "httptools", "--timeout-graceful-shutdown", "1"],
-                env, app).start()
+    return Proc(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            app,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--lifespan",
+            "on",
+            "--log-level",
+            "warning",
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--timeout-graceful-shutdown",
+            "1",
+        ],
+        env,
+        app,
+    ).start()
 
 
 def print_table(results: list[Result]) -> None:
     by = {(r.target, r.mode, r.concurrency): r for r in results}
-    head = (f"{'mode':<7}{'c':>4}  {'target':<10}{'rps':>9}{'p50 ms':>9}{'p99 ms':>9}"
-            f"{'cpu ms/req':>12}{'errors':>8}{'rps/bare':>10}{'p50 +ms vs direct':>19}")
+    head = (
+        f"{'mode':<7}{'c':>4}  {'target':<10}{'rps':>9}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'cpu ms/req':>12}{'errors':>8}{'rps/bare':>10}{'p50 +ms vs direct':>19}"
+    )
     print("\n" + head + "\n" + "-" * len(head))
     for r in results:
         bare = by.get(("bare", r.mode, r.concurrency))
         direct = by.get(("direct", r.mode, r.concurrency))
         ratio = f"{r.rps / bare.rps:.2f}" if bare and bare.rps else "-"
         added = f"{r.p50_ms - direct.p50_ms:+.2f}" if direct and r.target != "direct" else "-"
-        print(f"{r.mode:<7}{r.concurrency:>4}  {r.target:<10}{r.rps:>9.0f}{r.p50_ms:>9.2f}"
-              f"{r.p99_ms:>9.2f}{r.cpu_ms_per_req:>12.3f}{r.errors:>8}{ratio:>10}{added:>19}")
+        print(
+            f"{r.mode:<7}{r.concurrency:>4}  {r.target:<10}{r.rps:>9.0f}{r.p50_ms:>9.2f}"
+            f"{r.p99_ms:>9.2f}{r.cpu_ms_per_req:>12.3f}{r.errors:>8}{ratio:>10}{added:>19}"
+        )
     print()
 
 
@@ -164,7 +228,9 @@ async def bench(args: argparse.Namespace) -> list[Result]:
     env = dict(os.environ, REDIS_URL=redis_url, PYTHONDONTWRITEBYTECODE="1")
     secret = env.get("ALEPHANT_KEY_HASH_SECRET") or env.get("DJANGO_SECRET_KEY", "")
     sim_port, bare_port, gw_port = free_port(), free_port(), free_port()
-    sim = Proc([sys.executable, "-m", "gateway.simulator", "--port", str(sim_port)], env, "sim").start()
+    sim = Proc(
+        [sys.executable, "-m", "gateway.simulator", "--port", str(sim_port)], env, "sim"
+    ).start()
     sim_url = f"http://127.0.0.1:{sim_port}"
     bare = uvicorn("bench.baseline:application", bare_port, dict(env, BENCH_UPSTREAM=sim_url))
     gateway = uvicorn("alephant.asgi:application", gw_port, env)
@@ -175,21 +241,38 @@ async def bench(args: argparse.Namespace) -> list[Result]:
         wait_http(f"http://127.0.0.1:{gw_port}/v1/models", timeout=90, proc=gateway)
         raw_key = seed_snapshots(redis_url, secret, sim_url)
         targets = {
-            "direct": (sim_url + "/v1/chat/completions", {"authorization": "Bearer sk-direct"}, sim),
+            "direct": (
+                sim_url + "/v1/chat/completions",
+                {"authorization": "Bearer sk-direct"},
+                sim,
+            ),
             "bare": (f"http://127.0.0.1:{bare_port}/v1/chat/completions", {}, bare),
-            "alephant": (f"http://127.0.0.1:{gw_port}/v1/chat/completions",
-                         {"authorization": f"Bearer {raw_key}"}, gateway),
+            "alephant": (
+                f"http://127.0.0.1:{gw_port}/v1/chat/completions",
+                {"authorization": f"Bearer {raw_key}"},
+                gateway,
+            ),
         }
         results = []
         for stream in (False, True):
             for concurrency in args.concurrency:
                 for name, (url, headers, proc) in targets.items():
                     assert proc.proc is not None
-                    result = await run_cell(name, url, {"content-type": "application/json", **headers},
-                                            stream, concurrency, args.seconds, proc.proc.pid)
+                    result = await run_cell(
+                        name,
+                        url,
+                        {"content-type": "application/json", **headers},
+                        stream,
+                        concurrency,
+                        args.seconds,
+                        proc.proc.pid,
+                    )
                     results.append(result)
-                    print(f"  {result.mode:<6} c={concurrency:<3} {name:<9} {result.rps:8.0f} rps"
-                          f"  p50 {result.p50_ms:6.2f} ms", flush=True)
+                    print(
+                        f"  {result.mode:<6} c={concurrency:<3} {name:<9} {result.rps:8.0f} rps"
+                        f"  p50 {result.p50_ms:6.2f} ms",
+                        flush=True,
+                    )
         return results
     finally:
         for proc in procs:
@@ -208,14 +291,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=4.0, help="per cell")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 64])
-    parser.add_argument("--redis-db", type=int,
-                        default=int(os.environ.get("ALEPHANT_BENCH_REDIS_DB", "11")))
+    parser.add_argument(
+        "--redis-db", type=int, default=int(os.environ.get("ALEPHANT_BENCH_REDIS_DB", "11"))
+    )
     args = parser.parse_args()
     started = time.time()
     results = asyncio.run(bench(args))
     print_table(results)
-    print(f"total {time.time() - started:.0f} s; one uvicorn worker per server, load generator "
-          "in-process; 2 shared cores, so absolute numbers move with other load.")
+    print(
+        f"total {time.time() - started:.0f} s; one uvicorn worker per server, load generator "
+        "in-process; 2 shared cores, so absolute numbers move with other load."
+    )
 
 
 if __name__ == "__main__":

@@ -22,7 +22,9 @@ async def application(scope, receive, send):
             if message["type"] == "lifespan.startup":
                 _session = aiohttp.ClientSession(
                     connector=aiohttp.TCPConnector(limit=1000, limit_per_host=0),
-                    auto_decompress=False, skip_auto_headers=("User-Agent",))
+                    auto_decompress=False,
+                    skip_auto_headers=("User-Agent",),
+                )
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if _session is not None:
@@ -36,11 +38,18 @@ async def application(scope, receive, send):
         body += message.get("body", b"")
         if not message.get("more_body"):
             break
-    async with _session.post(UPSTREAM + scope["path"], data=body,
-                             headers={"content-type": "application/json",
-                                      "authorization": "Bearer sk-bench"}) as resp:
-        await send({"type": "http.response.start", "status": resp.status,
-                    "headers": [(b"content-type", resp.headers.get("content-type", "").encode())]})
+    async with _session.post(
+        UPSTREAM + scope["path"],
+        data=body,
+        headers={"content-type": "application/json", "authorization": "Bearer sk-bench"},
+    ) as resp:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": resp.status,
+                "headers": [(b"content-type", resp.headers.get("content-type", "").encode())],
+            }
+        )
         async for chunk in resp.content.iter_any():
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b""})

@@ -26,11 +26,33 @@ class UsageRecordOut(serializers.ModelSerializer):
     class Meta:
         model = UsageRecord
         fields = [
-            "id", "request_id", "created_at", "gateway_key_id", "member_id", "department_id",
-            "agent_id", "session_id", "session_path", "session_name", "properties", "provider",
-            "model", "endpoint", "input_tokens", "output_tokens", "cached_tokens",
-            "reasoning_tokens", "cost_usd", "saved_usd", "cache_hit", "status_code", "error_type",
-            "estimated", "stream", "latency_ms", "fingerprint",
+            "id",
+            "request_id",
+            "created_at",
+            "gateway_key_id",
+            "member_id",
+            "department_id",
+            "agent_id",
+            "session_id",
+            "session_path",
+            "session_name",
+            "properties",
+            "provider",
+            "model",
+            "endpoint",
+            "input_tokens",
+            "output_tokens",
+            "cached_tokens",
+            "reasoning_tokens",
+            "cost_usd",
+            "saved_usd",
+            "cache_hit",
+            "status_code",
+            "error_type",
+            "estimated",
+            "stream",
+            "latency_ms",
+            "fingerprint",
         ]
 
 
@@ -48,10 +70,15 @@ class UsageViewSet(WorkspaceViewSet):
     queryset = UsageRecord.objects.all()
     action_roles = {"list": ALL_ROLES, "retrieve": ALL_ROLES}
     filter_fields = {
-        "member_id": ("member_id", int), "agent_id": ("agent_id", int),
-        "department_id": ("department_id", int), "gateway_key_id": ("gateway_key_id", int),
-        "provider": ("provider", str), "model": ("model", str), "session_id": ("session_id", str),
-        "status_code": ("status_code", int), "endpoint": ("endpoint", str),
+        "member_id": ("member_id", int),
+        "agent_id": ("agent_id", int),
+        "department_id": ("department_id", int),
+        "gateway_key_id": ("gateway_key_id", int),
+        "provider": ("provider", str),
+        "model": ("model", str),
+        "session_id": ("session_id", str),
+        "status_code": ("status_code", int),
+        "endpoint": ("endpoint", str),
         "estimated": ("estimated", bool),
     }
 
@@ -67,8 +94,10 @@ class UsageViewSet(WorkspaceViewSet):
 
     @extend_schema(
         responses={200: UsageRecordOut(many=True), **ERRORS},
-        parameters=[OpenApiParameter("since", str, description="ISO 8601, inclusive"),
-                    OpenApiParameter("until", str, description="ISO 8601, exclusive")],
+        parameters=[
+            OpenApiParameter("since", str, description="ISO 8601, inclusive"),
+            OpenApiParameter("until", str, description="ISO 8601, exclusive"),
+        ],
     )
     def list(self, request):
         return self.paginated(self.get_queryset(), UsageRecordOut)

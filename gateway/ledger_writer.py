@@ -35,8 +35,16 @@ from workspaces.tenancy import workspace_scope
 logger = logging.getLogger("alephant.ledger")
 
 DEAD_STREAM = "alephant:usage:dead"
-_TEXT_LIMITS = {"session_id": 128, "session_path": 512, "session_name": 256, "error_type": 64,
-                "fingerprint": 64, "provider": 32, "model": 200, "endpoint": 64}
+_TEXT_LIMITS = {
+    "session_id": 128,
+    "session_path": 512,
+    "session_name": 256,
+    "error_type": 64,
+    "fingerprint": 64,
+    "provider": 32,
+    "model": 200,
+    "endpoint": 64,
+}
 
 
 class BadEvent(ValueError):
@@ -109,7 +117,11 @@ class LedgerWriter:
         start = "0-0"
         while len(claimed) < self.batch_size:
             result = self.redis.xautoclaim(
-                self.stream, GROUP, self.consumer, self.claim_idle_ms, start_id=start,
+                self.stream,
+                GROUP,
+                self.consumer,
+                self.claim_idle_ms,
+                start_id=start,
                 count=self.batch_size,
             )
             start, entries = result[0], result[1]
@@ -120,8 +132,9 @@ class LedgerWriter:
 
     def _own_pending(self) -> list[tuple[bytes, dict]]:
         """Entries this consumer read earlier but didn't acknowledge (a failed batch)."""
-        result = self.redis.xreadgroup(GROUP, self.consumer, {self.stream: "0"},
-                                       count=self.batch_size)
+        result: Any = self.redis.xreadgroup(
+            GROUP, self.consumer, {self.stream: "0"}, count=self.batch_size
+        )
         return [(eid, f) for _s, entries in result or () for eid, f in entries if f]
 
     def read(self, block_ms: int | None = None) -> list[tuple[bytes, dict]]:
@@ -131,8 +144,11 @@ class LedgerWriter:
             entries = self._own_pending() or self._claim()
             if entries:
                 return entries
-        result = self.redis.xreadgroup(
-            GROUP, self.consumer, {self.stream: ">"}, count=self.batch_size,
+        result: Any = self.redis.xreadgroup(
+            GROUP,
+            self.consumer,
+            {self.stream: ">"},
+            count=self.batch_size,
             block=None if block_ms == -1 else (self.block_ms if block_ms is None else block_ms),
         )
         return [(eid, f) for _s, entries in result or () for eid, f in entries]
@@ -152,7 +168,7 @@ class LedgerWriter:
         by_workspace: dict[int, list[tuple[bytes, UsageRecord, bytes]]] = defaultdict(list)
         done: list[bytes] = []
         for entry_id, fields in entries:
-            raw = fields.get(b"e") or fields.get("e")
+            raw: bytes = fields.get(b"e") or fields.get("e") or b""
             try:
                 record = record_from_event(orjson.loads(raw))
             except (orjson.JSONDecodeError, TypeError, BadEvent) as exc:

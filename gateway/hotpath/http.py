@@ -107,8 +107,12 @@ class GatewayError(Exception):
             if self.details:
                 error["alephant"] = self.details
             return orjson.dumps({"type": "error", "error": error}, default=str)
-        body: dict[str, Any] = {"message": self.message, "type": self.error_type,
-                                "param": self.param, "code": self.code}
+        body: dict[str, Any] = {
+            "message": self.message,
+            "type": self.error_type,
+            "param": self.param,
+            "code": self.code,
+        }
         if self.details:
             body["alephant"] = self.details
         return orjson.dumps({"error": body}, default=str)

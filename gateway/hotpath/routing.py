@@ -52,7 +52,9 @@ def _find(workspace: dict[str, Any], ref: str) -> tuple[dict[str, Any], str] | N
             return cred, ref
     # Self-hosted families have no catalog: a lone such credential takes unknown names, and
     # pricing then refuses them unless the workspace priced the model.
-    selfhosted = [c for c in credentials if c["provider"] in ("ollama", "vllm", "openai-compatible")]
+    selfhosted = [
+        c for c in credentials if c["provider"] in ("ollama", "vllm", "openai-compatible")
+    ]
     if len(selfhosted) == 1:
         return selfhosted[0], ref
     return None
@@ -67,15 +69,24 @@ def resolve_route(workspace: dict[str, Any], ref: str) -> Route:
         return route
     found = _find(workspace, ref)
     if found is None:
-        raise GatewayError(404, f"The model `{ref}` does not exist or no provider key in this "
-                                "workspace serves it.", error_type="invalid_request_error",
-                           code="model_not_found", param="model")
+        raise GatewayError(
+            404,
+            f"The model `{ref}` does not exist or no provider key in this workspace serves it.",
+            error_type="invalid_request_error",
+            code="model_not_found",
+            param="model",
+        )
     cred, model = found
     try:
         pricing = resolve_price(cred["provider"], model, workspace.get("price_overrides"))
     except UnpricedModel as exc:
-        raise GatewayError(400, str(exc), error_type="invalid_request_error",
-                           code="model_not_priced", param="model") from None
+        raise GatewayError(
+            400,
+            str(exc),
+            error_type="invalid_request_error",
+            code="model_not_priced",
+            param="model",
+        ) from None
     route = Route(cred, cred["provider"], model, pricing)
     if len(cache) < 1000:
         cache[ref] = route
@@ -114,8 +125,12 @@ def attribution(key: dict[str, Any], headers: dict[bytes, bytes]) -> Attribution
             agent_id = owned.get("agent_id")
             department_id = owned.get("department_id") or department_id
         elif owned is None:
-            raise GatewayError(403, f"Alephant-Agent `{name}` is not an agent of this key's member.",
-                               error_type="permission_denied", code="agent_not_allowed")
+            raise GatewayError(
+                403,
+                f"Alephant-Agent `{name}` is not an agent of this key's member.",
+                error_type="permission_denied",
+                code="agent_not_allowed",
+            )
     properties: dict[str, str] = {}
     for raw_name, value in headers.items():
         if raw_name.startswith(b"alephant-property-") and len(properties) < MAX_PROPERTIES:
@@ -151,6 +166,8 @@ def fingerprint(ref: str, body: dict[str, Any]) -> str:
             return {k: norm(v) for k, v in value.items()}
         return value
 
-    payload = orjson.dumps({"model": ref, "messages": norm(convo), "system": norm(body.get("system"))},
-                           option=orjson.OPT_SORT_KEYS)
+    payload = orjson.dumps(
+        {"model": ref, "messages": norm(convo), "system": norm(body.get("system"))},
+        option=orjson.OPT_SORT_KEYS,
+    )
     return hashlib.sha256(payload).hexdigest()

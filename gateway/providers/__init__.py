@@ -1,20 +1,32 @@
 """Provider adapters, one module per family (see `base.py` for what they share).
 
-`adapter_for(provider)` returns the adapter for a credential's provider id (`gateway.models.Provider`).
+`adapter_for(provider)` returns the adapter for a credential's provider id
+(`gateway.models.Provider`).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from gateway.providers.anthropic import AnthropicAdapter
 from gateway.providers.gemini import GeminiAdapter
 from gateway.providers.openai import AzureOpenAIAdapter, OpenAIAdapter
 
 OPENAI_COMPATIBLE = (
-    "openai", "mistral", "groq", "deepseek", "xai", "together", "fireworks", "openrouter",
-    "ollama", "vllm", "openai-compatible",
+    "openai",
+    "mistral",
+    "groq",
+    "deepseek",
+    "xai",
+    "together",
+    "fireworks",
+    "openrouter",
+    "ollama",
+    "vllm",
+    "openai-compatible",
 )
 
-_ADAPTERS = {family: OpenAIAdapter(family) for family in OPENAI_COMPATIBLE}
+_ADAPTERS: dict[str, Any] = {family: OpenAIAdapter(family) for family in OPENAI_COMPATIBLE}
 _ADAPTERS["azure-openai"] = AzureOpenAIAdapter()
 _ADAPTERS["anthropic"] = AnthropicAdapter()
 _ADAPTERS["gemini"] = GeminiAdapter()

@@ -109,17 +109,32 @@ def chat_to_messages(body: dict[str, Any], model: str, stream: bool) -> dict[str
                     args = orjson.loads(fn.get("arguments") or "{}")
                 except orjson.JSONDecodeError:
                     args = {"arguments": fn.get("arguments")}
-                blocks.append({"type": "tool_use", "id": call.get("id"), "name": fn.get("name"),
-                               "input": args})
+                blocks.append(
+                    {
+                        "type": "tool_use",
+                        "id": call.get("id"),
+                        "name": fn.get("name"),
+                        "input": args,
+                    }
+                )
             add("assistant", blocks or [{"type": "text", "text": ""}])
         elif role == "tool":
-            add("user", [{"type": "tool_result", "tool_use_id": msg.get("tool_call_id"),
-                          "content": _text(msg.get("content"))}])
+            add(
+                "user",
+                [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": msg.get("tool_call_id"),
+                        "content": _text(msg.get("content")),
+                    }
+                ],
+            )
     out: dict[str, Any] = {
         "model": model,
         "messages": turns,
-        "max_tokens": int(body.get("max_completion_tokens") or body.get("max_tokens")
-                          or DEFAULT_MAX_TOKENS),
+        "max_tokens": int(
+            body.get("max_completion_tokens") or body.get("max_tokens") or DEFAULT_MAX_TOKENS
+        ),
     }
     fmt = (body.get("response_format") or {}).get("type")
     if fmt in ("json_object", "json_schema"):
@@ -134,10 +149,14 @@ def chat_to_messages(body: dict[str, Any], model: str, stream: bool) -> dict[str
         out["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
     if body.get("tools"):
         out["tools"] = [
-            {"name": t["function"]["name"],
-             "description": t["function"].get("description", ""),
-             "input_schema": t["function"].get("parameters") or {"type": "object", "properties": {}}}
-            for t in body["tools"] if t.get("type") == "function"
+            {
+                "name": t["function"]["name"],
+                "description": t["function"].get("description", ""),
+                "input_schema": t["function"].get("parameters")
+                or {"type": "object", "properties": {}},
+            }
+            for t in body["tools"]
+            if t.get("type") == "function"
         ]
         choice = body.get("tool_choice")
         if choice == "required":
@@ -145,7 +164,10 @@ def chat_to_messages(body: dict[str, Any], model: str, stream: bool) -> dict[str
         elif choice == "none":
             out["tool_choice"] = {"type": "none"}
         elif isinstance(choice, dict):
-            out["tool_choice"] = {"type": "tool", "name": (choice.get("function") or {}).get("name")}
+            out["tool_choice"] = {
+                "type": "tool",
+                "name": (choice.get("function") or {}).get("name"),
+            }
     if body.get("user"):
         out["metadata"] = {"user_id": str(body["user"])}
     if stream:
@@ -170,11 +192,21 @@ def message_to_chat(data: dict[str, Any], model: str) -> dict[str, Any]:
         if block.get("type") == "text":
             text_parts.append(block.get("text", ""))
         elif block.get("type") == "tool_use":
-            calls.append({"id": block.get("id"), "type": "function",
-                          "function": {"name": block.get("name"),
-                                       "arguments": orjson.dumps(block.get("input") or {}).decode()}})
-    message: dict[str, Any] = {"role": "assistant", "content": "".join(text_parts) or None,
-                               "refusal": None}
+            calls.append(
+                {
+                    "id": block.get("id"),
+                    "type": "function",
+                    "function": {
+                        "name": block.get("name"),
+                        "arguments": orjson.dumps(block.get("input") or {}).decode(),
+                    },
+                }
+            )
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": "".join(text_parts) or None,
+        "refusal": None,
+    }
     if calls:
         message["tool_calls"] = calls
     return {
@@ -182,8 +214,14 @@ def message_to_chat(data: dict[str, Any], model: str) -> dict[str, Any]:
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [{"index": 0, "message": message, "logprobs": None,
-                     "finish_reason": STOP_REASONS.get(data.get("stop_reason") or "", "stop")}],
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "logprobs": None,
+                "finish_reason": STOP_REASONS.get(data.get("stop_reason") or "", "stop"),
+            }
+        ],
         "usage": chat_usage(usage_from(data.get("usage"))),
     }
 
@@ -198,11 +236,19 @@ class AnthropicAdapter:
         return base + "/v1/messages"
 
     def headers(self, cred: Credential) -> dict[str, str]:
-        return {"x-api-key": cred.secret, "anthropic-version": cred.api_version or API_VERSION,
-                "content-type": "application/json"}
+        return {
+            "x-api-key": cred.secret,
+            "anthropic-version": cred.api_version or API_VERSION,
+            "content-type": "application/json",
+        }
 
     def build(
-        self, endpoint: str, body: dict[str, Any], raw: bytes, model: str, cred: Credential,
+        self,
+        endpoint: str,
+        body: dict[str, Any],
+        raw: bytes,
+        model: str,
+        cred: Credential,
         stream: bool,
     ) -> UpstreamRequest:
         if endpoint == "messages":
@@ -242,11 +288,13 @@ class AnthropicStream:
             self.usage = usage_from(self._raw_usage)
         elif kind == "content_block_delta":
             delta = event.get("delta") or {}
-            self.text_chars += len(delta.get("text") or delta.get("partial_json") or
-                                   delta.get("thinking") or "")
+            self.text_chars += len(
+                delta.get("text") or delta.get("partial_json") or delta.get("thinking") or ""
+            )
         elif kind == "message_delta":
-            self._raw_usage.update({k: v for k, v in (event.get("usage") or {}).items()
-                                    if v is not None})
+            self._raw_usage.update(
+                {k: v for k, v in (event.get("usage") or {}).items() if v is not None}
+            )
             self.usage = usage_from(self._raw_usage)
         elif kind == "message_stop":
             self.done = True
@@ -281,9 +329,13 @@ class AnthropicToChatStream(AnthropicStream):
         self.block_is_tool: dict[int, bool] = {}
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
-        chunk = {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
-                 "model": self.model,
-                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        chunk = {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
         return sse(chunk)
 
     def feed(self, chunk: bytes) -> bytes:
@@ -298,7 +350,9 @@ class AnthropicToChatStream(AnthropicStream):
             self._observe(event)
             kind = event.get("type")
             if kind == "message_start":
-                self.id = "chatcmpl-" + str((event.get("message") or {}).get("id", "")).removeprefix("msg_")
+                self.id = "chatcmpl-" + str(
+                    (event.get("message") or {}).get("id", "")
+                ).removeprefix("msg_")
                 out.append(self._chunk({"role": "assistant", "content": ""}))
             elif kind == "content_block_start":
                 block = event.get("content_block") or {}
@@ -306,24 +360,53 @@ class AnthropicToChatStream(AnthropicStream):
                 self.block_is_tool[event.get("index", 0)] = is_tool
                 if is_tool:
                     self.tool_index += 1
-                    out.append(self._chunk({"tool_calls": [{
-                        "index": self.tool_index, "id": block.get("id"), "type": "function",
-                        "function": {"name": block.get("name"), "arguments": ""}}]}))
+                    out.append(
+                        self._chunk(
+                            {
+                                "tool_calls": [
+                                    {
+                                        "index": self.tool_index,
+                                        "id": block.get("id"),
+                                        "type": "function",
+                                        "function": {"name": block.get("name"), "arguments": ""},
+                                    }
+                                ]
+                            }
+                        )
+                    )
             elif kind == "content_block_delta":
                 delta = event.get("delta") or {}
                 if delta.get("type") == "text_delta":
                     out.append(self._chunk({"content": delta.get("text", "")}))
                 elif delta.get("type") == "input_json_delta":
-                    out.append(self._chunk({"tool_calls": [{
-                        "index": self.tool_index,
-                        "function": {"arguments": delta.get("partial_json", "")}}]}))
+                    out.append(
+                        self._chunk(
+                            {
+                                "tool_calls": [
+                                    {
+                                        "index": self.tool_index,
+                                        "function": {"arguments": delta.get("partial_json", "")},
+                                    }
+                                ]
+                            }
+                        )
+                    )
             elif kind == "message_delta":
                 reason = (event.get("delta") or {}).get("stop_reason")
                 out.append(self._chunk({}, STOP_REASONS.get(reason or "", "stop")))
             elif kind == "message_stop":
                 if self.client_wants_usage:
-                    out.append(sse({"id": self.id, "object": "chat.completion.chunk",
-                                    "created": self.created, "model": self.model, "choices": [],
-                                    "usage": chat_usage(self.usage)}))
+                    out.append(
+                        sse(
+                            {
+                                "id": self.id,
+                                "object": "chat.completion.chunk",
+                                "created": self.created,
+                                "model": self.model,
+                                "choices": [],
+                                "usage": chat_usage(self.usage),
+                            }
+                        )
+                    )
                 out.append(b"data: [DONE]\n\n")
         return b"".join(out)

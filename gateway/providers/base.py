@@ -139,7 +139,8 @@ def error_from_status(status: int, message: str, retry_after: str | None = None)
     """Classify an upstream HTTP error: 408/409/429/5xx retry; auth errors are ours (502)."""
     if status in (401, 403):
         return ProviderError(
-            502, "the provider rejected the workspace's credential: " + message,
+            502,
+            "the provider rejected the workspace's credential: " + message,
             error_type="upstream_auth_error",
         )
     if status == 429:

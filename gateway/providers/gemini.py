@@ -26,8 +26,13 @@ from gateway.providers.base import (
 )
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
-FINISH = {"STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter",
-          "RECITATION": "content_filter", "PROHIBITED_CONTENT": "content_filter"}
+FINISH = {
+    "STOP": "stop",
+    "MAX_TOKENS": "length",
+    "SAFETY": "content_filter",
+    "RECITATION": "content_filter",
+    "PROHIBITED_CONTENT": "content_filter",
+}
 
 
 def usage_from(meta: dict[str, Any] | None) -> Usage:
@@ -101,8 +106,17 @@ def chat_to_gemini(body: dict[str, Any]) -> dict[str, Any]:
             add("model", parts or [{"text": ""}])
         elif role == "tool":
             name = call_names.get(msg.get("tool_call_id", ""), "tool")
-            add("user", [{"functionResponse": {"name": name,
-                                               "response": {"content": _text(msg.get("content"))}}}])
+            add(
+                "user",
+                [
+                    {
+                        "functionResponse": {
+                            "name": name,
+                            "response": {"content": _text(msg.get("content"))},
+                        }
+                    }
+                ],
+            )
     out: dict[str, Any] = {"contents": contents}
     if system:
         out["systemInstruction"] = {"parts": [{"text": "\n\n".join(system)}]}
@@ -122,30 +136,61 @@ def chat_to_gemini(body: dict[str, Any]) -> dict[str, Any]:
     if config:
         out["generationConfig"] = config
     if body.get("tools"):
-        out["tools"] = [{"functionDeclarations": [
-            {"name": t["function"]["name"], "description": t["function"].get("description", ""),
-             **({"parameters": t["function"]["parameters"]} if t["function"].get("parameters") else {})}
-            for t in body["tools"] if t.get("type") == "function"]}]
+        out["tools"] = [
+            {
+                "functionDeclarations": [
+                    {
+                        "name": t["function"]["name"],
+                        "description": t["function"].get("description", ""),
+                        **(
+                            {"parameters": t["function"]["parameters"]}
+                            if t["function"].get("parameters")
+                            else {}
+                        ),
+                    }
+                    for t in body["tools"]
+                    if t.get("type") == "function"
+                ]
+            }
+        ]
         choice = body.get("tool_choice")
-        mode = {"required": "ANY", "none": "NONE", "auto": "AUTO"}.get(choice) if isinstance(choice, str) else None
+        mode = (
+            {"required": "ANY", "none": "NONE", "auto": "AUTO"}.get(choice)
+            if isinstance(choice, str)
+            else None
+        )
         if isinstance(choice, dict):
-            out["toolConfig"] = {"functionCallingConfig": {
-                "mode": "ANY", "allowedFunctionNames": [(choice.get("function") or {}).get("name")]}}
+            out["toolConfig"] = {
+                "functionCallingConfig": {
+                    "mode": "ANY",
+                    "allowedFunctionNames": [(choice.get("function") or {}).get("name")],
+                }
+            }
         elif mode:
             out["toolConfig"] = {"functionCallingConfig": {"mode": mode}}
     return out
 
 
-def _candidate_message(candidate: dict[str, Any], call_offset: int = 0) -> tuple[str, list[dict[str, Any]]]:
-    text, calls = [], []
+def _candidate_message(
+    candidate: dict[str, Any], call_offset: int = 0
+) -> tuple[str, list[dict[str, Any]]]:
+    text: list[str] = []
+    calls: list[dict[str, Any]] = []
     for part in (candidate.get("content") or {}).get("parts") or ():
         if "text" in part and not part.get("thought"):
             text.append(part["text"])
         elif "functionCall" in part:
             fc = part["functionCall"]
-            calls.append({"id": f"call_{call_offset + len(calls)}", "type": "function",
-                          "function": {"name": fc.get("name"),
-                                       "arguments": orjson.dumps(fc.get("args") or {}).decode()}})
+            calls.append(
+                {
+                    "id": f"call_{call_offset + len(calls)}",
+                    "type": "function",
+                    "function": {
+                        "name": fc.get("name"),
+                        "arguments": orjson.dumps(fc.get("args") or {}).decode(),
+                    },
+                }
+            )
     return "".join(text), calls
 
 
@@ -168,11 +213,16 @@ def gemini_to_chat(data: dict[str, Any], model: str) -> dict[str, Any]:
 
 class GeminiAdapter:
     family = "gemini"
-    native = frozenset()
+    native: frozenset[str] = frozenset()
     translated = frozenset({"chat"})
 
     def build(
-        self, endpoint: str, body: dict[str, Any], raw: bytes, model: str, cred: Credential,
+        self,
+        endpoint: str,
+        body: dict[str, Any],
+        raw: bytes,
+        model: str,
+        cred: Credential,
         stream: bool,
     ) -> UpstreamRequest:
         if endpoint != "chat":
@@ -184,7 +234,9 @@ class GeminiAdapter:
         return UpstreamRequest(url, headers, orjson.dumps(chat_to_gemini(body)), stream)
 
     def reply(self, endpoint: str, raw: bytes, data: Any, model: str) -> Reply:
-        return Reply(orjson.dumps(gemini_to_chat(data, model)), usage_from(data.get("usageMetadata")))
+        return Reply(
+            orjson.dumps(gemini_to_chat(data, model)), usage_from(data.get("usageMetadata"))
+        )
 
     def streamer(self, endpoint: str, client_wants_usage: bool, model: str) -> GeminiToChatStream:
         return GeminiToChatStream(model, client_wants_usage)
@@ -204,8 +256,15 @@ class GeminiToChatStream:
         self.id = "chatcmpl-gemini"
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
-        return sse({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
-                    "model": self.model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+        return sse(
+            {
+                "id": self.id,
+                "object": "chat.completion.chunk",
+                "created": self.created,
+                "model": self.model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
+        )
 
     def feed(self, chunk: bytes) -> bytes:
         out = []
@@ -240,8 +299,16 @@ class GeminiToChatStream:
     def finish(self) -> bytes:
         out = b""
         if self.client_wants_usage and self.done:
-            out += sse({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
-                        "model": self.model, "choices": [], "usage": chat_usage(self.usage)})
+            out += sse(
+                {
+                    "id": self.id,
+                    "object": "chat.completion.chunk",
+                    "created": self.created,
+                    "model": self.model,
+                    "choices": [],
+                    "usage": chat_usage(self.usage),
+                }
+            )
         return out + b"data: [DONE]\n\n"
 
     def estimated_output_tokens(self) -> int:

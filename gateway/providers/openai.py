@@ -92,7 +92,12 @@ class OpenAIAdapter:
         return headers
 
     def build(
-        self, endpoint: str, body: dict[str, Any], raw: bytes, model: str, cred: Credential,
+        self,
+        endpoint: str,
+        body: dict[str, Any],
+        raw: bytes,
+        model: str,
+        cred: Credential,
         stream: bool,
     ) -> UpstreamRequest:
         if endpoint not in self.native:

@@ -27,9 +27,17 @@ def api(member) -> APIClient:
 def row(workspace_id, request_id, member_id=None, **extra):
     with workspace_scope(workspace_id):
         return UsageRecord.objects.create(
-            workspace_id=workspace_id, request_id=request_id, member_id=member_id,
-            provider="openai", model="gpt-4o-mini", endpoint="chat", input_tokens=10,
-            output_tokens=5, cost_usd=Decimal("0.000004500000"), **extra)
+            workspace_id=workspace_id,
+            request_id=request_id,
+            member_id=member_id,
+            provider="openai",
+            model="gpt-4o-mini",
+            endpoint="chat",
+            input_tokens=10,
+            output_tokens=5,
+            cost_usd=Decimal("0.000004500000"),
+            **extra,
+        )
 
 
 def test_usage_list_paginates_and_scopes_by_role_and_workspace(cast):
@@ -56,7 +64,9 @@ def test_usage_list_paginates_and_scopes_by_role_and_workspace(cast):
     assert api(cast.member).get(f"/api/v1/usage/{mine.pk}/").status_code == 200
 
     outsider = api(cast.outsider)
-    assert [r["request_id"] for r in outsider.get("/api/v1/usage/").json()["results"]] == ["r-foreign"]
+    assert [r["request_id"] for r in outsider.get("/api/v1/usage/").json()["results"]] == [
+        "r-foreign"
+    ]
     assert outsider.get(f"/api/v1/usage/{mine.pk}/").status_code == 404
     assert api(cast.owner).get(f"/api/v1/usage/{foreign.pk}/").status_code == 404
     assert APIClient().get("/api/v1/usage/").status_code in (401, 403)

@@ -17,14 +17,36 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def event(workspace_id: int, request_id: str, **extra) -> dict:
-    return {"request_id": request_id, "workspace_id": workspace_id, "gateway_key_id": None,
-            "member_id": None, "department_id": None, "agent_id": None, "session_id": "s",
-            "session_path": "", "session_name": "", "properties": {"a": "b"},
-            "provider": "openai", "model": "gpt-4o-mini", "endpoint": "chat", "input_tokens": 10,
-            "output_tokens": 5, "cached_tokens": 0, "reasoning_tokens": 0,
-            "cost_usd": "0.000004500000", "saved_usd": "0", "cache_hit": False,
-            "status_code": 200, "error_type": "", "estimated": False, "stream": False,
-            "latency_ms": 12, "fingerprint": "f" * 64, "created_at": time.time(), **extra}
+    return {
+        "request_id": request_id,
+        "workspace_id": workspace_id,
+        "gateway_key_id": None,
+        "member_id": None,
+        "department_id": None,
+        "agent_id": None,
+        "session_id": "s",
+        "session_path": "",
+        "session_name": "",
+        "properties": {"a": "b"},
+        "provider": "openai",
+        "model": "gpt-4o-mini",
+        "endpoint": "chat",
+        "input_tokens": 10,
+        "output_tokens": 5,
+        "cached_tokens": 0,
+        "reasoning_tokens": 0,
+        "cost_usd": "0.000004500000",
+        "saved_usd": "0",
+        "cache_hit": False,
+        "status_code": 200,
+        "error_type": "",
+        "estimated": False,
+        "stream": False,
+        "latency_ms": 12,
+        "fingerprint": "f" * 64,
+        "created_at": time.time(),
+        **extra,
+    }
 
 
 def push(redis_client, *events: dict) -> None:
@@ -69,8 +91,13 @@ def test_a_crashed_consumers_entries_are_reclaimed(cast, redis_client):
 def test_bad_events_go_to_the_dead_letter_stream_without_blocking(cast, redis_client):
     a = cast.workspace.pk
     redis_client.xadd(STREAM, {"e": b"{not json"})
-    push(redis_client, event(a, "ok1"), {"request_id": "broken"}, event(999_999, "orphan"),
-         event(a, "ok2"))
+    push(
+        redis_client,
+        event(a, "ok1"),
+        {"request_id": "broken"},
+        event(999_999, "orphan"),
+        event(a, "ok2"),
+    )
     assert LedgerWriter(redis_client, consumer="t").drain() == 5
     with workspace_scope(a):
         assert set(UsageRecord.objects.values_list("request_id", flat=True)) == {"ok1", "ok2"}

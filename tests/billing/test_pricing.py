@@ -44,7 +44,10 @@ def test_cost_equals_catalog_price(family, catalog_id, model):
             provider_id=catalog_id,
         ).total_price
         got = cost_usd(
-            family, model, input_tokens=input_tokens, output_tokens=output_tokens,
+            family,
+            model,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
             cached_tokens=cached,
         )
         assert isinstance(got, Decimal)
@@ -53,22 +56,41 @@ def test_cost_equals_catalog_price(family, catalog_id, model):
 
 def test_cache_write_tokens_priced_like_catalog():
     expected = calc_price(
-        Usage(input_tokens=5000, output_tokens=100, cache_write_tokens=3000, cache_read_tokens=1000),
+        Usage(
+            input_tokens=5000, output_tokens=100, cache_write_tokens=3000, cache_read_tokens=1000
+        ),
         model_ref="claude-3-5-haiku-latest",
         provider_id="anthropic",
     ).total_price
     got = cost_usd(
-        "anthropic", "claude-3-5-haiku-latest", input_tokens=5000, output_tokens=100,
-        cached_tokens=1000, cache_write_tokens=3000,
+        "anthropic",
+        "claude-3-5-haiku-latest",
+        input_tokens=5000,
+        output_tokens=100,
+        cached_tokens=1000,
+        cache_write_tokens=3000,
     )
     assert got == expected
 
 
 def test_override_wins_and_is_exact():
-    overrides = [{"provider": "openai", "model": "gpt-4o-mini", "input_per_mtok": "0.1",
-                  "output_per_mtok": "0.3", "cached_input_per_mtok": "0.01"}]
-    got = cost_usd("openai", "gpt-4o-mini", input_tokens=1_000_000, output_tokens=2_000_000,
-                   cached_tokens=500_000, overrides=overrides)
+    overrides = [
+        {
+            "provider": "openai",
+            "model": "gpt-4o-mini",
+            "input_per_mtok": "0.1",
+            "output_per_mtok": "0.3",
+            "cached_input_per_mtok": "0.01",
+        }
+    ]
+    got = cost_usd(
+        "openai",
+        "gpt-4o-mini",
+        input_tokens=1_000_000,
+        output_tokens=2_000_000,
+        cached_tokens=500_000,
+        overrides=overrides,
+    )
     assert got == Decimal("0.05") + Decimal("0.005") + Decimal("0.6")
     assert resolve_price("openai", "gpt-4o-mini", overrides).source == "override"
 
@@ -78,8 +100,15 @@ def test_unpriced_model_is_refused_unless_overridden():
         resolve_price("vllm", "my-llama")
     with pytest.raises(UnpricedModel):
         resolve_price("openai", "definitely-not-a-model-xyz")
-    zero = [{"provider": "vllm", "model": "my-llama", "input_per_mtok": "0",
-             "output_per_mtok": "0", "cached_input_per_mtok": None}]
+    zero = [
+        {
+            "provider": "vllm",
+            "model": "my-llama",
+            "input_per_mtok": "0",
+            "output_per_mtok": "0",
+            "cached_input_per_mtok": None,
+        }
+    ]
     assert cost_usd("vllm", "my-llama", input_tokens=10, output_tokens=10, overrides=zero) == 0
 
 

@@ -68,12 +68,23 @@ def add_provider_keys(cast: Cast, sim_url: str) -> None:
 
     ws = cast.workspace
     with workspace_scope(ws.pk):
-        provider_key_create(workspace=ws, provider="openai", name="oai", secret="sk-sim-openai-0001",
-                            base_url=sim_url + "/v1")
-        provider_key_create(workspace=ws, provider="anthropic", name="ant",
-                            secret="sk-ant-sim-0002", base_url=sim_url)
-        provider_key_create(workspace=ws, provider="gemini", name="gem", secret="gem-sim-0003",
-                            base_url=sim_url)
+        provider_key_create(
+            workspace=ws,
+            provider="openai",
+            name="oai",
+            secret="sk-sim-openai-0001",
+            base_url=sim_url + "/v1",
+        )
+        provider_key_create(
+            workspace=ws,
+            provider="anthropic",
+            name="ant",
+            secret="sk-ant-sim-0002",
+            base_url=sim_url,
+        )
+        provider_key_create(
+            workspace=ws, provider="gemini", name="gem", secret="gem-sim-0003", base_url=sim_url
+        )
 
 
 def issue_key(cast: Cast, **kwargs):
@@ -82,8 +93,9 @@ def issue_key(cast: Cast, **kwargs):
 
     kwargs.setdefault("member", cast.member)
     with workspace_scope(cast.workspace.pk):
-        return gateway_key_create(workspace=cast.workspace, name=kwargs.pop("name", "test"),
-                                  **kwargs)
+        return gateway_key_create(
+            workspace=cast.workspace, name=kwargs.pop("name", "test"), **kwargs
+        )
 
 
 @pytest.fixture

@@ -49,8 +49,12 @@ class Proc:
 
     def start(self) -> Proc:
         self.proc = subprocess.Popen(
-            self.cmd, cwd=ROOT, env=self.env, start_new_session=True,
-            stdout=subprocess.DEVNULL, stderr=None,
+            self.cmd,
+            cwd=ROOT,
+            env=self.env,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=None,
         )
         return self
 
@@ -89,12 +93,31 @@ def start_simulator(port: int | None = None) -> tuple[Proc, str]:
     return proc, base
 
 
-def start_gateway(env: dict[str, str], port: int | None = None, app: str = "alephant.asgi:application"
-                  ) -> tuple[Proc, str]:
+def start_gateway(
+    env: dict[str, str], port: int | None = None, app: str = "alephant.asgi:application"
+) -> tuple[Proc, str]:
     port = port or free_port()
-    proc = Proc([sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
-                 "--no-access-log", "--lifespan", "on", "--log-level", "warning",
-                 "--timeout-graceful-shutdown", "1"], env, "gateway")
+    proc = Proc(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            app,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--lifespan",
+            "on",
+            "--log-level",
+            "warning",
+            "--timeout-graceful-shutdown",
+            "1",
+        ],
+        env,
+        "gateway",
+    )
     proc.start()
     base = f"http://127.0.0.1:{port}"
     wait_http(base + "/v1/models", timeout=60, proc=proc)
@@ -102,4 +125,6 @@ def start_gateway(env: dict[str, str], port: int | None = None, app: str = "alep
 
 
 def start_ledger_writer(env: dict[str, str], *extra: str) -> Proc:
-    return Proc([sys.executable, "manage.py", "ledger_writer", *extra], env, "ledger_writer").start()
+    return Proc(
+        [sys.executable, "manage.py", "ledger_writer", *extra], env, "ledger_writer"
+    ).start()

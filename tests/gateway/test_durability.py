@@ -15,11 +15,18 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
 def test_disconnect_mid_stream_bills_partial_output(gw):
-    body = {"model": "gpt-4o-mini", "stream": True,
-            "messages": [{"role": "user", "content": "long [[sim:tokens=400,latency=2000]]"}]}
+    body = {
+        "model": "gpt-4o-mini",
+        "stream": True,
+        "messages": [{"role": "user", "content": "long [[sim:tokens=400,latency=2000]]"}],
+    }
     with httpx.Client(timeout=30) as client:
-        with client.stream("POST", gw.base + "/chat/completions", json=body,
-                           headers={"authorization": f"Bearer {gw.key}"}) as resp:
+        with client.stream(
+            "POST",
+            gw.base + "/chat/completions",
+            json=body,
+            headers={"authorization": f"Bearer {gw.key}"},
+        ) as resp:
             request_id = resp.headers["alephant-request-id"]
             seen = 0
             for line in resp.iter_lines():
@@ -39,25 +46,36 @@ def test_disconnect_mid_stream_bills_partial_output(gw):
     assert record.cost_usd > 0
 
 
-def _load(base: str, key: str, stop: threading.Event, done: list[str], lock: threading.Lock,
-          stream: bool) -> None:
+def _load(
+    base: str, key: str, stop: threading.Event, done: list[str], lock: threading.Lock, stream: bool
+) -> None:
     with httpx.Client(timeout=10) as client:
         n = 0
         while not stop.is_set():
             n += 1
-            body = {"model": "gpt-4o-mini", "stream": stream,
-                    "messages": [{"role": "user", "content": f"load {n} {stream}"}]}
+            body = {
+                "model": "gpt-4o-mini",
+                "stream": stream,
+                "messages": [{"role": "user", "content": f"load {n} {stream}"}],
+            }
             try:
                 if stream:
-                    with client.stream("POST", base + "/chat/completions", json=body,
-                                       headers={"authorization": f"Bearer {key}"}) as resp:
+                    with client.stream(
+                        "POST",
+                        base + "/chat/completions",
+                        json=body,
+                        headers={"authorization": f"Bearer {key}"},
+                    ) as resp:
                         text = resp.read().decode()
                         if resp.status_code == 200 and ": alephant-cost-usd=" in text:
                             with lock:
                                 done.append(resp.headers["alephant-request-id"])
                 else:
-                    resp = client.post(base + "/chat/completions", json=body,
-                                       headers={"authorization": f"Bearer {key}"})
+                    resp = client.post(
+                        base + "/chat/completions",
+                        json=body,
+                        headers={"authorization": f"Bearer {key}"},
+                    )
                     if resp.status_code == 200 and resp.json()["choices"]:
                         with lock:
                             done.append(resp.headers["alephant-request-id"])
@@ -75,8 +93,10 @@ def test_sigkill_of_gateway_and_writer_during_load_loses_no_record(gw):
     victim, base = start_gateway(env)
     writer = start_ledger_writer(env, "--claim-idle-ms", "500", "--consumer", "writer-a")
     stop, lock, done = threading.Event(), threading.Lock(), []
-    threads = [threading.Thread(target=_load, args=(base + "/v1", gw.key, stop, done, lock, i % 2 == 0))
-               for i in range(8)]
+    threads = [
+        threading.Thread(target=_load, args=(base + "/v1", gw.key, stop, done, lock, i % 2 == 0))
+        for i in range(8)
+    ]
     for t in threads:
         t.start()
     try:
@@ -98,8 +118,11 @@ def test_sigkill_of_gateway_and_writer_during_load_loses_no_record(gw):
         while time.time() < deadline and missing:
             time.sleep(0.5)
             with workspace_scope(gw.cast.workspace.pk):
-                stored = set(UsageRecord.objects.filter(request_id__in=list(missing))
-                             .values_list("request_id", flat=True))
+                stored = set(
+                    UsageRecord.objects.filter(request_id__in=list(missing)).values_list(
+                        "request_id", flat=True
+                    )
+                )
             missing -= stored
     finally:
         replacement.kill()

@@ -12,9 +12,20 @@ from billing.pricing import cost_usd, format_usd
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
-TOOLS = [{"type": "function", "function": {
-    "name": "get_weather", "description": "weather",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "weather",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
+        },
+    }
+]
 
 
 def ant(gw) -> anthropic.Anthropic:
@@ -23,20 +34,31 @@ def ant(gw) -> anthropic.Anthropic:
 
 def test_messages_native_non_stream_and_stream(gw):
     raw = ant(gw).messages.with_raw_response.create(
-        model="claude-3-5-haiku-latest", max_tokens=100, system="be brief",
-        messages=[{"role": "user", "content": "hello claude [[sim:cached=3]]"}])
+        model="claude-3-5-haiku-latest",
+        max_tokens=100,
+        system="be brief",
+        messages=[{"role": "user", "content": "hello claude [[sim:cached=3]]"}],
+    )
     message = raw.parse()
     assert message.content[0].text and message.stop_reason == "end_turn"
     [record] = gw.ledger(request_id=raw.headers["alephant-request-id"])
     # Our input_tokens include Anthropic's cache reads; cost == catalog price.
     assert record.input_tokens == message.usage.input_tokens + 3 and record.cached_tokens == 3
-    expected = cost_usd("anthropic", "claude-3-5-haiku-latest", input_tokens=record.input_tokens,
-                        output_tokens=message.usage.output_tokens, cached_tokens=3)
+    expected = cost_usd(
+        "anthropic",
+        "claude-3-5-haiku-latest",
+        input_tokens=record.input_tokens,
+        output_tokens=message.usage.output_tokens,
+        cached_tokens=3,
+    )
     assert record.cost_usd == expected and raw.headers["alephant-cost-usd"] == format_usd(expected)
     assert gw.stack.sim_stats()["last_auth"] == "sk-ant-sim-0002"
 
-    with ant(gw).messages.stream(model="claude-3-5-haiku-latest", max_tokens=100,
-                                 messages=[{"role": "user", "content": "hello claude"}]) as stream:
+    with ant(gw).messages.stream(
+        model="claude-3-5-haiku-latest",
+        max_tokens=100,
+        messages=[{"role": "user", "content": "hello claude"}],
+    ) as stream:
         text = "".join(stream.text_stream)
         final = stream.get_final_message()
     assert text == final.content[0].text and final.usage.output_tokens == 12
@@ -46,26 +68,37 @@ def test_messages_native_non_stream_and_stream(gw):
 
 def test_messages_errors_are_anthropic_shaped(gw):
     with pytest.raises(anthropic.AuthenticationError) as bad_key:
-        anthropic.Anthropic(base_url=gw.base.removesuffix("/v1"), api_key="nope",
-                            max_retries=0).messages.create(
-            model="claude-3-5-haiku-latest", max_tokens=10, messages=[{"role": "user", "content": "x"}])
+        anthropic.Anthropic(
+            base_url=gw.base.removesuffix("/v1"), api_key="nope", max_retries=0
+        ).messages.create(
+            model="claude-3-5-haiku-latest",
+            max_tokens=10,
+            messages=[{"role": "user", "content": "x"}],
+        )
     assert bad_key.value.body["type"] == "error"
     assert bad_key.value.body["error"]["type"] == "authentication_error"
     with pytest.raises(anthropic.NotFoundError):
-        ant(gw).messages.create(model="claude-nope-9", max_tokens=10,
-                                messages=[{"role": "user", "content": "x"}])
+        ant(gw).messages.create(
+            model="claude-nope-9", max_tokens=10, messages=[{"role": "user", "content": "x"}]
+        )
     with pytest.raises(anthropic.BadRequestError):
         ant(gw).messages.create(model="claude-3-5-haiku-latest", max_tokens=10, messages=[])
     assert gw.stack.sim_stats()["total"] == 0
 
 
-@pytest.mark.parametrize("model,provider", [("claude-3-5-haiku-latest", "anthropic"),
-                                            ("gemini-2.0-flash", "gemini")])
+@pytest.mark.parametrize(
+    "model,provider", [("claude-3-5-haiku-latest", "anthropic"), ("gemini-2.0-flash", "gemini")]
+)
 def test_openai_sdk_translated_round_trip(gw, model, provider):
     c = openai.OpenAI(base_url=gw.base, api_key=gw.key, max_retries=0)
     raw = c.chat.completions.with_raw_response.create(
-        model=model, messages=[{"role": "system", "content": "be kind"},
-                               {"role": "user", "content": "hi there"}], max_tokens=50)
+        model=model,
+        messages=[
+            {"role": "system", "content": "be kind"},
+            {"role": "user", "content": "hi there"},
+        ],
+        max_tokens=50,
+    )
     completion = raw.parse()
     assert completion.choices[0].finish_reason == "stop" and completion.choices[0].message.content
     sent = gw.stack.sim_stats()["last_body"]
@@ -76,35 +109,63 @@ def test_openai_sdk_translated_round_trip(gw, model, provider):
         assert sent["generationConfig"]["maxOutputTokens"] == 50
     [record] = gw.ledger(request_id=raw.headers["alephant-request-id"])
     assert record.provider == provider
-    assert record.cost_usd == cost_usd(provider, model, input_tokens=completion.usage.prompt_tokens,
-                                       output_tokens=completion.usage.completion_tokens)
+    assert record.cost_usd == cost_usd(
+        provider,
+        model,
+        input_tokens=completion.usage.prompt_tokens,
+        output_tokens=completion.usage.completion_tokens,
+    )
 
     # Length stop reason maps to "length".
-    short = c.chat.completions.create(model=model, max_tokens=3,
-                                      messages=[{"role": "user", "content": "long story"}])
+    short = c.chat.completions.create(
+        model=model, max_tokens=3, messages=[{"role": "user", "content": "long story"}]
+    )
     assert short.choices[0].finish_reason == "length" and short.usage.completion_tokens == 3
 
     # Tools both ways, non-stream and stream.
-    first = c.chat.completions.create(model=model, tools=TOOLS,
-                                      messages=[{"role": "user", "content": "weather Paris"}])
+    first = c.chat.completions.create(
+        model=model, tools=TOOLS, messages=[{"role": "user", "content": "weather Paris"}]
+    )
     call = first.choices[0].message.tool_calls[0]
     assert first.choices[0].finish_reason == "tool_calls" and call.function.name == "get_weather"
     assert json.loads(call.function.arguments) == {"city": "weather Paris"}
-    second = c.chat.completions.create(model=model, tools=TOOLS, messages=[
-        {"role": "user", "content": "weather Paris"},
-        first.choices[0].message.model_dump(exclude_none=True),
-        {"role": "tool", "tool_call_id": call.id, "content": "sunny"}])
+    second = c.chat.completions.create(
+        model=model,
+        tools=TOOLS,
+        messages=[
+            {"role": "user", "content": "weather Paris"},
+            first.choices[0].message.model_dump(exclude_none=True),
+            {"role": "tool", "tool_call_id": call.id, "content": "sunny"},
+        ],
+    )
     assert second.choices[0].message.content and second.choices[0].finish_reason == "stop"
-    chunks = list(c.chat.completions.create(model=model, tools=TOOLS, stream=True,
-                                            messages=[{"role": "user", "content": "weather Paris"}]))
-    args = "".join(ch.choices[0].delta.tool_calls[0].function.arguments or ""
-                   for ch in chunks if ch.choices and ch.choices[0].delta.tool_calls)
+    chunks = list(
+        c.chat.completions.create(
+            model=model,
+            tools=TOOLS,
+            stream=True,
+            messages=[{"role": "user", "content": "weather Paris"}],
+        )
+    )
+    args = "".join(
+        ch.choices[0].delta.tool_calls[0].function.arguments or ""
+        for ch in chunks
+        if ch.choices and ch.choices[0].delta.tool_calls
+    )
     assert json.loads(args) == {"city": "weather Paris"}
-    assert [ch.choices[0].finish_reason for ch in chunks if ch.choices and ch.choices[0].finish_reason] == ["tool_calls"]
+    assert [
+        ch.choices[0].finish_reason for ch in chunks if ch.choices and ch.choices[0].finish_reason
+    ] == ["tool_calls"]
 
     # Streaming text with usage requested: deltas, finish reason, usage chunk.
-    chunks = list(c.chat.completions.create(model=model, stream=True, stream_options={"include_usage": True},
-                                            messages=[{"role": "user", "content": "stream it"}]))
+    chunks = list(
+        c.chat.completions.create(
+            model=model,
+            stream=True,
+            stream_options={"include_usage": True},
+            messages=[{"role": "user", "content": "stream it"}],
+        )
+    )
     text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
     assert len(text.split()) == 12 and chunks[-1].usage.completion_tokens == 12
     streamed = [r for r in gw.ledger(provider=provider) if r.stream and r.endpoint == "chat"]

@@ -15,8 +15,12 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--batch-size", type=int, default=500)
-        parser.add_argument("--claim-idle-ms", type=int, default=30_000,
-                            help="reclaim entries another consumer left pending this long")
+        parser.add_argument(
+            "--claim-idle-ms",
+            type=int,
+            default=30_000,
+            help="reclaim entries another consumer left pending this long",
+        )
         parser.add_argument("--consumer", default=None)
         parser.add_argument("--once", action="store_true", help="drain what is there and exit")
 
