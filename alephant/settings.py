@@ -186,6 +186,8 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_FILTER_BACKENDS": [],
+    # One error body shape everywhere: {"error": {"type", "message", "fields"?}}.
+    "EXCEPTION_HANDLER": "workspaces.api_base.api_exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Alephant API",
