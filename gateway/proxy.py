@@ -24,7 +24,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from billing.pricing import format_usd, resolve_price, usd_to_nanos
-from gateway import vault
+from gateway import cache, vault
 from gateway.enforcement import Admission, AdmitRequest, Enforcer
 from gateway.hotpath.http import BodyTooLarge, GatewayError, header_list, read_body, send_bytes
 from gateway.hotpath.routing import (
@@ -120,6 +120,8 @@ class Call:
     events: list[dict[str, Any]] = field(default_factory=list)
     cost: Decimal = Decimal(0)
     tokens: int = 0
+    cache_ttl: int = 0  # > 0: answers are cached (gateway/cache.py) this long
+    cache_fingerprint: str = ""
 
 
 class _StreamState:
@@ -156,7 +158,9 @@ class Gateway:
             limit=self.config.pool_size, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=60
         )
         self.session = aiohttp.ClientSession(
-            connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",),
+            connector=connector,
+            auto_decompress=False,
+            skip_auto_headers=("User-Agent",),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.config.connect_timeout_s),
         )
         # Blocking pool: a burst waits for a connection instead of failing ("too many
@@ -166,8 +170,12 @@ class Gateway:
         from redis.backoff import NoBackoff
 
         pool = aioredis.BlockingConnectionPool.from_url(
-            self.config.redis_url, max_connections=256, timeout=5, socket_connect_timeout=1,
-            socket_timeout=5, retry=Retry(NoBackoff(), 1),
+            self.config.redis_url,
+            max_connections=256,
+            timeout=5,
+            socket_connect_timeout=1,
+            socket_timeout=5,
+            retry=Retry(NoBackoff(), 1),
         )
         self.redis = aioredis.Redis(connection_pool=pool)
         self.snapshots = SnapshotCache(self.redis, self.loader)
@@ -229,8 +237,9 @@ class Gateway:
             elif method == b"GET" and path == "/v1/models":
                 await self.models(call, scope, send)
             else:
-                raise GatewayError(404, f"Unknown route {scope['method']} {scope['path']}",
-                                   code="unknown_url")
+                raise GatewayError(
+                    404, f"Unknown route {scope['method']} {scope['path']}", code="unknown_url"
+                )
         except GatewayError as exc:
             headers = {"alephant-request-id": call.request_id, **exc.headers}
             await send_bytes(send, exc.status, exc.body(call.style), header_list(headers))
@@ -239,8 +248,12 @@ class Gateway:
         except Exception:  # never a stack trace (or a secret) to the client
             logger.exception("gateway: unhandled error in %s", call.request_id)
             err = GatewayError(500, "Internal gateway error.", error_type="api_error")
-            await send_bytes(send, 500, err.body(call.style),
-                             header_list({"alephant-request-id": call.request_id}))
+            await send_bytes(
+                send,
+                500,
+                err.body(call.style),
+                header_list({"alephant-request-id": call.request_id}),
+            )
 
     # --- funnel steps -----------------------------------------------------------------------
 
@@ -249,8 +262,11 @@ class Gateway:
         raw = auth[7:] if auth[:7].lower() == b"bearer " else headers.get(b"x-api-key", b"")
         token = raw.decode("latin-1").strip()
         if not token:
-            raise GatewayError(401, "Missing API key: send `Authorization: Bearer alph_...` or "
-                                    "`x-api-key`.", code="missing_api_key")
+            raise GatewayError(
+                401,
+                "Missing API key: send `Authorization: Bearer alph_...` or `x-api-key`.",
+                code="missing_api_key",
+            )
         if not looks_like_key(token):
             raise GatewayError(401, "Invalid API key.", code="invalid_api_key")
         key = await self.snapshots.get("gk", hash_key(token, self.config.key_hash_secret))
@@ -276,9 +292,12 @@ class Gateway:
                 secret = vault.open_secret(workspace_id, enc)
             except vault.VaultError:
                 raise GatewayError(
-                    502, f"The provider key `{cred.get('name')}` could not be decrypted; ask a "
-                         "workspace admin to check the master key.",
-                    error_type="upstream_error", code="credential_unavailable") from None
+                    502,
+                    f"The provider key `{cred.get('name')}` could not be decrypted; ask a "
+                    "workspace admin to check the master key.",
+                    error_type="upstream_error",
+                    code="credential_unavailable",
+                ) from None
             if len(self._secrets) > 10_000:
                 self._secrets.clear()
             self._secrets[cache_key] = secret
@@ -298,14 +317,27 @@ class Gateway:
         timeout = self._timeouts.get(key)
         if timeout is None:
             connect = self.config.connect_timeout_s
-            timeout = (aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=seconds)
-                       if stream else aiohttp.ClientTimeout(total=seconds, sock_connect=connect))
+            timeout = (
+                aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=seconds)
+                if stream
+                else aiohttp.ClientTimeout(total=seconds, sock_connect=connect)
+            )
             self._timeouts[key] = timeout
         return timeout
 
     def _event(
-        self, call: Call, attempt_id: str, route: Route, usage: Usage, cost: Decimal, *,
-        status: int, error_type: str = "", estimated: bool = False,
+        self,
+        call: Call,
+        attempt_id: str,
+        route: Route,
+        usage: Usage,
+        cost: Decimal,
+        *,
+        status: int,
+        error_type: str = "",
+        estimated: bool = False,
+        cache_hit: bool = False,
+        saved: Decimal | None = None,
     ) -> dict[str, Any]:
         who = call.who
         assert who is not None
@@ -328,8 +360,8 @@ class Gateway:
             "cached_tokens": usage.cached_tokens,
             "reasoning_tokens": usage.reasoning_tokens,
             "cost_usd": str(cost),
-            "saved_usd": "0",
-            "cache_hit": False,
+            "saved_usd": str(saved) if saved is not None else "0",
+            "cache_hit": cache_hit,
             "status_code": status,
             "error_type": error_type,
             "estimated": estimated,
@@ -341,12 +373,15 @@ class Gateway:
 
     async def _account(self, call: Call, admission: Admission, *, success: bool) -> None:
         """Settle (or release) the reservation and append the attempts' usage events."""
-        finish = (self.enforcer.settle(admission, cost_nanos=usd_to_nanos(call.cost),
-                                       tokens=call.tokens)
-                  if success or call.cost > 0 else self.enforcer.release(admission))
+        finish = (
+            self.enforcer.settle(admission, cost_nanos=usd_to_nanos(call.cost), tokens=call.tokens)
+            if success or call.cost > 0
+            else self.enforcer.release(admission)
+        )
         if call.events:
-            results = await asyncio.gather(finish, self.usage.emit_many(call.events),
-                                           return_exceptions=True)
+            results = await asyncio.gather(
+                finish, self.usage.emit_many(call.events), return_exceptions=True
+            )
             for result in results:
                 if isinstance(result, BaseException):
                     logger.error("gateway: accounting for %s failed: %r", call.request_id, result)
@@ -360,8 +395,12 @@ class Gateway:
             fallback_ref = fallback.decode("latin-1").strip()
             alt = resolve_route(call.workspace, fallback_ref)
             if not model_allowed(call.key, fallback_ref, alt):
-                raise GatewayError(403, f"This key may not use the fallback model `{fallback_ref}`.",
-                                   error_type="permission_denied", code="model_not_allowed")
+                raise GatewayError(
+                    403,
+                    f"This key may not use the fallback model `{fallback_ref}`.",
+                    error_type="permission_denied",
+                    code="model_not_allowed",
+                )
             plan.append(alt)
         return plan
 
@@ -371,48 +410,86 @@ class Gateway:
         try:
             raw = await read_body(receive, self.config.max_body_bytes)
         except BodyTooLarge:
-            raise GatewayError(400, f"Request body is larger than {self.config.max_body_bytes} "
-                                    "bytes (ALEPHANT_MAX_BODY_BYTES).",
-                               code="request_too_large") from None
+            raise GatewayError(
+                400,
+                f"Request body is larger than {self.config.max_body_bytes} "
+                "bytes (ALEPHANT_MAX_BODY_BYTES).",
+                code="request_too_large",
+            ) from None
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            raise GatewayError(400, "Request body is not valid JSON.", code="invalid_json") from None
+            raise GatewayError(
+                400, "Request body is not valid JSON.", code="invalid_json"
+            ) from None
         if not isinstance(body, dict):
             raise GatewayError(400, "Request body must be a JSON object.", code="invalid_json")
         ref = body.get("model")
         if not isinstance(ref, str) or not ref:
-            raise GatewayError(400, "Missing required parameter: `model`.", param="model",
-                               code="missing_required_parameter")
+            raise GatewayError(
+                400,
+                "Missing required parameter: `model`.",
+                param="model",
+                code="missing_required_parameter",
+            )
         for name in REQUIRED[call.endpoint]:
             if body.get(name) in (None, "", []):
-                raise GatewayError(400, f"Missing required parameter: `{name}`.", param=name,
-                                   code="missing_required_parameter")
+                raise GatewayError(
+                    400,
+                    f"Missing required parameter: `{name}`.",
+                    param=name,
+                    code="missing_required_parameter",
+                )
         call.workspace = await self._workspace(call.key)
         route = resolve_route(call.workspace, ref)
         if not model_allowed(call.key, ref, route):
-            raise GatewayError(403, f"This key may not use the model `{ref}`.",
-                               error_type="permission_denied", code="model_not_allowed")
+            raise GatewayError(
+                403,
+                f"This key may not use the model `{ref}`.",
+                error_type="permission_denied",
+                code="model_not_allowed",
+            )
         adapter = adapter_for(route.provider)
         if call.endpoint not in adapter.native and call.endpoint not in getattr(
             adapter, "translated", ()
         ):
-            raise GatewayError(400, f"The model `{ref}` ({route.provider}) cannot serve "
-                                    f"/v1/{call.endpoint.replace('chat', 'chat/completions')}.",
-                               code="unsupported_endpoint")
+            raise GatewayError(
+                400,
+                f"The model `{ref}` ({route.provider}) cannot serve "
+                f"/v1/{call.endpoint.replace('chat', 'chat/completions')}.",
+                code="unsupported_endpoint",
+            )
         call.who = attribution(call.key, headers)
         call.fingerprint = fingerprint(ref, body)
         call.stream = bool(body.get("stream")) and call.endpoint != "embeddings"
         call.estimated_input = max(1, len(raw) // 4)
         plan = self._plan(call, headers, ref, route)
+        if not call.stream:
+            call.cache_ttl = cache.ttl_for(
+                call.workspace, call.key, call.who.agent_id, headers.get(cache.HEADER)
+            )
+            if call.cache_ttl:
+                call.cache_fingerprint = cache.request_fingerprint(call.endpoint, body)
+                entry = await cache.lookup(
+                    self.redis, call.key["workspace_id"], call.cache_fingerprint
+                )
+                if entry is not None:
+                    await self._serve_cached(call, route, entry, send)
+                    return
 
         if call.endpoint == "embeddings":
             max_out = 0
         else:
-            max_out = int(body.get("max_completion_tokens") or body.get("max_tokens")
-                          or body.get("max_output_tokens") or self.config.default_max_output_tokens)
-        worst = max(r.pricing.worst_case(input_tokens=call.estimated_input, max_output_tokens=max_out)
-                    for r in {id(r): r for r in plan}.values())
+            max_out = int(
+                body.get("max_completion_tokens")
+                or body.get("max_tokens")
+                or body.get("max_output_tokens")
+                or self.config.default_max_output_tokens
+            )
+        worst = max(
+            r.pricing.worst_case(input_tokens=call.estimated_input, max_output_tokens=max_out)
+            for r in {id(r): r for r in plan}.values()
+        )
         who = call.who
         admission = await self.enforcer.admit(
             AdmitRequest(
@@ -434,14 +511,26 @@ class Gateway:
             call.key,
         )
         if not admission.allowed:
-            call.events.append(self._event(call, call.request_id, route, Usage(), Decimal(0),
-                                           status=admission.status,
-                                           error_type=admission.error_type or "refused"))
+            call.events.append(
+                self._event(
+                    call,
+                    call.request_id,
+                    route,
+                    Usage(),
+                    Decimal(0),
+                    status=admission.status,
+                    error_type=admission.error_type or "refused",
+                )
+            )
             await self._account(call, admission, success=False)
-            raise GatewayError(admission.status, admission.message or "Request refused.",
-                               error_type=admission.error_type, code=admission.error_type,
-                               headers=admission.headers,
-                               details=getattr(admission, "details", None))
+            raise GatewayError(
+                admission.status,
+                admission.message or "Request refused.",
+                error_type=admission.error_type,
+                code=admission.error_type,
+                headers=admission.headers,
+                details=getattr(admission, "details", None),
+            )
         try:
             if call.stream:
                 await self.forward_stream(call, body, raw, plan, admission, receive, send)
@@ -453,14 +542,29 @@ class Gateway:
             raise
 
     async def _attempt_failed(
-        self, call: Call, plan: list[Route], index: int, route: Route, err: ProviderError,
-        attempt_id: str, cred: Credential | None,
+        self,
+        call: Call,
+        plan: list[Route],
+        index: int,
+        route: Route,
+        err: ProviderError,
+        attempt_id: str,
+        cred: Credential | None,
     ) -> bool:
         """Record a failed attempt; True if the funnel should try the next one."""
         if cred is not None and cred.secret and cred.secret in err.message:
             err.message = err.message.replace(cred.secret, "***")
-        call.events.append(self._event(call, attempt_id, route, Usage(), Decimal(0),
-                                       status=err.status, error_type=err.error_type))
+        call.events.append(
+            self._event(
+                call,
+                attempt_id,
+                route,
+                Usage(),
+                Decimal(0),
+                status=err.status,
+                error_type=err.error_type,
+            )
+        )
         if not err.retryable or index + 1 >= len(plan):
             return False
         delay = 0.05 * (2**index)
@@ -470,7 +574,12 @@ class Gateway:
         return True
 
     async def forward(
-        self, call: Call, body: dict, raw: bytes, plan: list[Route], admission: Admission,
+        self,
+        call: Call,
+        body: dict,
+        raw: bytes,
+        plan: list[Route],
+        admission: Admission,
         send: Any,
     ) -> None:
         assert self.session is not None
@@ -485,18 +594,28 @@ class Gateway:
                 raise GatewayError(400, str(exc), code="unsupported_endpoint") from None
             try:
                 async with self.session.post(
-                    upstream.url, data=upstream.body, headers=upstream.headers,
+                    upstream.url,
+                    data=upstream.body,
+                    headers=upstream.headers,
                     timeout=self._timeout(cred.timeout_s, False),
                 ) as resp:
                     data = await resp.read()
                     status = resp.status
                     retry_after = resp.headers.get("retry-after")
             except TimeoutError:
-                last = ProviderError(504, f"The provider did not answer within {cred.timeout_s:g} s.",
-                                     retryable=True, error_type="upstream_timeout")
+                last = ProviderError(
+                    504,
+                    f"The provider did not answer within {cred.timeout_s:g} s.",
+                    retryable=True,
+                    error_type="upstream_timeout",
+                )
             except aiohttp.ClientError:
-                last = ProviderError(502, f"Could not reach the provider for `{cred.name}`.",
-                                     retryable=True, error_type="upstream_unreachable")
+                last = ProviderError(
+                    502,
+                    f"Could not reach the provider for `{cred.name}`.",
+                    retryable=True,
+                    error_type="upstream_unreachable",
+                )
             else:
                 if status >= 400:
                     last = error_from_status(status, provider_message(data), retry_after)
@@ -505,37 +624,102 @@ class Gateway:
                         parsed = orjson.loads(data)
                         reply = adapter.reply(call.endpoint, data, parsed, route.model)
                     except (orjson.JSONDecodeError, AttributeError, TypeError, KeyError):
-                        last = ProviderError(502, "The provider returned a malformed response.",
-                                             retryable=True, error_type="upstream_malformed")
+                        last = ProviderError(
+                            502,
+                            "The provider returned a malformed response.",
+                            retryable=True,
+                            error_type="upstream_malformed",
+                        )
                     else:
                         usage = reply.usage
                         estimated = not usage.reported
                         if estimated:
                             usage.input_tokens = call.estimated_input
                         cost = route.pricing.cost(
-                            input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+                            input_tokens=usage.input_tokens,
+                            output_tokens=usage.output_tokens,
                             cached_tokens=usage.cached_tokens,
-                            cache_write_tokens=usage.cache_write_tokens)
+                            cache_write_tokens=usage.cache_write_tokens,
+                        )
                         call.cost += cost
                         call.tokens += usage.total
-                        call.events.append(self._event(call, attempt_id, route, usage, cost,
-                                                       status=200, estimated=estimated))
+                        call.events.append(
+                            self._event(
+                                call,
+                                attempt_id,
+                                route,
+                                usage,
+                                cost,
+                                status=200,
+                                estimated=estimated,
+                            )
+                        )
                         await self._account(call, admission, success=True)
-                        headers = header_list({
-                            "alephant-request-id": call.request_id,
-                            "alephant-cost-usd": format_usd(call.cost),
-                            "alephant-provider": route.provider,
-                            "alephant-model": route.model,
-                        })
+                        headers = header_list(
+                            {
+                                "alephant-request-id": call.request_id,
+                                "alephant-cost-usd": format_usd(call.cost),
+                                "alephant-provider": route.provider,
+                                "alephant-model": route.model,
+                            }
+                        )
+                        if call.cache_ttl:
+                            headers.append((b"alephant-cache", b"miss"))
                         await send_bytes(send, 200, reply.body, headers)
+                        if call.cache_ttl:
+                            await cache.store(
+                                self.redis,
+                                call.key["workspace_id"],
+                                call.cache_fingerprint,
+                                reply.body,
+                                ttl_s=call.cache_ttl,
+                                cost_usd=cost,
+                                provider=route.provider,
+                                model=route.model,
+                                input_tokens=usage.input_tokens,
+                                output_tokens=usage.output_tokens,
+                            )
                         return
             if not await self._attempt_failed(call, plan, index, route, last, attempt_id, cred):
                 break
         await self._account(call, admission, success=False)
         assert last is not None
         extra = {"retry-after": last.retry_after} if last.retry_after else {}
-        raise GatewayError(last.status, last.message, error_type=last.error_type,
-                           code=last.error_type, headers=extra)
+        raise GatewayError(
+            last.status,
+            last.message,
+            error_type=last.error_type,
+            code=last.error_type,
+            headers=extra,
+        )
+
+    async def _serve_cached(self, call: Call, route: Route, entry: Any, send: Any) -> None:
+        """A cache hit: free, recorded with what the original call cost as `saved_usd`."""
+        usage = Usage(
+            input_tokens=entry.input_tokens, output_tokens=entry.output_tokens, reported=True
+        )
+        call.events.append(
+            self._event(
+                call,
+                call.request_id,
+                route,
+                usage,
+                Decimal(0),
+                status=200,
+                cache_hit=True,
+                saved=entry.cost_usd,
+            )
+        )
+        await self.usage.emit_many(call.events)
+        headers = header_list(
+            {
+                "alephant-request-id": call.request_id,
+                "alephant-cost-usd": format_usd(Decimal(0)),
+                "alephant-cache": "hit",
+                "alephant-saved-usd": format_usd(entry.cost_usd),
+            }
+        )
+        await send_bytes(send, 200, entry.body, headers)
 
     async def _watch_disconnect(self, receive: Any, state: _StreamState, resp: Any) -> None:
         while True:
@@ -547,8 +731,14 @@ class Gateway:
                 return
 
     async def forward_stream(
-        self, call: Call, body: dict, raw: bytes, plan: list[Route], admission: Admission,
-        receive: Any, send: Any,
+        self,
+        call: Call,
+        body: dict,
+        raw: bytes,
+        plan: list[Route],
+        admission: Admission,
+        receive: Any,
+        send: Any,
     ) -> None:
         assert self.session is not None
         client_wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
@@ -563,15 +753,25 @@ class Gateway:
                 raise GatewayError(400, str(exc), code="unsupported_endpoint") from None
             try:
                 resp = await self.session.post(
-                    upstream.url, data=upstream.body, headers=upstream.headers,
+                    upstream.url,
+                    data=upstream.body,
+                    headers=upstream.headers,
                     timeout=self._timeout(cred.timeout_s, True),
                 )
             except TimeoutError:
-                last = ProviderError(504, f"The provider did not answer within {cred.timeout_s:g} s.",
-                                     retryable=True, error_type="upstream_timeout")
+                last = ProviderError(
+                    504,
+                    f"The provider did not answer within {cred.timeout_s:g} s.",
+                    retryable=True,
+                    error_type="upstream_timeout",
+                )
             except aiohttp.ClientError:
-                last = ProviderError(502, f"Could not reach the provider for `{cred.name}`.",
-                                     retryable=True, error_type="upstream_unreachable")
+                last = ProviderError(
+                    502,
+                    f"Could not reach the provider for `{cred.name}`.",
+                    retryable=True,
+                    error_type="upstream_unreachable",
+                )
             else:
                 if resp.status >= 400:
                     try:
@@ -579,33 +779,61 @@ class Gateway:
                     except (aiohttp.ClientError, TimeoutError):
                         data = b""
                     resp.release()
-                    last = error_from_status(resp.status, provider_message(data),
-                                             resp.headers.get("retry-after"))
+                    last = error_from_status(
+                        resp.status, provider_message(data), resp.headers.get("retry-after")
+                    )
                 else:
-                    await self._relay(call, route, adapter, resp, attempt_id, admission,
-                                      client_wants_usage, receive, send)
+                    await self._relay(
+                        call,
+                        route,
+                        adapter,
+                        resp,
+                        attempt_id,
+                        admission,
+                        client_wants_usage,
+                        receive,
+                        send,
+                    )
                     return
             if not await self._attempt_failed(call, plan, index, route, last, attempt_id, cred):
                 break
         await self._account(call, admission, success=False)
         assert last is not None
         extra = {"retry-after": last.retry_after} if last.retry_after else {}
-        raise GatewayError(last.status, last.message, error_type=last.error_type,
-                           code=last.error_type, headers=extra)
+        raise GatewayError(
+            last.status,
+            last.message,
+            error_type=last.error_type,
+            code=last.error_type,
+            headers=extra,
+        )
 
     async def _relay(
-        self, call: Call, route: Route, adapter: Any, resp: aiohttp.ClientResponse,
-        attempt_id: str, admission: Admission, client_wants_usage: bool, receive: Any, send: Any,
+        self,
+        call: Call,
+        route: Route,
+        adapter: Any,
+        resp: aiohttp.ClientResponse,
+        attempt_id: str,
+        admission: Admission,
+        client_wants_usage: bool,
+        receive: Any,
+        send: Any,
     ) -> None:
         streamer = adapter.streamer(call.endpoint, client_wants_usage, route.model)
         state = _StreamState()
-        await send({
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [*SSE_HEADERS, (b"alephant-request-id", call.request_id.encode()),
-                        (b"alephant-provider", route.provider.encode()),
-                        (b"alephant-model", route.model.encode("utf-8", "replace"))],
-        })
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    *SSE_HEADERS,
+                    (b"alephant-request-id", call.request_id.encode()),
+                    (b"alephant-provider", route.provider.encode()),
+                    (b"alephant-model", route.model.encode("utf-8", "replace")),
+                ],
+            }
+        )
         watcher = asyncio.create_task(self._watch_disconnect(receive, state, resp))
         held: list[bytes] = []  # the end of the stream waits until the usage event is queued
         upstream_error = ""
@@ -636,8 +864,11 @@ class Gateway:
             usage.input_tokens = usage.input_tokens or call.estimated_input
             usage.output_tokens = max(usage.output_tokens, streamer.estimated_output_tokens())
         cost = route.pricing.cost(
-            input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
-            cached_tokens=usage.cached_tokens, cache_write_tokens=usage.cache_write_tokens)
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cached_tokens=usage.cached_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
+        )
         call.cost += cost
         call.tokens += usage.total
         if state.disconnected:
@@ -646,13 +877,28 @@ class Gateway:
             status, error_type = 200, ""
         else:
             status, error_type = 502, upstream_error or "upstream_truncated"
-        call.events.append(self._event(call, attempt_id, route, usage, cost, status=status,
-                                       error_type=error_type, estimated=not complete))
+        call.events.append(
+            self._event(
+                call,
+                attempt_id,
+                route,
+                usage,
+                cost,
+                status=status,
+                error_type=error_type,
+                estimated=not complete,
+            )
+        )
         await self._account(call, admission, success=True)
         if not state.disconnected:
             trailer = b": alephant-cost-usd=" + format_usd(call.cost).encode() + b"\n\n"
-            await send({"type": "http.response.body", "body": b"".join(held) + tail + trailer,
-                        "more_body": False})
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": b"".join(held) + tail + trailer,
+                    "more_body": False,
+                }
+            )
 
     # --- GET /v1/models ---------------------------------------------------------------------
 
@@ -666,9 +912,15 @@ class Gateway:
         if patterns:
             import fnmatch
 
-            data = [m for m in data if any(
-                fnmatch.fnmatchcase(name, p) for p in patterns
-                for name in (m["id"], m["alephant"]["provider"] + "/" + m["id"]))]
+            data = [
+                m
+                for m in data
+                if any(
+                    fnmatch.fnmatchcase(name, p)
+                    for p in patterns
+                    for name in (m["id"], m["alephant"]["provider"] + "/" + m["id"])
+                )
+            ]
         body = orjson.dumps({"object": "list", "data": data})
         await send_bytes(send, 200, body, header_list({"alephant-request-id": call.request_id}))
 
@@ -693,8 +945,15 @@ def _model_list(workspace: dict[str, Any]) -> list[dict[str, Any]]:
         except LookupError:
             return
         seen.add((provider, model))
-        out.append({"id": model, "object": "model", "created": 0, "owned_by": provider,
-                    "alephant": {"provider": provider, "pricing": pricing.public()}})
+        out.append(
+            {
+                "id": model,
+                "object": "model",
+                "created": 0,
+                "owned_by": provider,
+                "alephant": {"provider": provider, "pricing": pricing.public()},
+            }
+        )
 
     for row in overrides:
         if row.get("provider") in providers:

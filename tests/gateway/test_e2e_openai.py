@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 import httpx
 import openai
 import pytest
@@ -19,19 +17,27 @@ def client(gw, **kw) -> openai.OpenAI:
 
 def test_chat_non_stream_costs_catalog_price_and_is_recorded(gw):
     raw = client(gw).chat.completions.with_raw_response.create(
-        model="gpt-4o-mini", messages=[{"role": "user", "content": "hello there"}],
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "hello there"}],
         extra_headers={"Alephant-Session-Id": "s-1", "Alephant-Property-Team": "core"},
     )
     completion = raw.parse()
     assert completion.choices[0].message.content
     usage = completion.usage
-    expected = cost_usd("openai", "gpt-4o-mini", input_tokens=usage.prompt_tokens,
-                        output_tokens=usage.completion_tokens)
+    expected = cost_usd(
+        "openai",
+        "gpt-4o-mini",
+        input_tokens=usage.prompt_tokens,
+        output_tokens=usage.completion_tokens,
+    )
     assert raw.headers["alephant-cost-usd"] == format_usd(expected)
     request_id = raw.headers["alephant-request-id"]
     [record] = gw.ledger(request_id=request_id)
     assert record.cost_usd == expected
-    assert (record.input_tokens, record.output_tokens) == (usage.prompt_tokens, usage.completion_tokens)
+    assert (record.input_tokens, record.output_tokens) == (
+        usage.prompt_tokens,
+        usage.completion_tokens,
+    )
     assert record.member_id == gw.cast.member.pk
     assert record.department_id == gw.cast.member.department_id
     assert record.gateway_key_id == gw.key_obj.pk
@@ -44,20 +50,37 @@ def test_chat_non_stream_costs_catalog_price_and_is_recorded(gw):
 
 def test_chat_stream_strips_usage_unless_asked_and_ends_with_cost(gw):
     c = client(gw)
-    chunks = list(c.chat.completions.create(
-        model="gpt-4o-mini", messages=[{"role": "user", "content": "stream please"}], stream=True))
+    chunks = list(
+        c.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": "stream please"}],
+            stream=True,
+        )
+    )
     text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
     assert text and all(ch.choices for ch in chunks)  # no usage-only chunk leaked
     assert gw.stack.sim_stats()["last_body"]["stream_options"] == {"include_usage": True}
 
-    with_usage = list(c.chat.completions.create(
-        model="gpt-4o-mini", messages=[{"role": "user", "content": "stream please"}], stream=True,
-        stream_options={"include_usage": True}))
+    with_usage = list(
+        c.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": "stream please"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     assert with_usage[-1].usage.completion_tokens == 12
 
-    with httpx.stream("POST", gw.base + "/chat/completions", headers={"authorization": f"Bearer {gw.key}"},
-                      json={"model": "gpt-4o-mini", "stream": True,
-                            "messages": [{"role": "user", "content": "stream please"}]}) as resp:
+    with httpx.stream(
+        "POST",
+        gw.base + "/chat/completions",
+        headers={"authorization": f"Bearer {gw.key}"},
+        json={
+            "model": "gpt-4o-mini",
+            "stream": True,
+            "messages": [{"role": "user", "content": "stream please"}],
+        },
+    ) as resp:
         body = resp.read().decode()
         request_id = resp.headers["alephant-request-id"]
     assert "data: [DONE]" in body
@@ -69,29 +92,55 @@ def test_chat_stream_strips_usage_unless_asked_and_ends_with_cost(gw):
 
 
 def test_tools_and_json_mode(gw):
-    tools = [{"type": "function", "function": {
-        "name": "get_weather", "description": "weather",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
-                       "required": ["city"]}}}]
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "description": "weather",
+                "parameters": {
+                    "type": "object",
+                    "properties": {"city": {"type": "string"}},
+                    "required": ["city"],
+                },
+            },
+        }
+    ]
     c = client(gw)
-    first = c.chat.completions.create(model="gpt-4o-mini", tools=tools,
-                                      messages=[{"role": "user", "content": "weather in Paris"}])
+    first = c.chat.completions.create(
+        model="gpt-4o-mini", tools=tools, messages=[{"role": "user", "content": "weather in Paris"}]
+    )
     call = first.choices[0].message.tool_calls[0]
     assert first.choices[0].finish_reason == "tool_calls" and call.function.name == "get_weather"
-    second = c.chat.completions.create(model="gpt-4o-mini", tools=tools, messages=[
-        {"role": "user", "content": "weather in Paris"},
-        first.choices[0].message.model_dump(exclude_none=True),
-        {"role": "tool", "tool_call_id": call.id, "content": "sunny"},
-    ])
+    second = c.chat.completions.create(
+        model="gpt-4o-mini",
+        tools=tools,
+        messages=[
+            {"role": "user", "content": "weather in Paris"},
+            first.choices[0].message.model_dump(exclude_none=True),
+            {"role": "tool", "tool_call_id": call.id, "content": "sunny"},
+        ],
+    )
     assert second.choices[0].message.content
-    streamed = list(c.chat.completions.create(
-        model="gpt-4o-mini", tools=tools, stream=True,
-        messages=[{"role": "user", "content": "weather in Paris"}]))
-    args = "".join(ch.choices[0].delta.tool_calls[0].function.arguments or ""
-                   for ch in streamed if ch.choices and ch.choices[0].delta.tool_calls)
+    streamed = list(
+        c.chat.completions.create(
+            model="gpt-4o-mini",
+            tools=tools,
+            stream=True,
+            messages=[{"role": "user", "content": "weather in Paris"}],
+        )
+    )
+    args = "".join(
+        ch.choices[0].delta.tool_calls[0].function.arguments or ""
+        for ch in streamed
+        if ch.choices and ch.choices[0].delta.tool_calls
+    )
     assert args == call.function.arguments
-    json_reply = c.chat.completions.create(model="gpt-4o-mini", response_format={"type": "json_object"},
-                                           messages=[{"role": "user", "content": "json"}])
+    json_reply = c.chat.completions.create(
+        model="gpt-4o-mini",
+        response_format={"type": "json_object"},
+        messages=[{"role": "user", "content": "json"}],
+    )
     import json
 
     assert "reply" in json.loads(json_reply.choices[0].message.content)
@@ -111,8 +160,9 @@ def test_embeddings_completions_responses(gw):
     records = gw.ledger()
     assert {r.endpoint for r in records} == {"embeddings", "completions", "responses"}
     emb_record = next(r for r in records if r.endpoint == "embeddings")
-    assert emb_record.cost_usd == cost_usd("openai", "text-embedding-3-small", input_tokens=4,
-                                           output_tokens=0)
+    assert emb_record.cost_usd == cost_usd(
+        "openai", "text-embedding-3-small", input_tokens=4, output_tokens=0
+    )
     assert all(r.cost_usd > 0 and not r.estimated for r in records)
 
 
@@ -121,43 +171,56 @@ def test_errors_are_sdk_exceptions_and_refused_calls_never_reach_provider(gw):
     with pytest.raises(openai.AuthenticationError):
         openai.OpenAI(base_url=gw.base, api_key="alph_nope", max_retries=0).models.list()
     with pytest.raises(openai.AuthenticationError):
-        openai.OpenAI(base_url=gw.base, api_key="alph_AAAAAAAA_" + "B" * 40,
-                      max_retries=0).chat.completions.create(model="gpt-4o-mini", messages=[])
+        openai.OpenAI(
+            base_url=gw.base, api_key="alph_AAAAAAAA_" + "B" * 40, max_retries=0
+        ).chat.completions.create(model="gpt-4o-mini", messages=[])
     with pytest.raises(openai.NotFoundError) as missing:
-        c.chat.completions.create(model="no-such-model-xyz", messages=[{"role": "user", "content": "x"}])
+        c.chat.completions.create(
+            model="no-such-model-xyz", messages=[{"role": "user", "content": "x"}]
+        )
     assert missing.value.body["code"] == "model_not_found"
     with pytest.raises(openai.BadRequestError):
         c.chat.completions.create(model="gpt-4o-mini", messages=[])
-    bad = httpx.post(gw.base + "/chat/completions", content=b"{nope",
-                     headers={"authorization": f"Bearer {gw.key}"})
+    bad = httpx.post(
+        gw.base + "/chat/completions",
+        content=b"{nope",
+        headers={"authorization": f"Bearer {gw.key}"},
+    )
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_json"
     assert gw.stack.sim_stats()["total"] == 0
 
-    restricted_obj, restricted = __import__("tests.gateway.conftest", fromlist=["issue_key"]).issue_key(
-        gw.cast, name="restricted", allowed_models=["claude-*"])
+    _restricted_obj, restricted = __import__(
+        "tests.gateway.conftest", fromlist=["issue_key"]
+    ).issue_key(gw.cast, name="restricted", allowed_models=["claude-*"])
     with pytest.raises(openai.PermissionDeniedError):
         openai.OpenAI(base_url=gw.base, api_key=restricted, max_retries=0).chat.completions.create(
-            model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}]
+        )
     assert gw.stack.sim_stats()["total"] == 0
 
     # Upstream failures: retried once, then 502 / 429 with Retry-After; the provider's message.
     with pytest.raises(openai.InternalServerError) as upstream:
-        c.chat.completions.create(model="gpt-4o-mini",
-                                  messages=[{"role": "user", "content": "x [[sim:fail=500]]"}])
+        c.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "x [[sim:fail=500]]"}]
+        )
     assert upstream.value.status_code == 502
     assert "simulated upstream error 500" in upstream.value.message
     assert gw.stack.sim_stats()["total"] == 2
     with pytest.raises(openai.RateLimitError) as limited:
-        c.chat.completions.create(model="gpt-4o-mini",
-                                  messages=[{"role": "user", "content": "x [[sim:fail=429]]"}])
+        c.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "x [[sim:fail=429]]"}]
+        )
     assert limited.value.response.headers["retry-after"]
     # A transient failure is retried and the call succeeds; both attempts are in the ledger.
     ok = c.chat.completions.with_raw_response.create(
-        model="gpt-4o-mini", messages=[{"role": "user", "content": "y [[sim:fail=503,times=1]]"}])
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "y [[sim:fail=503,times=1]]"}]
+    )
     request_id = ok.headers["alephant-request-id"]
     attempts = gw.ledger(request_id__startswith=request_id)
     assert sorted((r.request_id, r.status_code) for r in attempts) == [
-        (request_id, 502), (request_id + "-1", 200)]
+        (request_id, 502),
+        (request_id + "-1", 200),
+    ]
 
 
 def test_timeout_is_504_and_malformed_is_502(gw):
@@ -165,22 +228,33 @@ def test_timeout_is_504_and_malformed_is_502(gw):
     from workspaces.tenancy import workspace_scope
 
     with workspace_scope(gw.cast.workspace.pk):
-        provider_key_create(workspace=gw.cast.workspace, provider="openai", name="slow",
-                            secret="sk-slow-0004", base_url=gw.stack.sim_url + "/v1", timeout_s=1)
+        provider_key_create(
+            workspace=gw.cast.workspace,
+            provider="openai",
+            name="slow",
+            secret="sk-slow-0004",
+            base_url=gw.stack.sim_url + "/v1",
+            timeout_s=1,
+        )
     c = client(gw)
     with pytest.raises(openai.APIStatusError) as timed_out:
-        c.chat.completions.create(model="slow/gpt-4o-mini",
-                                  messages=[{"role": "user", "content": "[[sim:fail=timeout]]"}])
+        c.chat.completions.create(
+            model="slow/gpt-4o-mini", messages=[{"role": "user", "content": "[[sim:fail=timeout]]"}]
+        )
     assert timed_out.value.status_code == 504
     with pytest.raises(openai.InternalServerError) as malformed:
-        c.chat.completions.create(model="gpt-4o-mini",
-                                  messages=[{"role": "user", "content": "[[sim:fail=malformed]]"}])
+        c.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "[[sim:fail=malformed]]"}]
+        )
     assert malformed.value.status_code == 502
 
 
 def test_body_limit_and_models_list(gw):
-    big = httpx.post(gw.base + "/chat/completions", headers={"authorization": f"Bearer {gw.key}"},
-                     content=b"{" + b" " * (8 * 1024 * 1024 + 10) + b"}")
+    big = httpx.post(
+        gw.base + "/chat/completions",
+        headers={"authorization": f"Bearer {gw.key}"},
+        content=b"{" + b" " * (8 * 1024 * 1024 + 10) + b"}",
+    )
     assert big.status_code == 400 and big.json()["error"]["code"] == "request_too_large"
     models = client(gw).models.list()
     ids = {m.id for m in models.data}
@@ -209,17 +283,55 @@ def test_agent_header_only_for_own_agents(gw):
     from workspaces.tenancy import workspace_scope
 
     with workspace_scope(gw.cast.workspace.pk):
-        mine = agent_create(workspace=gw.cast.workspace, slug="mybot", name="Mine", owner=gw.cast.member)
+        mine = agent_create(
+            workspace=gw.cast.workspace, slug="mybot", name="Mine", owner=gw.cast.member
+        )
         agent_create(workspace=gw.cast.workspace, slug="theirs", name="Theirs", owner=gw.cast.admin)
     from tests.gateway.conftest import issue_key
 
     _obj, key = issue_key(gw.cast, name="after-agents")
     c = openai.OpenAI(base_url=gw.base, api_key=key, max_retries=0)
     raw = c.chat.completions.with_raw_response.create(
-        model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}],
-        extra_headers={"Alephant-Agent": "mybot"})
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "x"}],
+        extra_headers={"Alephant-Agent": "mybot"},
+    )
     [record] = gw.ledger(request_id=raw.headers["alephant-request-id"])
     assert record.agent_id == mine.pk and record.member_id == gw.cast.member.pk
     with pytest.raises(openai.PermissionDeniedError):
-        c.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}],
-                                  extra_headers={"Alephant-Agent": "theirs"})
+        c.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": "x"}],
+            extra_headers={"Alephant-Agent": "theirs"},
+        )
+
+
+def test_response_cache_hit_is_free_and_recorded_as_saved(gw):
+    c = client(gw)
+    ask = dict(
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "cache me"}],
+        extra_headers={"Alephant-Cache": "on"},
+    )
+    first = c.chat.completions.with_raw_response.create(**ask)
+    second = c.chat.completions.with_raw_response.create(**ask)
+    assert first.headers["alephant-cache"] == "miss" and second.headers["alephant-cache"] == "hit"
+    assert second.parse().choices[0].message.content == first.parse().choices[0].message.content
+    assert gw.stack.sim_stats()["total"] == 1
+    [paid] = gw.ledger(request_id=first.headers["alephant-request-id"])
+    [hit] = gw.ledger(request_id=second.headers["alephant-request-id"])
+    assert hit.cache_hit and hit.cost_usd == 0 and hit.saved_usd == paid.cost_usd > 0
+    assert second.headers["alephant-saved-usd"] == format_usd(paid.cost_usd)
+
+
+def test_rate_cap_refuses_before_the_provider_with_retry_after(gw):
+    from tests.gateway.conftest import issue_key
+
+    _obj, key = issue_key(gw.cast, name="slow-lane", rpm=2)
+    c = openai.OpenAI(base_url=gw.base, api_key=key, max_retries=0)
+    for _ in range(2):
+        c.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
+    with pytest.raises(openai.RateLimitError) as limited:
+        c.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
+    assert int(limited.value.response.headers["retry-after"]) >= 1
+    assert gw.stack.sim_stats()["total"] == 2
