@@ -386,7 +386,7 @@ class Enforcer:
         subject = (
             f"a{req.agent_id}"
             if req.agent_id is not None
-            else (f"s{req.session_id}" if req.session_id else "")
+            else (f"s{req.session_id[:128]}" if req.session_id else "")
         )
         if not req.fingerprint or not subject:
             loop_max = 0
@@ -452,6 +452,17 @@ class Enforcer:
                     )
                 except (RedisError, OSError) as exc:
                     return self._redis_down(req, exc)
+                except Exception:
+                    # The ledger could not be read: never admit against a counter we could not
+                    # rebuild (a missing counter is not zero spend).
+                    logger.exception("enforcement: counter rebuild failed for %s", req.request_id)
+                    return Admission(
+                        False,
+                        503,
+                        "service_unavailable",
+                        "Budget counters could not be rebuilt from the ledger; retry shortly.",
+                        {"Retry-After": "5"},
+                    )
                 continue
             break
         if code == "ok":

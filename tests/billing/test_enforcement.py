@@ -489,3 +489,17 @@ def test_rpm_caps_on_agent_and_member_scopes(run):
     assert agent[3].status == 429 and agent[3].details["scope_type"] == "agent"
     assert [a.allowed for a in member] == [True, True, False]
     assert member[2].details["scope_type"] == "member"
+
+
+def test_a_counter_that_cannot_be_rebuilt_fails_closed(run):
+    async def broken_loader(workspace_id, items):
+        raise RuntimeError("database unreachable")
+
+    ws = workspace(budget(1, limit_usd=1))
+
+    async def scenario(client):
+        return await Enforcer(client, loader=broken_loader).admit(request(0.1), ws, KEY)
+
+    refused = run(scenario)
+    assert not refused.allowed and refused.status == 503
+    assert refused.error_type == "service_unavailable"
