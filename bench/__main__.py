@@ -6,6 +6,8 @@ Each server is one uvicorn worker (uvloop + httptools). The gateway reads its ke
 snapshots from a Redis database of its own (`ALEPHANT_BENCH_REDIS_DB`, default 11): the bench
 writes them there directly (sealed with the configured master key), so it touches no Postgres
 rows. The load generator is an aiohttp client in this process. Bounded: about a minute.
+`BENCH_APP=gateway.asgi:application` benchmarks the standalone gateway app instead of the
+dispatcher; `ALEPHANT_ENFORCEMENT=0` shows what the enforcement script costs.
 """
 
 from __future__ import annotations
@@ -233,7 +235,7 @@ async def bench(args: argparse.Namespace) -> list[Result]:
     ).start()
     sim_url = f"http://127.0.0.1:{sim_port}"
     bare = uvicorn("bench.baseline:application", bare_port, dict(env, BENCH_UPSTREAM=sim_url))
-    gateway = uvicorn("alephant.asgi:application", gw_port, env)
+    gateway = uvicorn(os.environ.get("BENCH_APP", "alephant.asgi:application"), gw_port, env)
     procs = [sim, bare, gateway]
     try:
         wait_http(sim_url + "/_sim/stats", proc=sim)

@@ -87,14 +87,16 @@ def _load(
 
 def test_sigkill_of_gateway_and_writer_during_load_loses_no_record(gw):
     from billing.models import UsageRecord
+    from tests.gateway.conftest import issue_key
     from workspaces.tenancy import workspace_scope
 
+    _obj, key = issue_key(gw.cast, name="load", rpm=1_000_000)  # the load, not the rate cap
     env = dict(gw.stack.env)
     victim, base = start_gateway(env)
     writer = start_ledger_writer(env, "--claim-idle-ms", "500", "--consumer", "writer-a")
     stop, lock, done = threading.Event(), threading.Lock(), []
     threads = [
-        threading.Thread(target=_load, args=(base + "/v1", gw.key, stop, done, lock, i % 2 == 0))
+        threading.Thread(target=_load, args=(base + "/v1", key, stop, done, lock, i % 2 == 0))
         for i in range(8)
     ]
     for t in threads:
