@@ -32,6 +32,13 @@ class Dimension(models.TextChoices):
     MODEL = "model", "Model"  # key: "provider/model"
     SESSION = "session", "Session"  # only calls that named a session
     PROPERTY = "property", "Custom property"  # key: "name=value"
+    # Day buckets only: the breakdowns of the drill-down pages. key: "<id>|provider/model"
+    # (or "provider/model|<member id>" for model:member); "" for an unattributed id.
+    MEMBER_MODEL = "member:model", "Member by model"
+    AGENT_MODEL = "agent:model", "Agent by model"
+    DEPARTMENT_MODEL = "dept:model", "Department by model"
+    KEY_MODEL = "key:model", "Gateway key by model"
+    MODEL_MEMBER = "model:member", "Model by member"
 
 
 class UsageRollup(TenantModel):
@@ -78,4 +85,37 @@ class RollupState(TenantModel):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["workspace"], name="rollup_state_one_per_workspace")
+        ]
+
+
+class SessionRollup(TenantModel):
+    """One row per agent run (`Alephant-Session-Id`): whole-run totals and loop evidence.
+
+    Rebuilt by the rollup for every session the new ledger rows (or the recent windows) touch,
+    so the sessions page sorts runs without aggregating the ledger or the hourly rows.
+    """
+
+    session_id = models.CharField(max_length=400)
+    session_name = models.CharField(max_length=256, blank=True, default="")
+    agent_id = models.BigIntegerField(null=True)
+    member_id = models.BigIntegerField(null=True)
+    first_at = models.DateTimeField()
+    last_at = models.DateTimeField()
+    requests = models.BigIntegerField(default=0)
+    input_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+    cached_tokens = models.BigIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=24, decimal_places=12, default=0)
+    saved_usd = models.DecimalField(max_digits=24, decimal_places=12, default=0)
+    errors = models.BigIntegerField(default=0)
+    cache_hits = models.BigIntegerField(default=0)
+    max_repeats = models.IntegerField(default=0)  # most calls sharing one request fingerprint
+    loop_blocks = models.IntegerField(default=0)  # calls the loop breaker refused
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "session_id"], name="session_unique_id")
+        ]
+        indexes = [
+            models.Index(fields=["workspace", "last_at"], name="session_ws_last"),
         ]

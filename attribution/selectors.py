@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection
-from django.db.models import Count, F, Max, Min, Q, Sum
+from django.db.models import Count, F, Q, Sum
 
-from attribution.models import Dimension, Granularity, UsageRollup
+from attribution.models import Granularity, SessionRollup, UsageRollup
 from attribution.periods import Period
 from workspaces.models import Agent, Department, Member, Workspace
 
@@ -235,10 +234,48 @@ def _ledger(*, workspace: Workspace, period: Period, dimension: str, key: str):
     )
 
 
+# (drill-down dimension, breakdown) -> the day-bucket rollup that answers it
+CROSS_DIMENSIONS = {
+    ("member", "model"): "member:model",
+    ("agent", "model"): "agent:model",
+    ("department", "model"): "dept:model",
+    ("gateway_key", "model"): "key:model",
+    ("model", "member"): "model:member",
+}
+
+
+def _breakdown_from_rollups(
+    *, workspace: Workspace, period: Period, cross: str, key: str, by: str
+) -> list[Row]:
+    # Keys are "<drilled key>|<breakdown key>" ("provider/model|<member id>" for models).
+    prefix = f"{key}|"
+    qs = _rollups(workspace=workspace, period=period, dimension=cross)
+    qs = qs.filter(key__startswith=prefix)
+    grouped = list(qs.values("key").annotate(**_SUMS).order_by("-cost", "key")[:50])
+    keys = [g["key"][len(prefix) :] for g in grouped]
+    labels = labels_for(workspace=workspace, dimension=by, keys=keys)
+    total = sum((g["cost"] or ZERO for g in grouped), ZERO)
+    return [
+        Row(
+            by,
+            k,
+            labels[k],
+            _totals(g),
+            share=((g["cost"] or ZERO) * 100 / total).quantize(Decimal("0.1")) if total else ZERO,
+        )
+        for k, g in zip(keys, grouped, strict=True)
+    ]
+
+
 def breakdown(
     *, workspace: Workspace, period: Period, dimension: str, key: str, by: str
 ) -> list[Row]:
     """Spend of one entity split by another dimension (model, member, agent), from the ledger."""
+    cross = CROSS_DIMENSIONS.get((dimension, by))
+    if cross is not None:
+        return _breakdown_from_rollups(
+            workspace=workspace, period=period, cross=cross, key=key, by=by
+        )
     qs = _ledger(workspace=workspace, period=period, dimension=dimension, key=key)
     if by == "model":
         group = ["provider", "model"]
@@ -295,10 +332,10 @@ def recent_requests(
 # --- sessions --------------------------------------------------------------------------------
 
 SESSION_SORTS = {
-    "cost": ["-cost", "key"],
-    "steps": ["-requests", "key"],
-    "duration": ["-duration", "key"],
-    "recent": ["-last_at", "key"],
+    "cost": ["-cost_usd", "session_id"],
+    "steps": ["-requests", "session_id"],
+    "duration": ["-duration", "session_id"],
+    "recent": ["-last_at", "session_id"],
 }
 
 
@@ -310,87 +347,53 @@ def sessions(
     limit: int = 50,
     offset: int = 0,
 ) -> list[Row]:
-    """Agent runs (calls sharing an `Alephant-Session-Id`), with loop evidence from the ledger."""
-    qs = _rollups(workspace=workspace, period=period, dimension=Dimension.SESSION)
-    grouped = list(
-        qs.values("key")
-        .annotate(**_SUMS, first_at=Min("first_at"), last_at=Max("last_at"))
+    """Agent runs (calls sharing an `Alephant-Session-Id`) active in the period, whole-run
+    totals, with their loop evidence (precomputed by the rollup)."""
+    qs = (
+        SessionRollup.objects.filter(
+            workspace=workspace, first_at__lt=period.end_at, last_at__gte=period.start_at
+        )
         .annotate(duration=F("last_at") - F("first_at"))
         .order_by(*SESSION_SORTS.get(sort, SESSION_SORTS["cost"]))[offset : offset + limit]
     )
-    keys = [g["key"] for g in grouped]
-    evidence = _session_evidence(workspace=workspace, period=period, session_ids=keys)
+    runs = list(qs)
+    agents = labels_for(
+        workspace=workspace, dimension="agent", keys=[str(r.agent_id) for r in runs if r.agent_id]
+    )
+    members = labels_for(
+        workspace=workspace,
+        dimension="member",
+        keys=[str(r.member_id) for r in runs if r.member_id],
+    )
     rows = []
-    for g in grouped:
-        ev = evidence.get(g["key"], {})
+    for run in runs:
+        totals = Totals(
+            run.requests,
+            run.input_tokens,
+            run.output_tokens,
+            run.cached_tokens,
+            run.cost_usd,
+            run.saved_usd,
+            run.errors,
+            run.cache_hits,
+        )
         rows.append(
             Row(
                 "session",
-                g["key"],
-                ev.get("name") or g["key"],
-                _totals(g),
+                run.session_id,
+                run.session_name or run.session_id,
+                totals,
                 extra={
-                    "first_at": g["first_at"],
-                    "last_at": g["last_at"],
-                    "duration": g["duration"],
-                    "max_repeats": ev.get("max_repeats", 0),
-                    "loop_blocks": ev.get("loop_blocks", 0),
-                    "looping": ev.get("max_repeats", 0) >= LOOP_REPEATS
-                    or ev.get("loop_blocks", 0) > 0,
-                    "agent_id": ev.get("agent_id"),
-                    "agent": ev.get("agent", ""),
-                    "member": ev.get("member", ""),
+                    "first_at": run.first_at,
+                    "last_at": run.last_at,
+                    "duration": run.duration,
+                    "max_repeats": run.max_repeats,
+                    "loop_blocks": run.loop_blocks,
+                    "looping": run.max_repeats >= LOOP_REPEATS or run.loop_blocks > 0,
+                    "agent_id": run.agent_id,
+                    "agent": agents.get(str(run.agent_id), "") if run.agent_id else "",
+                    "member": members.get(str(run.member_id), "") if run.member_id else "",
                 },
             )
         )
     return rows
-
-
-def _session_evidence(
-    *, workspace: Workspace, period: Period, session_ids: list[str]
-) -> dict[str, dict]:
-    if not session_ids:
-        return {}
-    from billing.models import UsageRecord
-
-    table = UsageRecord._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            WITH s AS (
-                SELECT session_id, fingerprint, agent_id, member_id, session_name, error_type
-                FROM {table}
-                WHERE workspace_id = %(ws)s AND session_id = ANY(%(ids)s)
-                  AND created_at >= %(lo)s AND created_at < %(hi)s
-            ), reps AS (
-                SELECT session_id, max(n) AS max_repeats FROM (
-                    SELECT session_id, fingerprint, count(*) AS n FROM s
-                    WHERE fingerprint <> '' GROUP BY 1, 2) f
-                GROUP BY 1
-            )
-            SELECT s.session_id, coalesce(r.max_repeats, 0),
-                   count(*) FILTER (WHERE s.error_type = 'loop_detected'),
-                   min(s.agent_id), min(s.member_id), max(s.session_name)
-            FROM s LEFT JOIN reps r USING (session_id)
-            GROUP BY s.session_id, r.max_repeats
-            """,
-            {"ws": workspace.pk, "ids": session_ids, "lo": period.start_at, "hi": period.end_at},
-        )
-        rows = cursor.fetchall()
-    agents = labels_for(
-        workspace=workspace, dimension="agent", keys=[str(r[3]) for r in rows if r[3]]
-    )
-    members = labels_for(
-        workspace=workspace, dimension="member", keys=[str(r[4]) for r in rows if r[4]]
-    )
-    return {
-        r[0]: {
-            "max_repeats": r[1],
-            "loop_blocks": r[2],
-            "agent_id": r[3],
-            "agent": agents.get(str(r[3]), "") if r[3] else "",
-            "member": members.get(str(r[4]), "") if r[4] else "",
-            "name": r[5] or "",
-        }
-        for r in rows
-    }

@@ -26,7 +26,7 @@ from typing import Any
 from django.db import connection
 from django.utils import timezone
 
-from attribution.models import Granularity, RollupState, UsageRollup
+from attribution.models import Granularity, RollupState, SessionRollup, UsageRollup
 from workspaces.models import Workspace
 
 RECENT_HOURS = 2
@@ -61,10 +61,23 @@ def _bucket_sql(granularity: str) -> str:
     return "date_trunc('day', u.created_at, %(tz)s)"
 
 
-def _dimensions_sql() -> str:
+def _dimensions_sql(granularity: str) -> str:
     """One (dimension, key) pair per rollup dimension a ledger row contributes to."""
     columns = _ledger_columns()
     key_col = "coalesce(u.gateway_key_id::text, '')" if "gateway_key_id" in columns else "''::text"
+    model = "u.provider || '/' || u.model"
+    # The drill-down breakdowns ("this member, by model") only need day buckets.
+    cross = (
+        f"""
+        UNION ALL SELECT 'member:model', coalesce(u.member_id::text, '') || '|' || {model}
+        UNION ALL SELECT 'agent:model', coalesce(u.agent_id::text, '') || '|' || {model}
+        UNION ALL SELECT 'dept:model', coalesce(u.department_id::text, '') || '|' || {model}
+        UNION ALL SELECT 'key:model', {key_col} || '|' || {model}
+        UNION ALL SELECT 'model:member', {model} || '|' || coalesce(u.member_id::text, '')
+        """
+        if granularity == Granularity.DAY
+        else ""
+    )
     return f"""
         SELECT 'workspace'::text AS dim, ''::text AS key
         UNION ALL SELECT 'member', coalesce(u.member_id::text, '')
@@ -72,13 +85,63 @@ def _dimensions_sql() -> str:
         UNION ALL SELECT 'department', coalesce(u.department_id::text, '')
         UNION ALL SELECT 'gateway_key', {key_col}
         UNION ALL SELECT 'provider', u.provider
-        UNION ALL SELECT 'model', u.provider || '/' || u.model
+        UNION ALL SELECT 'model', {model}
         UNION ALL SELECT 'session', left(u.session_id, 400) WHERE u.session_id <> ''
         UNION ALL SELECT 'property', left(p.key || '=' || p.value, 400)
             FROM jsonb_each_text(
                 CASE WHEN jsonb_typeof(u.properties) = 'object' THEN u.properties
                      ELSE '{{}}'::jsonb END) AS p
+        {cross}
     """
+
+
+def _rebuild_sessions(*, workspace: Workspace, session_ids: list[str]) -> None:
+    """Recompute the whole-run summaries of these sessions from the ledger."""
+    ledger, table = _ledger_table(), SessionRollup._meta.db_table
+    for i in range(0, len(session_ids), 1000):
+        params: dict[str, Any] = {"ws": workspace.pk, "ids": session_ids[i : i + 1000]}
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"DELETE FROM {table} WHERE workspace_id = %(ws)s AND session_id = ANY(%(ids)s)",
+                params,
+            )
+            cursor.execute(
+                f"""
+                INSERT INTO {table} (workspace_id, session_id, session_name, agent_id,
+                    member_id, first_at, last_at, requests, input_tokens, output_tokens,
+                    cached_tokens, cost_usd, saved_usd, errors, cache_hits, max_repeats,
+                    loop_blocks)
+                SELECT %(ws)s, u.session_id, max(u.session_name), min(u.agent_id),
+                       min(u.member_id), min(u.created_at), max(u.created_at), count(*),
+                       sum(u.input_tokens), sum(u.output_tokens), sum(u.cached_tokens),
+                       sum(u.cost_usd), sum(u.saved_usd),
+                       count(*) FILTER (WHERE u.status_code >= 400 OR u.error_type <> ''),
+                       count(*) FILTER (WHERE u.cache_hit), coalesce(r.max_repeats, 0),
+                       count(*) FILTER (WHERE u.error_type = 'loop_detected')
+                FROM {ledger} u
+                LEFT JOIN (
+                    SELECT session_id, max(n) AS max_repeats FROM (
+                        SELECT session_id, fingerprint, count(*) AS n FROM {ledger}
+                        WHERE workspace_id = %(ws)s AND session_id = ANY(%(ids)s)
+                          AND fingerprint <> ''
+                        GROUP BY 1, 2) f
+                    GROUP BY 1
+                ) r USING (session_id)
+                WHERE u.workspace_id = %(ws)s AND u.session_id = ANY(%(ids)s)
+                GROUP BY u.session_id, r.max_repeats
+                """,
+                params,
+            )
+
+
+def _sessions_where(workspace: Workspace, where: str, params: dict[str, Any]) -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT DISTINCT session_id FROM {_ledger_table()} "
+            f"WHERE workspace_id = %(ws)s AND session_id <> '' AND {where}",
+            {"ws": workspace.pk, **params},
+        )
+        return [r[0] for r in cursor.fetchall()]
 
 
 def _rebuild(*, workspace: Workspace, granularity: str, buckets: list[dt.datetime]) -> None:
@@ -117,7 +180,7 @@ def _rebuild(*, workspace: Workspace, granularity: str, buckets: list[dt.datetim
                    min(u.created_at), max(u.created_at)
             FROM {_ledger_table()} u
             CROSS JOIN LATERAL (SELECT {_bucket_sql(granularity)} AS bucket) b
-            CROSS JOIN LATERAL ({_dimensions_sql()}) d
+            CROSS JOIN LATERAL ({_dimensions_sql(granularity)}) d
             WHERE u.workspace_id = %(ws)s
               AND u.created_at >= %(lo)s AND u.created_at < %(hi)s
               AND b.bucket = ANY(%(buckets)s)
@@ -177,6 +240,14 @@ def rollup_workspace(*, workspace: Workspace, now: dt.datetime | None = None) ->
     days |= recent_days
     _rebuild(workspace=workspace, granularity=Granularity.HOUR, buckets=sorted(hours))
     _rebuild(workspace=workspace, granularity=Granularity.DAY, buckets=sorted(days))
+    _rebuild_sessions(
+        workspace=workspace,
+        session_ids=_sessions_where(
+            workspace,
+            "((id > %(lo)s AND id <= %(hi)s) OR created_at >= %(recent)s)",
+            {"lo": state.last_record_id, "hi": upto, "recent": min(recent_hours)},
+        ),
+    )
     state.last_record_id = max(upto, state.last_record_id)
     state.updated_at = now
     state.save(update_fields=["last_record_id", "updated_at"])
@@ -201,4 +272,12 @@ def rollup_rebuild_range(
         _rebuild(workspace=workspace, granularity=Granularity.HOUR, buckets=hours[i : i + 168])
     for i in range(0, len(days), 31):
         _rebuild(workspace=workspace, granularity=Granularity.DAY, buckets=days[i : i + 31])
+    _rebuild_sessions(
+        workspace=workspace,
+        session_ids=_sessions_where(
+            workspace,
+            "created_at >= %(start)s AND created_at < %(end)s",
+            {"start": start, "end": end},
+        ),
+    )
     return len(hours), len(days)

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 from django.db.models import Sum
 
-from attribution.models import RollupState, UsageRollup
+from attribution.models import RollupState, SessionRollup, UsageRollup
 from attribution.services.rollups import rollup_rebuild_range, rollup_workspace
 from attribution.tasks import rollup_all
 from billing.models import UsageRecord
@@ -120,6 +120,16 @@ def test_rollups_equal_the_ledger_exactly_in_every_dimension(scoped):
         granularity="day", dimension="member", key=str(cast.admin.pk)
     )
     assert (admin_row.requests, admin_row.errors) == (1, 1)
+    for cross in ("member:model", "agent:model", "dept:model", "key:model", "model:member"):
+        assert _total(cast.workspace, "day", cross) == ledger, cross
+        assert not UsageRollup.objects.filter(granularity="hour", dimension=cross).exists()
+    mine = UsageRollup.objects.get(
+        granularity="day", dimension="member:model", key=f"{cast.member.pk}|openai/gpt-4o"
+    )
+    assert mine.cost_usd == Decimal("1.333333333333")
+    run = SessionRollup.objects.get(session_id="run-1")
+    assert (run.requests, run.cost_usd, run.errors) == (2, Decimal("0.250000000001"), 1)
+    assert run.last_at - run.first_at == dt.timedelta(days=2) - dt.timedelta(minutes=5)
 
 
 def test_incremental_run_is_idempotent_and_picks_up_late_rows(scoped):
@@ -200,3 +210,26 @@ def test_fan_out_task_runs_each_workspace_in_its_own_scope(settings):
             assert _total(cast.other_workspace) == Decimal("0.7")
     finally:
         app.conf.task_always_eager = False
+
+
+def test_session_summaries_flag_repeated_requests_incrementally(scoped):
+    cast = scoped
+    ws = cast.workspace
+    for i in range(6):
+        usage(
+            ws,
+            at=NOW - dt.timedelta(minutes=30 - i),
+            session_id="looper",
+            fingerprint="same",
+            member=cast.member,
+        )
+    usage(ws, at=NOW - dt.timedelta(minutes=10), session_id="calm", member=cast.member)
+    rollup_workspace(workspace=ws, now=NOW)
+    assert SessionRollup.objects.get(session_id="looper").max_repeats == 6
+    assert SessionRollup.objects.get(session_id="calm").max_repeats == 1
+    # A late step of the calm run, hours earlier: its summary is rebuilt whole.
+    usage(ws, at=NOW - dt.timedelta(hours=20), session_id="calm", member=cast.member, cost="2")
+    rollup_workspace(workspace=ws, now=NOW)
+    calm = SessionRollup.objects.get(session_id="calm")
+    assert (calm.requests, calm.cost_usd) == (2, Decimal("2.001"))
+    assert SessionRollup.objects.count() == 2
