@@ -503,3 +503,22 @@ def test_a_counter_that_cannot_be_rebuilt_fails_closed(run):
     refused = run(scenario)
     assert not refused.allowed and refused.status == 503
     assert refused.error_type == "service_unavailable"
+
+
+def test_concurrent_calls_share_round_trips_and_survive_a_script_flush(run, redis_client):
+    ws = workspace(budget(1, limit_usd=100))
+
+    async def scenario(client):
+        enforcer = Enforcer(client, loader=zero_loader)
+        await enforcer.admit(request(0.1), ws, KEY)  # counters seeded
+        await client.script_flush()  # Redis restarted: the pipelined batch meets NOSCRIPT
+        admitted = await asyncio.gather(*(enforcer.admit(request(0.1), ws, KEY) for _ in range(20)))
+        await asyncio.gather(
+            *(enforcer.settle(a, cost_nanos=USD // 10, tokens=1) for a in admitted)
+        )
+        return admitted
+
+    admitted = run(scenario)
+    assert all(a.allowed for a in admitted)
+    state = counter(redis_client, 1)
+    assert int(state["spent"]) == 2 * USD and int(state["reserved"]) == int(0.1 * USD)
