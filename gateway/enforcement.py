@@ -293,7 +293,8 @@ class _Batcher:
     async def call(self, script: _Script, keys: list[str], args: list) -> Any:
         future = asyncio.get_running_loop().create_future()
         self.pending.append((script, keys, args, future))
-        if not self.flushing:
+        # (A flush task that died with its event loop must not leave the batcher stuck.)
+        if not self.flushing or self._task is None or self._task.done():
             self.flushing = True
             self._task = asyncio.ensure_future(self._flush())
         return await future
