@@ -229,3 +229,52 @@ def test_streaming_call_settles_from_reported_usage(world, redis_client):
     state = _counter(redis_client, cast, budget)
     assert int(state["reserved"]) == 0
     assert int(state["spent"]) == 50 * NANOS_PER_USD // 1000  # 50 tokens x $0.001
+
+
+def test_free_model_passes_an_exhausted_budget_and_unpriced_is_refused(world, redis_client):
+    from billing.models import PriceOverride
+    from billing.services.budgets import budget_create
+    from gateway.snapshots import publish_workspace
+    from workspaces.tenancy import workspace_scope
+
+    cast, sim_url, gateways = world
+    with workspace_scope(cast.workspace.pk):
+        PriceOverride.objects.create(
+            workspace=cast.workspace,
+            provider="openai",
+            model="llama-free",
+            input_per_mtok=Decimal(0),
+            output_per_mtok=Decimal(0),
+        )
+        budget_create(
+            workspace=cast.workspace,
+            actor=cast.owner,
+            scope_type="member",
+            scope_id=cast.member.pk,
+            amount_usd="0",
+            period="month",
+            throttle_at=None,
+        )
+    publish_workspace(cast.workspace.pk)
+    key = _issue(cast, name="free")
+    time.sleep(1.2)
+    headers = {"Authorization": f"Bearer {key}"}
+
+    def chat(model):
+        return httpx.post(
+            f"{gateways[0]}/v1/chat/completions",
+            headers=headers,
+            timeout=30,
+            json={
+                "model": model,
+                "max_tokens": 10,
+                "messages": [{"role": "user", "content": "hi"}],
+            },
+        )
+
+    httpx.post(sim_url + "/_sim/reset")
+    assert chat("gpt-4o").status_code == 402  # a $0 budget: every paid call is at the cap
+    assert chat("llama-free").status_code == 200  # a zero-price model is not blocked
+    unpriced = chat("totally-unknown-model-x")
+    assert unpriced.status_code in (400, 402, 404)  # refused, never treated as free
+    assert httpx.get(sim_url + "/_sim/stats").json()["total"] == 1
