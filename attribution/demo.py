@@ -124,6 +124,9 @@ def seed_history(demo, *, now: dt.datetime | None = None) -> int:
             provider = "anthropic" if model.startswith("claude") else "openai"
             for i in range(max(1, int(per_day * growth * rng.uniform(0.6, 1.4)))):
                 at = now - dt.timedelta(days=day, seconds=rng.randint(0, 86_399))
+                if agent is not None:  # a run's steps follow each other within minutes
+                    run_start = now - dt.timedelta(days=day, hours=(i // 8) * 2 % 20 + 1)
+                    at = run_start + dt.timedelta(seconds=(i % 8) * rng.randint(20, 90))
                 n_in = int(tin * rng.uniform(0.5, 1.5))
                 n_out = int(tout * rng.uniform(0.5, 1.5))
                 cached = n_in // 3 if rng.random() < 0.2 else 0
