@@ -26,7 +26,8 @@ from typing import Any
 from efficiency.conf import Thresholds
 
 ZERO = Decimal(0)
-CENT = Decimal("0.000001")
+LEDGER_PLACES = Decimal("1e-12")  # the ledger's precision: amounts are stored exactly
+DISPLAY_PLACES = Decimal("1e-6")
 EVIDENCE_LIMIT = 50  # request ids kept per finding; counts and dollars cover all of them
 
 THRASHING = "thrashing"
@@ -131,11 +132,13 @@ class Finding:
 
 
 def money(value: Decimal) -> Decimal:
-    return value.quantize(CENT, rounding=ROUND_HALF_UP)
+    return value.quantize(LEDGER_PLACES, rounding=ROUND_HALF_UP)
 
 
 def fmt_usd(value: Decimal) -> str:
-    return f"${money(value):,.2f}" if value >= Decimal("0.01") else f"${money(value)}"
+    if value >= Decimal("0.01"):
+        return f"${value:,.2f}"
+    return f"${value.quantize(DISPLAY_PLACES, rounding=ROUND_HALF_UP)}"
 
 
 def _fp(fingerprint: str) -> str:

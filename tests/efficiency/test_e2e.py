@@ -66,3 +66,48 @@ def test_real_traffic_looping_agent_and_frontier_model_on_one_liners(gw):
         assert overkill.evidence["suggested_model"] == "gpt-4o-mini"
         assert Decimal(overkill.evidence["savings_usd"]) > 0
         assert overkill.member_id == gw.cast.member.pk and overkill.agent_id is None
+
+
+def test_real_traffic_cached_workload_stops_raising_cache_miss(gw):
+    on = {"Alephant-Cache": "on", "Alephant-Agent": "looper"}
+    first = chat(gw, "summarise the daily report", **on)
+    assert first.headers["alephant-cache"] == "miss"
+    hits = [chat(gw, "summarise the daily report", **on) for _ in range(3)]
+    assert [h.headers["alephant-cache"] for h in hits] == ["hit", "hit", "hit"]
+    assert all(h.content == first.content for h in hits)
+    assert hits[0].headers["alephant-saved-usd"] == first.headers["alephant-cost-usd"]
+    assert Decimal(hits[0].headers["alephant-cost-usd"]) == 0
+    assert gw.stack.sim_stats()["total"] == 1  # the provider was called once
+    # Without the header (and no policy) nothing is cached: the provider is called again.
+    plain = chat(gw, "summarise the daily report", **{"Alephant-Agent": "looper"})
+    assert "alephant-cache" not in plain.headers and gw.stack.sim_stats()["total"] == 2
+
+    rows = gw.ledger()
+    [paid] = gw.ledger(request_id=first.headers["alephant-request-id"])
+    hit_rows = [r for r in rows if r.cache_hit]
+    assert len(rows) == 5 and len(hit_rows) == 3 and paid.cost_usd > 0
+    assert all(r.cost_usd == 0 and r.saved_usd == paid.cost_usd for r in hit_rows)
+    assert {r.request_id for r in hit_rows} == {h.headers["alephant-request-id"] for h in hits}
+
+    ws = gw.cast.workspace
+    with workspace_scope(ws.pk):
+        report = efficiency_compute(workspace=ws)
+        assert report.saved_usd == 3 * paid.cost_usd
+        # Only the one un-cached repeat is a miss; the three hits are not.
+        miss = EfficiencySignal.objects.get(kind="cache_miss")
+        assert miss.evidence["request_ids"] == [plain.headers["alephant-request-id"]]
+        assert Decimal(miss.evidence["dollars_lost"]) == paid.cost_usd
+
+
+def test_real_traffic_workload_without_cache_raises_cache_miss(gw):
+    replies = [chat(gw, "what changed in the release?") for _ in range(4)]
+    assert gw.stack.sim_stats()["total"] == 4
+    rows = gw.ledger()
+    ws = gw.cast.workspace
+    with workspace_scope(ws.pk):
+        efficiency_compute(workspace=ws)
+        miss = EfficiencySignal.objects.get(kind="cache_miss")
+        assert miss.evidence["request_ids"] == [r.headers["alephant-request-id"]
+                                                for r in replies[1:]]
+        lost = sum((r.cost_usd for r in rows[1:]), Decimal(0))
+        assert Decimal(miss.evidence["dollars_lost"]) == lost
