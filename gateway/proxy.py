@@ -22,6 +22,7 @@ from typing import Any
 import aiohttp
 import orjson
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from billing.pricing import format_usd, resolve_price, usd_to_nanos
 from gateway import cache, vault
@@ -245,6 +246,20 @@ class Gateway:
             await send_bytes(send, exc.status, exc.body(call.style), header_list(headers))
         except ConnectionResetError:
             return
+        except (RedisError, OSError) as exc:  # snapshots or counters unreachable: fail closed
+            logger.error("gateway: redis unavailable in %s: %r", call.request_id, exc)
+            err = GatewayError(
+                503,
+                "The gateway's state store is unavailable; retry shortly.",
+                error_type="service_unavailable",
+                headers={"retry-after": "5"},
+            )
+            await send_bytes(
+                send,
+                503,
+                err.body(call.style),
+                header_list({"alephant-request-id": call.request_id, **err.headers}),
+            )
         except Exception:  # never a stack trace (or a secret) to the client
             logger.exception("gateway: unhandled error in %s", call.request_id)
             err = GatewayError(500, "Internal gateway error.", error_type="api_error")

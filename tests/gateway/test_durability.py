@@ -131,3 +131,43 @@ def test_sigkill_of_gateway_and_writer_during_load_loses_no_record(gw):
     assert not missing, f"{len(missing)} of {len(done)} answered calls have no usage record"
     with workspace_scope(gw.cast.workspace.pk):
         assert UsageRecord.objects.filter(request_id__in=done).count() == len(set(done))
+
+
+def test_truncated_upstream_stream_is_billed_as_estimate(gw):
+    body = {
+        "model": "gpt-4o-mini",
+        "stream": True,
+        "messages": [{"role": "user", "content": "cut [[sim:fail=truncate,tokens=40]]"}],
+    }
+    with httpx.stream(
+        "POST",
+        gw.base + "/chat/completions",
+        json=body,
+        headers={"authorization": f"Bearer {gw.key}"},
+    ) as resp:
+        text = resp.read().decode()
+        request_id = resp.headers["alephant-request-id"]
+    assert "[DONE]" not in text and text.rstrip().splitlines()[-1].startswith(
+        ": alephant-cost-usd="
+    )
+    [record] = gw.ledger(request_id=request_id)
+    assert record.status_code == 502 and record.error_type == "upstream_truncated"
+    assert record.estimated and 0 < record.output_tokens < 40 and record.cost_usd > 0
+
+
+def test_redis_down_is_a_503_never_a_500(gw):
+    from tests.gateway.servers import free_port
+
+    env = dict(gw.stack.env, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    proc, base = start_gateway(env)
+    try:
+        resp = httpx.post(
+            base + "/v1/chat/completions",
+            headers={"authorization": f"Bearer {gw.key}"},
+            json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]},
+        )
+    finally:
+        proc.kill()
+    assert resp.status_code == 503 and resp.headers["retry-after"]
+    assert resp.json()["error"]["type"] == "service_unavailable"
+    assert gw.stack.sim_stats()["total"] == 0
