@@ -89,6 +89,12 @@ class ProviderKeyUpdateIn(serializers.Serializer):
     timeout_s = serializers.IntegerField(min_value=1, max_value=600, required=False)
 
 
+class ProviderKeyTestOut(serializers.Serializer):
+    ok = serializers.BooleanField()
+    status = serializers.IntegerField(allow_null=True, help_text="the provider's HTTP status")
+    message = serializers.CharField()
+
+
 class ProviderKeyViewSet(WorkspaceViewSet):
     """Provider credentials (BYO keys). Owners/admins only. The secret is write-only."""
 
@@ -127,6 +133,16 @@ class ProviderKeyViewSet(WorkspaceViewSet):
     def destroy(self, request, pk=None):
         key_services.provider_key_delete(credential=self.get_object(), actor=self.member)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(request=None, responses={200: ProviderKeyTestOut, **ERRORS})
+    @action(detail=True, methods=["post"])
+    def test(self, request, pk=None):
+        """Test connection: list the provider's models with the stored key (no tokens spent).
+        Answers whether the provider accepted it; never the secret."""
+        from attribution.services.provider_check import provider_key_test
+
+        result = provider_key_test(credential=self.get_object(), actor=self.member)
+        return Response({"ok": result.ok, "status": result.status, "message": result.message})
 
 
 # --- gateway keys ---------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, Phase, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.config import SchemathesisConfig
 
-MAX_EXAMPLES = 10
+MAX_EXAMPLES = 6
 
 # Fuzzing phase only (bounded by max_examples); the coverage phase enumerates every boundary value
 # of every parameter and takes minutes on this API.

@@ -132,3 +132,60 @@ def test_filter_by_provider(api):
     assert [r["name"] for r in page["results"]] == ["claude"]
     page = api.call("owner", "get", URL + "?limit=1").json()
     assert page["count"] == 2 and len(page["results"]) == 1 and "offset=1" in page["next"]
+
+
+@pytest.fixture
+def fake_provider():
+    """A tiny local 'provider' that accepts one bearer token on GET /v1/models."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            good = self.headers.get("Authorization") == f"Bearer {GOOD['secret']}"
+            self.send_response(200 if good and self.path == "/v1/models" else 401)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b'{"data": []}')
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+    server.server_close()
+
+
+def test_test_connection_action(api, cast, fake_provider):
+    good = api.call(
+        "owner", "post", URL, {**GOOD, "provider": "openai-compatible", "base_url": fake_provider}
+    ).json()
+    bad = api.call(
+        "owner",
+        "post",
+        URL,
+        {
+            **GOOD,
+            "name": "bad",
+            "provider": "openai-compatible",
+            "secret": "sk-wrong-secret-0000",
+            "base_url": fake_provider,
+        },
+    ).json()
+    response = api.call("admin", "post", f"{URL}{good['id']}/test/")
+    assert response.status_code == 200
+    assert response.json() == {
+        "ok": True,
+        "status": 200,
+        "message": "The provider accepted the key.",
+    }
+    assert GOOD["secret"] not in response.content.decode()
+    rejected = api.call("owner", "post", f"{URL}{bad['id']}/test/").json()
+    assert rejected["ok"] is False and rejected["status"] == 401
+    assert api.call("member", "post", f"{URL}{good['id']}/test/").status_code == 403
+    assert api.call("outsider", "post", f"{URL}{good['id']}/test/").status_code == 404
+    actions = api.call("owner", "get", "/api/v1/audit-log/?action=provider_key.test").json()
+    assert actions["count"] == 2
