@@ -866,6 +866,12 @@ class Gateway:
             upstream_error = "upstream_timeout"
         except (aiohttp.ClientError, ConnectionError):
             upstream_error = "" if state.disconnected else "upstream_truncated"
+        except (ValueError, TypeError, AttributeError, KeyError):
+            # An answer we can't read: end the stream cleanly and bill what we saw.
+            logger.warning(
+                "gateway: unreadable stream from %s in %s", route.provider, call.request_id
+            )
+            upstream_error = "upstream_malformed"
         finally:
             state.finished = True
             resp.close()

@@ -143,6 +143,9 @@ class OpenAIStream:
             except orjson.JSONDecodeError:
                 out.append(raw + b"\n\n")
                 continue
+            if not isinstance(event, dict):
+                out.append(raw + b"\n\n")
+                continue
             if self.endpoint == "responses":
                 kind = event.get("type")
                 if kind == "response.output_text.delta":
