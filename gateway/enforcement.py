@@ -17,6 +17,12 @@ Refusal rule for a hard-stop budget (limit L, spent S, reserved R, this call's w
 refuse when S + R >= L (at the cap) or S + R + W > L (the call could pass the cap). So settled
 spend never exceeds L as long as actual cost <= W, and a call that reserves nothing (a zero-price
 model under a money budget) is never blocked by it.
+
+Reservations are also indexed per workspace (`alephant:{w<ws>}:resv`, score = expiry): one never
+settled (a gateway died mid-call) is dropped after `ALEPHANT_RESERVATION_TTL_S` when a budget
+would otherwise refuse. Ladder crossings and loops are signalled on the stream `alephant:alerts`
+(consumed by `billing.alerts_drain`). Concurrent admit/settle calls share pipelined round trips
+(`_Batcher`); `rpm` budgets are requests-per-minute caps on any scope, in the same script.
 """
 
 from __future__ import annotations
