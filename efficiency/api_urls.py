@@ -11,8 +11,7 @@ detail_view = apis.EfficiencyViewSet.as_view({"get": "retrieve"})
 
 urlpatterns = [
     *router.urls,
+    # `GET /api/v1/efficiency` as the issue names it; one spelling each, for one operationId.
     path("efficiency", list_view, name="api-efficiency"),
-    path("efficiency/", list_view),
     path("efficiency/<int:pk>", detail_view, name="api-efficiency-detail"),
-    path("efficiency/<int:pk>/", detail_view),
 ]
