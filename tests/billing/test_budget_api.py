@@ -235,3 +235,44 @@ def test_alert_channels_api_with_send_test(cast, api):
     alerts = api("finance", "get", "/api/v1/alerts/").json()["results"]
     assert alerts[0]["kind"] == "test" and alerts[0]["deliveries"][0]["status"] == "sent"
     assert api("member", "get", "/api/v1/alerts/").json()["results"] == []  # not their budget
+
+
+def test_guardrails_and_budgets_reach_the_workspace_snapshot(scoped):
+    from billing.services.budgets import budget_create, guardrails_update
+    from gateway.snapshots import build_workspace_snapshot
+
+    ws = scoped.workspace
+    guardrails_update(
+        workspace=ws, actor=scoped.owner, loop_breaker=True, loop_max_repeats=4, rpm_floor=7
+    )
+    budget_create(
+        workspace=ws,
+        actor=scoped.owner,
+        scope_type="agent",
+        scope_id=_agent(scoped).pk,
+        metric="rpm",
+        limit_count=30,
+    )
+    budget_create(
+        workspace=ws,
+        actor=scoped.owner,
+        scope_type="workspace",
+        amount_usd="12.5",
+        period="week",
+        model_filter="anthropic/*",
+        hard_stop=False,
+    )
+    snapshot = build_workspace_snapshot(ws.pk)
+    assert snapshot["rpm_floor"] == 7
+    assert snapshot["settings"]["loop_breaker"] is True
+    assert snapshot["settings"]["loop_max_repeats"] == 4
+    rpm, money = snapshot["budgets"]
+    assert rpm["metric"] == "rpm" and rpm["limit"] == 30 and rpm["scope_type"] == "agent"
+    assert money["limit"] == 12_500_000_000 and money["model"] == "anthropic/*"
+    assert money["hard_stop"] is False and money["period"] == "week"
+
+
+def _agent(scoped):
+    return agent_create(
+        workspace=scoped.workspace, slug="snap-bot", name="Bot", owner=scoped.member
+    )
