@@ -522,3 +522,23 @@ def test_concurrent_calls_share_round_trips_and_survive_a_script_flush(run, redi
     assert all(a.allowed for a in admitted)
     state = counter(redis_client, 1)
     assert int(state["spent"]) == 2 * USD and int(state["reserved"]) == int(0.1 * USD)
+
+
+def test_alert_only_budget_counts_and_signals_but_never_refuses(run, redis_client):
+    ws = workspace(budget(1, limit_usd=0.2, hard_stop=False, ladder=[100]))
+
+    async def scenario(client):
+        enforcer = Enforcer(client, loader=zero_loader)
+        out = []
+        for _ in range(3):
+            adm = await enforcer.admit(request(0.1), ws, KEY)
+            out.append(adm)
+            await enforcer.settle(adm, cost_nanos=USD // 10, tokens=1)
+        return out
+
+    results = run(scenario)
+    assert all(a.allowed for a in results)
+    assert results[2].headers["Alephant-Budget-Remaining-USD"] == "0.000000"
+    assert int(counter(redis_client, 1)["spent"]) == 3 * USD // 10
+    steps = [f[b"step"] for _id, f in redis_client.xrange("alephant:alerts")]
+    assert steps == [b"100"]
