@@ -118,4 +118,6 @@ class SessionRollup(TenantModel):
         ]
         indexes = [
             models.Index(fields=["workspace", "last_at"], name="session_ws_last"),
+            # The sessions page's default order: walk runs by cost, stop after a page.
+            models.Index(fields=["workspace", "-cost_usd"], name="session_ws_cost"),
         ]

@@ -169,6 +169,7 @@ def top_rows(
     dimension: str,
     limit: int | None = 10,
     with_spark: bool = True,
+    total: Decimal | None = None,
 ) -> list[Row]:
     """Keys of `dimension` by spend in the period, most expensive first, with sparklines."""
     qs = _rollups(workspace=workspace, period=period, dimension=dimension)
@@ -177,7 +178,8 @@ def top_rows(
         grouped = grouped[:limit]
     keys = [g["key"] for g in grouped]
     labels = labels_for(workspace=workspace, dimension=dimension, keys=keys)
-    total = spend_totals(workspace=workspace, period=period).cost
+    if total is None:
+        total = spend_totals(workspace=workspace, period=period).cost
     rows = [
         Row(
             dimension=dimension,

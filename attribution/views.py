@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect
 from django.template.loader import select_template
@@ -69,6 +71,7 @@ def _base_context(request: WorkspaceRequest, period, **extra) -> dict:
     return {
         "period": period,
         "period_query": period.query(),
+        "period_qs": urlencode(period.query()),
         "today": timezone.localdate(),
         **extra,
     }
@@ -92,7 +95,9 @@ def overview(request: WorkspaceRequest) -> HttpResponse:
     previous = selectors.spend_totals(workspace=ws, period=period.previous())
     series = selectors.spend_series(workspace=ws, period=period)
     tops = {
-        dim: selectors.top_rows(workspace=ws, period=period, dimension=dim, limit=8)
+        dim: selectors.top_rows(
+            workspace=ws, period=period, dimension=dim, limit=8, total=totals.cost
+        )
         for dim in ("member", "agent", "department", "model")
     }
     for rows in tops.values():
