@@ -335,3 +335,93 @@ def test_rate_cap_refuses_before_the_provider_with_retry_after(gw):
         c.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
     assert int(limited.value.response.headers["retry-after"]) >= 1
     assert gw.stack.sim_stats()["total"] == 2
+
+
+FAMILIES = [
+    ("groq", "llama-3.3-70b-versatile"),
+    ("mistral", "mistral-large-latest"),
+    ("deepseek", "deepseek-chat"),
+    ("xai", "grok-3"),
+    ("together", "meta-llama/Llama-3.3-70B-Instruct-Turbo"),
+    ("openrouter", "openai/gpt-4o"),
+    ("azure-openai", "gpt-4o"),
+]
+
+
+def test_cost_equals_catalog_price_for_each_openai_compatible_family(gw):
+    from gateway.services.keys import provider_key_create
+    from workspaces.tenancy import workspace_scope
+
+    with workspace_scope(gw.cast.workspace.pk):
+        for family, _model in FAMILIES:
+            base = gw.stack.sim_url if family == "azure-openai" else gw.stack.sim_url + "/v1"
+            provider_key_create(
+                workspace=gw.cast.workspace,
+                provider=family,
+                name=f"k-{family}",
+                secret=f"sk-{family}-0000",
+                base_url=base,
+            )
+    c = client(gw)
+    for family, model in FAMILIES:
+        raw = c.chat.completions.with_raw_response.create(
+            model=f"k-{family}/{model}", messages=[{"role": "user", "content": f"hi {family}"}]
+        )
+        usage = raw.parse().usage
+        [record] = gw.ledger(request_id=raw.headers["alephant-request-id"])
+        expected = cost_usd(
+            family, model, input_tokens=usage.prompt_tokens, output_tokens=usage.completion_tokens
+        )
+        assert (record.provider, record.model) == (family, model)
+        assert record.cost_usd == expected > 0, family
+    assert gw.stack.sim_stats()["by_path"]["/openai/deployments/gpt-4o/chat/completions"] == 1
+
+
+def test_fallback_model_after_retries_and_reasoning_tokens(gw):
+    from gateway.services.keys import provider_key_create
+    from tests.gateway.servers import free_port
+    from workspaces.tenancy import workspace_scope
+
+    with workspace_scope(gw.cast.workspace.pk):
+        provider_key_create(
+            workspace=gw.cast.workspace,
+            provider="openai",
+            name="dead",
+            secret="sk-dead-0000",
+            base_url=f"http://127.0.0.1:{free_port()}/v1",
+        )
+    raw = client(gw).chat.completions.with_raw_response.create(
+        model="dead/gpt-4o-mini",
+        messages=[{"role": "user", "content": "x [[sim:reasoning=5]]"}],
+        extra_headers={"Alephant-Fallback-Model": "oai/gpt-4o-mini"},
+    )
+    assert raw.parse().usage.completion_tokens_details.reasoning_tokens == 5
+    request_id = raw.headers["alephant-request-id"]
+    attempts = sorted(
+        (r.request_id, r.status_code, r.error_type, r.reasoning_tokens, r.cost_usd > 0)
+        for r in gw.ledger(request_id__startswith=request_id)
+    )
+    assert attempts == [
+        (request_id, 502, "upstream_unreachable", 0, False),
+        (request_id + "-1", 502, "upstream_unreachable", 0, False),
+        (request_id + "-2", 200, "", 5, True),
+    ]
+
+
+def test_expired_key_is_refused(gw):
+    import datetime as dt
+    import time
+
+    from django.utils import timezone
+
+    from gateway.services.keys import gateway_key_update
+    from workspaces.tenancy import workspace_scope
+
+    with workspace_scope(gw.cast.workspace.pk):
+        gateway_key_update(key=gw.key_obj, expires_at=timezone.now() - dt.timedelta(seconds=1))
+    time.sleep(1.1)
+    with pytest.raises(openai.AuthenticationError) as expired:
+        client(gw).chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}]
+        )
+    assert expired.value.body["code"] == "expired_api_key"
