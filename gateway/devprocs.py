@@ -13,10 +13,11 @@ def simulator_port() -> str:
 
 def extra_processes(py: str, port: str) -> list[tuple[str, list[str]]]:
     return [
-        ("simulator", [py, "-m", "gateway.simulator", "--host", "127.0.0.1",
-                       "--port", simulator_port()]),
+        (
+            "simulator",
+            [py, "-m", "gateway.simulator", "--host", "127.0.0.1", "--port", simulator_port()],
+        ),
         ("ledger", [py, "manage.py", "ledger_writer"]),
         # Demo traffic through the real gateway (attribution issue); its exit stops nothing.
-        ("traffic", [py, "-m", "gateway.demo_traffic", "--gateway",
-                     f"http://127.0.0.1:{port}/v1"]),
+        ("traffic", [py, "-m", "gateway.demo_traffic", "--gateway", f"http://127.0.0.1:{port}/v1"]),
     ]
