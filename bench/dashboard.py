@@ -250,7 +250,7 @@ def worker(rows: int, renders: int) -> list[dict]:
     rebuild_s = 0.0
     with workspace_scope(ws.pk):
         built = (
-            UsageRollup.objects.filter(dimension="member:model").exists()
+            UsageRollup.objects.filter(dimension="member:model", granularity="hour").exists()
             and SessionRollup.objects.exists()
         )
         if gen_s or not built:

@@ -122,7 +122,7 @@ def test_rollups_equal_the_ledger_exactly_in_every_dimension(scoped):
     assert (admin_row.requests, admin_row.errors) == (1, 1)
     for cross in ("member:model", "agent:model", "dept:model", "key:model", "model:member"):
         assert _total(cast.workspace, "day", cross) == ledger, cross
-        assert not UsageRollup.objects.filter(granularity="hour", dimension=cross).exists()
+        assert _total(cast.workspace, "hour", cross) == ledger, cross
     mine = UsageRollup.objects.get(
         granularity="day", dimension="member:model", key=f"{cast.member.pk}|openai/gpt-4o"
     )
@@ -149,6 +149,20 @@ def test_incremental_run_is_idempotent_and_picks_up_late_rows(scoped):
     assert _total(cast.workspace, "hour") == Decimal("12.083333333334")
     state = RollupState.objects.get()
     assert state.last_record_id == UsageRecord.objects.order_by("-id").first().id
+
+
+def test_days_summed_from_hours_equal_days_from_the_ledger(scoped, monkeypatch):
+    from attribution.services import rollups
+
+    cast = scoped
+    _traffic(cast)
+    start, end = NOW - dt.timedelta(days=60), NOW + dt.timedelta(hours=1)
+    rollup_rebuild_range(workspace=cast.workspace, start=start, end=end)
+    from_hours = _snapshot(cast.workspace)
+    monkeypatch.setattr(rollups, "_days_align_with_hours", lambda *_a: False)
+    rollup_rebuild_range(workspace=cast.workspace, start=start, end=end)
+    assert _snapshot(cast.workspace) == from_hours
+    assert any(r[0] == "day" for r in from_hours)
 
 
 def test_days_are_local_days_of_the_workspace(scoped):
