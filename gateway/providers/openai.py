@@ -120,6 +120,24 @@ class OpenAIAdapter:
         return OpenAIStream(endpoint, client_wants_usage)
 
 
+_TEXT_FIELDS = (b'"content":"', b'"text":"', b'"arguments":"')
+
+
+def _text_len(data: bytes) -> int:
+    """Length of the text fields of a chunk, roughly (escaped quotes end it early)."""
+    total = 0
+    for field in _TEXT_FIELDS:
+        start = data.find(field)
+        while start >= 0:
+            start += len(field)
+            end = data.find(b'"', start)
+            if end < 0:
+                break
+            total += end - start
+            start = data.find(field, end)
+    return total
+
+
 class OpenAIStream:
     """Pass-through of an OpenAI SSE stream, reading usage and counting produced text."""
 
@@ -136,6 +154,12 @@ class OpenAIStream:
         for _name, data, raw in self.parser.feed(chunk):
             if data == b"[DONE]":
                 self.done = True
+                out.append(raw + b"\n\n")
+                continue
+            if self.endpoint != "responses" and b'"usage":{' not in data:
+                # Fast path for content chunks: no JSON parse, just measure the produced text
+                # (only used as an estimate if the stream never reports usage).
+                self.text_chars += _text_len(data)
                 out.append(raw + b"\n\n")
                 continue
             try:
