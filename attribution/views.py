@@ -12,6 +12,7 @@ from django.utils import timezone
 from attribution import selectors
 from attribution.budget_burn import budget_burns
 from attribution.charts import spend_bars
+from attribution.models import RollupState
 from attribution.periods import period_from_params
 from attribution.permissions import require_self_or_reader, workspace_page
 from attribution.tables import Table, render_with_export
@@ -145,6 +146,9 @@ def overview(request: WorkspaceRequest) -> HttpResponse:
         burns=burns,
         chart=spend_bars(series, hourly=period.hourly, tz=ws.tz),
         alerts=_recent_alerts(ws, limit=5),
+        rolled_up_at=RollupState.objects.filter(workspace=ws)
+        .values_list("updated_at", flat=True)
+        .first(),
     )
     return render_with_export(
         request, "attribution/overview.html", context, tables, slug="overview"
