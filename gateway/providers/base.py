@@ -38,7 +38,7 @@ class Credential:
     api_version: str | None
     organization: str | None
     timeout_s: float
-    secret: str
+    secret: str = field(repr=False)  # never in a repr, a log line or a traceback
 
 
 @dataclass

@@ -228,3 +228,7 @@ def test_sse_parser_and_error_classification():
     assert error_from_status(400, "bad").status == 400
     assert provider_message(b'{"error":{"message":"nope"}}') == "nope"
     assert provider_message(b"<html>secret stack</html>") == "the provider returned an error"
+
+
+def test_credential_repr_hides_the_secret():
+    assert "sk-secret" not in repr(CRED) and "sk-secret" not in str(CRED)
