@@ -72,6 +72,9 @@ class OpenAIAdapter:
     """Native OpenAI wire format. Subclassed by Azure; used as is by compatible families."""
 
     native = frozenset({"chat", "completions", "embeddings", "responses"})
+    translated = frozenset(
+        {"messages"}
+    )  # Anthropic requests, via gateway/providers/messages_compat.py
 
     def __init__(self, family: str = "openai") -> None:
         self.family = family
@@ -100,6 +103,15 @@ class OpenAIAdapter:
         cred: Credential,
         stream: bool,
     ) -> UpstreamRequest:
+        if endpoint == "messages":
+            from gateway.providers.messages_compat import messages_to_chat
+
+            chat = messages_to_chat(body, model, stream)
+            if self.family in NO_STREAM_OPTIONS:
+                chat.pop("stream_options", None)
+            return UpstreamRequest(
+                self.url("chat", model, cred), self.headers(cred), orjson.dumps(chat), stream
+            )
         if endpoint not in self.native:
             raise UnsupportedRoute(f"{self.family} does not serve /{endpoint}")
         changed = body.get("model") != model
@@ -114,9 +126,17 @@ class OpenAIAdapter:
         return UpstreamRequest(self.url(endpoint, model, cred), self.headers(cred), payload, stream)
 
     def reply(self, endpoint: str, raw: bytes, data: Any, model: str) -> Reply:
+        if endpoint == "messages":
+            from gateway.providers.messages_compat import chat_to_message
+
+            return Reply(orjson.dumps(chat_to_message(data, model)), usage_from("chat", data))
         return Reply(raw, usage_from(endpoint, data))
 
-    def streamer(self, endpoint: str, client_wants_usage: bool, model: str) -> OpenAIStream:
+    def streamer(self, endpoint: str, client_wants_usage: bool, model: str) -> Any:
+        if endpoint == "messages":
+            from gateway.providers.messages_compat import ChatToAnthropicStream
+
+            return ChatToAnthropicStream(model)
         return OpenAIStream(endpoint, client_wants_usage)
 
 

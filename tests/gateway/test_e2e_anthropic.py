@@ -170,3 +170,72 @@ def test_openai_sdk_translated_round_trip(gw, model, provider):
     assert len(text.split()) == 12 and chunks[-1].usage.completion_tokens == 12
     streamed = [r for r in gw.ledger(provider=provider) if r.stream and r.endpoint == "chat"]
     assert streamed[-1].output_tokens == 12 and not streamed[-1].estimated
+
+
+def test_anthropic_sdk_on_an_openai_model_is_translated(gw):
+    client = ant(gw)
+    raw = client.messages.with_raw_response.create(
+        model="gpt-4o-mini",
+        max_tokens=50,
+        system="be brief",
+        messages=[{"role": "user", "content": "hello gpt"}],
+    )
+    message = raw.parse()
+    assert message.content[0].text and message.stop_reason == "end_turn"
+    sent = gw.stack.sim_stats()["last_body"]
+    assert sent["messages"][0] == {"role": "system", "content": "be brief"}
+    assert gw.stack.sim_stats()["last_auth"] == "Bearer sk-sim-openai-0001"
+    [record] = gw.ledger(request_id=raw.headers["alephant-request-id"])
+    assert (record.provider, record.endpoint) == ("openai", "messages")
+    assert record.cost_usd == cost_usd(
+        "openai",
+        "gpt-4o-mini",
+        input_tokens=message.usage.input_tokens,
+        output_tokens=message.usage.output_tokens,
+    )
+
+    with client.messages.stream(
+        model="gpt-4o-mini", max_tokens=50, messages=[{"role": "user", "content": "stream gpt"}]
+    ) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert len(text.split()) == 12 and final.usage.output_tokens == 12
+
+    tools = [
+        {
+            "name": "get_weather",
+            "description": "weather",
+            "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
+        }
+    ]
+    first = client.messages.create(
+        model="gpt-4o-mini",
+        max_tokens=50,
+        tools=tools,
+        messages=[{"role": "user", "content": "weather Oslo"}],
+    )
+    use = first.content[-1]
+    assert first.stop_reason == "tool_use" and use.name == "get_weather"
+    assert use.input == {"city": "weather Oslo"}
+    second = client.messages.create(
+        model="gpt-4o-mini",
+        max_tokens=50,
+        tools=tools,
+        messages=[
+            {"role": "user", "content": "weather Oslo"},
+            {"role": "assistant", "content": [b.model_dump() for b in first.content]},
+            {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "cold"}],
+            },
+        ],
+    )
+    assert second.stop_reason == "end_turn" and second.content[0].text
+    with client.messages.stream(
+        model="gpt-4o-mini",
+        max_tokens=50,
+        tools=tools,
+        messages=[{"role": "user", "content": "weather Oslo"}],
+    ) as stream:
+        streamed = stream.get_final_message()
+    assert streamed.content[-1].input == {"city": "weather Oslo"}
