@@ -178,7 +178,7 @@ class ChatToAnthropicStream:
     def _start(self, out: list[bytes]) -> None:
         if not self.started:
             self.started = True
-            message = {
+            message: dict[str, Any] = {
                 "id": f"msg_alephant{int(time.time() * 1000)}",
                 "type": "message",
                 "role": "assistant",
