@@ -69,6 +69,7 @@ class UsageQueue:
         self._events: list[bytes] = []
         self._waiters: list[asyncio.Future] = []
         self._flushing = False
+        self._task: asyncio.Task | None = None
 
     async def emit(self, event: dict[str, Any]) -> None:
         await self.emit_many([event])
@@ -76,13 +77,32 @@ class UsageQueue:
     async def emit_many(self, events: list[dict[str, Any]]) -> None:
         if not events:
             return
-        future = asyncio.get_running_loop().create_future()
-        self._events.extend(encode(e) for e in events)
-        self._waiters.append(future)
-        if not self._flushing:
-            self._flushing = True
-            asyncio.get_running_loop().create_task(self._flush())
-        await future
+        encoded = [encode(e) for e in events]
+        if self._flushing:  # a round trip is in flight: ride the next batch
+            future = asyncio.get_running_loop().create_future()
+            self._events.extend(encoded)
+            self._waiters.append(future)
+            await future
+            return
+        # Nothing in flight: this caller makes the round trip itself (no task, no future).
+        self._flushing = True
+        try:
+            await self._send(encoded)
+        finally:
+            if self._events:
+                # Keep a reference: the loop holds tasks only weakly.
+                self._task = asyncio.get_running_loop().create_task(self._flush())
+            else:
+                self._flushing = False
+
+    async def _send(self, events: list[bytes]) -> None:
+        if len(events) == 1:
+            await self.redis.xadd(self.stream, {"e": events[0]})
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for raw in events:
+            pipe.xadd(self.stream, {"e": raw})
+        await pipe.execute()
 
     async def _flush(self) -> None:
         try:
@@ -90,13 +110,7 @@ class UsageQueue:
                 events, waiters = self._events, self._waiters
                 self._events, self._waiters = [], []
                 try:
-                    if len(events) == 1:
-                        await self.redis.xadd(self.stream, {"e": events[0]})
-                    else:
-                        pipe = self.redis.pipeline(transaction=False)
-                        for raw in events:
-                            pipe.xadd(self.stream, {"e": raw})
-                        await pipe.execute()
+                    await self._send(events)
                 except Exception as exc:
                     for waiter in waiters:
                         if not waiter.done():
