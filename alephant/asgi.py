@@ -18,7 +18,7 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 django_application = get_asgi_application()
 
 try:
-    from gateway.asgi import application as gateway_application  # noqa: E402
+    from gateway.asgi import application as gateway_application
 except ImportError:  # the gateway app lands with its own issue
     gateway_application = None
 

@@ -1,11 +1,13 @@
 """`make run`: serve the app with a Celery worker and beat beside it; Ctrl-C stops them all.
 
 Each process is a child of this supervisor; when one dies, or on SIGINT/SIGTERM, every child
-is stopped, then the services `make` started (private Postgres/Redis) are stopped too.
+is stopped, then the private Postgres/Redis that this `make run` started are stopped too
+(services that were already running before it are left alone).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -18,12 +20,41 @@ from alephant.env import BASE_DIR, load_dotenv
 def processes(port: str) -> list[tuple[str, list[str]]]:
     py = sys.executable
     procs = [
-        ("web", [py, "-m", "uvicorn", "alephant.asgi:application", "--host", "127.0.0.1",
-                 "--port", port, "--no-access-log", "--lifespan", "on"]),
-        ("worker", [py, "-m", "celery", "-A", "alephant", "worker", "-l", "warning",
-                    "--concurrency", "2"]),
-        ("beat", [py, "-m", "celery", "-A", "alephant", "beat", "-l", "warning",
-                  "--schedule", str(BASE_DIR / ".run" / "celerybeat-schedule")]),
+        (
+            "web",
+            [
+                py,
+                "-m",
+                "uvicorn",
+                "alephant.asgi:application",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                port,
+                "--no-access-log",
+                "--lifespan",
+                "on",
+            ],
+        ),
+        (
+            "worker",
+            [py, "-m", "celery", "-A", "alephant", "worker", "-l", "warning", "--concurrency", "2"],
+        ),
+        (
+            "beat",
+            [
+                py,
+                "-m",
+                "celery",
+                "-A",
+                "alephant",
+                "beat",
+                "-l",
+                "warning",
+                "--schedule",
+                str(BASE_DIR / ".run" / "celerybeat-schedule"),
+            ],
+        ),
     ]
     try:  # the gateway issue adds the upstream simulator, ledger writer and demo traffic
         from gateway.devprocs import extra_processes
@@ -35,6 +66,8 @@ def processes(port: str) -> list[tuple[str, list[str]]]:
 def main() -> None:
     load_dotenv()
     port = os.environ.get("PORT", "8000")
+    started_file = BASE_DIR / ".run" / "started_by_last_up.json"
+    started = json.loads(started_file.read_text()) if started_file.exists() else []
     children: list[tuple[str, subprocess.Popen]] = []
     for name, cmd in processes(port):
         children.append((name, subprocess.Popen(cmd, cwd=BASE_DIR, start_new_session=True)))
@@ -67,7 +100,11 @@ def main() -> None:
                 proc.wait(timeout=max(0.1, deadline - time.time()))
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
-        subprocess.run([sys.executable, str(BASE_DIR / "scripts" / "devservices.py"), "down"], cwd=BASE_DIR)
+        if started:  # only the services this `make run` started; others keep running
+            devservices = str(BASE_DIR / "scripts" / "devservices.py")
+            subprocess.run(
+                [sys.executable, devservices, "down", "--only", ",".join(started)], cwd=BASE_DIR
+            )
 
 
 if __name__ == "__main__":

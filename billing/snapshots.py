@@ -3,7 +3,8 @@
 Registered with `gateway.snapshots.register_workspace_extender` (from `BillingConfig.ready`), it
 adds to `alephant:ws:<id>`:
 
-    "budgets": [{"id", "scope_type", "scope_id", "metric": "usd"|"requests"|"tokens"|"request_usd"|"rpm",
+    "budgets": [{"id", "scope_type", "scope_id",
+                 "metric": "usd"|"requests"|"tokens"|"request_usd"|"rpm",
                  "limit": int (nano-USD for usd/request_usd, else a count),
                  "period": "day"|"week"|"month"|"lifetime", "ladder": [50, 75, 90, 100],
                  "throttle_at": int|null, "throttle_rpm": int|null, "hard_stop": bool,

@@ -37,8 +37,8 @@ ENV_FILE = BASE_DIR / ".env"
 STATE_FILE = RUN_DIR / "services.json"
 # Data lives outside the checkout when the checkout is not reachable by the postgres user
 # (e.g. under /root); one folder per checkout so two clones never share a cluster.
-_TAG = hashlib.sha1(str(BASE_DIR).encode()).hexdigest()[:8]
-SERVICE_DIR = Path(os.environ.get("ALEPHANT_SERVICE_DIR", f"/var/tmp/alephant-{_TAG}"))
+_TAG = hashlib.sha1(str(BASE_DIR).encode(), usedforsecurity=False).hexdigest()[:8]
+SERVICE_DIR = Path(os.environ.get("ALEPHANT_SERVICE_DIR", f"/var/tmp/alephant-{_TAG}"))  # noqa: S108 (postgres must reach it)
 PG_PORT = int(os.environ.get("ALEPHANT_PG_PORT", "54329"))
 REDIS_PORT = int(os.environ.get("ALEPHANT_REDIS_PORT", "63799"))
 OWNER, APP = "alephant_owner", "alephant_app"
@@ -86,7 +86,9 @@ def _pid_alive(pid: int | None) -> bool:
 
 
 def _pg_bindir() -> Path:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), key=lambda p: int(p.split("/")[4]))
+    found = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), key=lambda p: int(p.split("/")[4])
+    )
     if not found:
         _apt_install("postgresql")
         found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
@@ -113,8 +115,17 @@ def start_postgres(state: dict) -> str:
     if not (data / "PG_VERSION").exists():
         log(f"initdb {data}")
         _as_pg_user(
-            [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
-             "-E", "UTF8", "--no-instructions"],
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-instructions",
+            ],
             stdout=subprocess.DEVNULL,
         )
     pidfile = data / "postmaster.pid"
@@ -124,16 +135,37 @@ def start_postgres(state: dict) -> str:
             sys.exit(f"port {PG_PORT} is taken by another process; set ALEPHANT_PG_PORT")
         log(f"starting private PostgreSQL on 127.0.0.1:{PG_PORT}")
         _as_pg_user(
-            [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(SERVICE_DIR / "pg.log"), "-w",
-             "-o", f"-p {PG_PORT} -k {SERVICE_DIR} -c listen_addresses=127.0.0.1 "
-             "-c fsync=off -c max_connections=200",
-             "start"],
+            [
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(SERVICE_DIR / "pg.log"),
+                "-w",
+                "-o",
+                f"-p {PG_PORT} -k {SERVICE_DIR} -c listen_addresses=127.0.0.1 "
+                "-c fsync=off -c max_connections=200",
+                "start",
+            ],
             stdout=subprocess.DEVNULL,
         )
-        state["postgres"] = {"pid": int(pidfile.read_text().split()[0]), "data": str(data),
-                             "bindir": str(bindir)}
-    psql = [str(bindir / "psql"), "-h", str(SERVICE_DIR), "-p", str(PG_PORT), "-U", "postgres",
-            "-v", "ON_ERROR_STOP=1", "-qAt"]
+        state["postgres"] = {
+            "pid": int(pidfile.read_text().split()[0]),
+            "data": str(data),
+            "bindir": str(bindir),
+        }
+    psql = [
+        str(bindir / "psql"),
+        "-h",
+        str(SERVICE_DIR),
+        "-p",
+        str(PG_PORT),
+        "-U",
+        "postgres",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-qAt",
+    ]
     bootstrap = f"""
     DO $$ BEGIN
       IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{OWNER}') THEN
@@ -147,7 +179,8 @@ def start_postgres(state: dict) -> str:
     _as_pg_user([*psql, "-d", "postgres", "-c", bootstrap], stdout=subprocess.DEVNULL)
     exists = _as_pg_user(
         [*psql, "-d", "postgres", "-c", "SELECT 1 FROM pg_database WHERE datname='alephant'"],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     if not exists:
         _as_pg_user([*psql, "-d", "postgres", "-c", f"CREATE DATABASE alephant OWNER {OWNER}"])
@@ -158,8 +191,10 @@ def stop_postgres(info: dict) -> None:
     data = info.get("data")
     if data and Path(data, "postmaster.pid").exists():
         log("stopping private PostgreSQL")
-        _as_pg_user([str(Path(info["bindir"]) / "pg_ctl"), "-D", data, "-m", "fast", "-w", "stop"],
-                    stdout=subprocess.DEVNULL)
+        _as_pg_user(
+            [str(Path(info["bindir"]) / "pg_ctl"), "-D", data, "-m", "fast", "-w", "stop"],
+            stdout=subprocess.DEVNULL,
+        )
 
 
 # --- Redis ----------------------------------------------------------------------------------
@@ -178,9 +213,27 @@ def start_redis(state: dict) -> None:
         sys.exit(f"port {REDIS_PORT} is taken by another process; set ALEPHANT_REDIS_PORT")
     log(f"starting private Redis on 127.0.0.1:{REDIS_PORT} (AOF on)")
     subprocess.run(
-        [binary, "--port", str(REDIS_PORT), "--bind", "127.0.0.1", "--dir", str(rdir),
-         "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
-         "--daemonize", "yes", "--pidfile", str(pidfile), "--logfile", str(rdir / "redis.log")],
+        [
+            binary,
+            "--port",
+            str(REDIS_PORT),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(rdir),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--save",
+            "",
+            "--daemonize",
+            "yes",
+            "--pidfile",
+            str(pidfile),
+            "--logfile",
+            str(rdir / "redis.log"),
+        ],
         check=True,
     )
     for _ in range(100):
@@ -238,6 +291,7 @@ def write_env(urls: dict[str, str]) -> None:
 
 def up() -> None:
     state = _load_state()
+    before = {name: info.get("pid") for name, info in state.items()}
     urls: dict[str, str] = {}
     if os.environ.get("DATABASE_URL"):
         log("using DATABASE_URL from the environment")
@@ -254,15 +308,22 @@ def up() -> None:
         start_redis(state)
         urls["REDIS_URL"] = f"redis://127.0.0.1:{REDIS_PORT}/0"
     _save_state(state)
+    # What *this* call started, so `make run` stops on Ctrl-C only what it brought up and leaves
+    # services that were already running (another terminal's `make services`) alone.
+    (RUN_DIR / "started_by_last_up.json").write_text(
+        json.dumps(
+            sorted(name for name, info in state.items() if info.get("pid") != before.get(name))
+        )
+    )
     write_env(urls)
     log(f"ready: DATABASE_URL={urls['DATABASE_URL'].split('@')[-1]} REDIS_URL={urls['REDIS_URL']}")
 
 
-def down() -> None:
+def down(only: list[str] | None = None) -> None:
     state = _load_state()
-    if "redis" in state:
+    if "redis" in state and (only is None or "redis" in only):
         stop_redis(state.pop("redis"))
-    if "postgres" in state:
+    if "postgres" in state and (only is None or "postgres" in only):
         stop_postgres(state.pop("postgres"))
     _save_state(state)
 
@@ -274,4 +335,8 @@ def status() -> None:
 
 
 if __name__ == "__main__":
-    {"up": up, "down": down, "status": status}[sys.argv[1] if len(sys.argv) > 1 else "up"]()
+    command = sys.argv[1] if len(sys.argv) > 1 else "up"
+    if command == "down" and len(sys.argv) > 2:  # down --only redis,postgres
+        down(only=sys.argv[-1].split(","))
+    else:
+        {"up": up, "down": down, "status": status}[command]()

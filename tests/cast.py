@@ -39,12 +39,16 @@ def build_cast(prefix: str = "") -> Cast:
     with workspace_scope(ws_a.pk):
         eng = department_create(workspace=ws_a, name="Engineering")
         owner = Member.objects.get(workspace=ws_a, user=owner_user)
-        admin = member_add(workspace=ws_a, user=make_user(f"{prefix}admin@a.example"), role=Role.ADMIN)
+        admin = member_add(
+            workspace=ws_a, user=make_user(f"{prefix}admin@a.example"), role=Role.ADMIN
+        )
         finance = member_add(
             workspace=ws_a, user=make_user(f"{prefix}finance@a.example"), role=Role.FINANCE
         )
         member = member_add(
-            workspace=ws_a, user=make_user(f"{prefix}member@a.example"), role=Role.MEMBER,
+            workspace=ws_a,
+            user=make_user(f"{prefix}member@a.example"),
+            role=Role.MEMBER,
             department=eng,
         )
     with workspace_scope(ws_b.pk):

@@ -177,6 +177,9 @@ class Invitation(TenantModel):
         ]
         ordering = ["-created_at"]
 
+    def __str__(self) -> str:
+        return f"{self.email} ({self.role}, {self.status})"
+
     @property
     def status(self) -> str:
         if self.accepted_at:

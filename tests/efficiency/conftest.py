@@ -27,33 +27,60 @@ class Ledger:
     def __init__(self, workspace):
         self.workspace = workspace
 
-    def call(self, *, member, agent: Agent | None = None, at: datetime = T0,
-             model: str = "gpt-4o-mini", provider: str = "openai", prompt: str | None = None,
-             input_tokens: int = 800, output_tokens: int = 400, session_id: str = "",
-             status_code: int = 200, error_type: str = "", cache_hit: bool = False,
-             stream: bool = False) -> UsageRecord:
+    def call(
+        self,
+        *,
+        member,
+        agent: Agent | None = None,
+        at: datetime = T0,
+        model: str = "gpt-4o-mini",
+        provider: str = "openai",
+        prompt: str | None = None,
+        input_tokens: int = 800,
+        output_tokens: int = 400,
+        session_id: str = "",
+        status_code: int = 200,
+        error_type: str = "",
+        cache_hit: bool = False,
+        stream: bool = False,
+    ) -> UsageRecord:
         n = next(_ids)
         prompt = prompt if prompt is not None else f"unique prompt {n}"
         cost = cost_usd(provider, model, input_tokens=input_tokens, output_tokens=output_tokens)
         failed = status_code >= 400
         return UsageRecord.objects.create(
-            workspace=self.workspace, request_id=f"req_{n:06d}", member=member,
+            workspace=self.workspace,
+            request_id=f"req_{n:06d}",
+            member=member,
             department_id=(agent.department_id if agent else member.department_id),
-            agent=agent, session_id=session_id, provider=provider, model=model,
-            endpoint="chat.completions", input_tokens=0 if failed else input_tokens,
+            agent=agent,
+            session_id=session_id,
+            provider=provider,
+            model=model,
+            endpoint="chat.completions",
+            input_tokens=0 if failed else input_tokens,
             output_tokens=0 if failed else output_tokens,
             cost_usd=Decimal(0) if (cache_hit or failed) else cost,
-            saved_usd=cost if cache_hit else Decimal(0), cache_hit=cache_hit,
-            status_code=status_code, error_type=error_type, stream=stream,
-            fingerprint=fp(f"{model}|{prompt}"), created_at=at,
+            saved_usd=cost if cache_hit else Decimal(0),
+            cache_hit=cache_hit,
+            status_code=status_code,
+            error_type=error_type,
+            stream=stream,
+            fingerprint=fp(f"{model}|{prompt}"),
+            created_at=at,
         )
 
     def varied(self, *, member, agent=None, count=30, start=T0, session_prefix="s"):
         """A clean workload: distinct prompts, right-sized model, a few steps per session."""
         for i in range(count):
-            self.call(member=member, agent=agent, at=start + timedelta(minutes=3 * i),
-                      session_id=f"{session_prefix}{i // 5}",
-                      input_tokens=900 + 37 * (i % 7), output_tokens=350 + 11 * (i % 5))
+            self.call(
+                member=member,
+                agent=agent,
+                at=start + timedelta(minutes=3 * i),
+                session_id=f"{session_prefix}{i // 5}",
+                input_tokens=900 + 37 * (i % 7),
+                output_tokens=350 + 11 * (i % 5),
+            )
 
 
 @pytest.fixture
@@ -63,14 +90,16 @@ def ledger(scoped):
 
 @pytest.fixture
 def bot(scoped):
-    return agent_create(workspace=scoped.workspace, slug="looper", name="Looper",
-                        owner=scoped.member)
+    return agent_create(
+        workspace=scoped.workspace, slug="looper", name="Looper", owner=scoped.member
+    )
 
 
 @pytest.fixture
 def helper(scoped):
-    return agent_create(workspace=scoped.workspace, slug="helper", name="Helper",
-                        owner=scoped.admin)
+    return agent_create(
+        workspace=scoped.workspace, slug="helper", name="Helper", owner=scoped.admin
+    )
 
 
 @pytest.fixture(autouse=True)

@@ -11,8 +11,7 @@ from django.conf import settings
 
 from gateway import cache
 
-BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}],
-        "temperature": 0}
+BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "temperature": 0}
 
 
 def run(coro):
@@ -32,9 +31,18 @@ def test_put_get_round_trip_per_workspace_with_ttl(redis_client):
 
     async def scenario(r):
         assert await cache.get(r, 1, fp) is None
-        assert await cache.put(r, 1, fp, b'{"answer": 42}', ttl_s=60,
-                               cost_usd=Decimal("0.000123"), provider="openai",
-                               model="gpt-4o-mini", input_tokens=5, output_tokens=7)
+        assert await cache.put(
+            r,
+            1,
+            fp,
+            b'{"answer": 42}',
+            ttl_s=60,
+            cost_usd=Decimal("0.000123"),
+            provider="openai",
+            model="gpt-4o-mini",
+            input_tokens=5,
+            output_tokens=7,
+        )
         entry = await cache.get_entry(r, 1, fp)
         assert entry.body == b'{"answer": 42}' and entry.cost_usd == Decimal("0.000123")
         assert (entry.input_tokens, entry.output_tokens) == (5, 7)
@@ -67,18 +75,26 @@ def test_fingerprint_covers_model_messages_and_params_but_not_delivery():
     assert fp("completions", BODY) != base
 
 
-@pytest.mark.parametrize(("policy", "key_id", "agent_id", "header", "ttl"), [
-    (None, 1, None, None, 0),
-    (None, 1, None, b"on", cache.DEFAULT_TTL_S),
-    ({"workspace": {"enabled": True, "ttl_s": 120}}, 1, None, None, 120),
-    ({"workspace": {"enabled": True, "ttl_s": 120}}, 1, None, b"off", 0),
-    ({"keys": {"1": {"enabled": True, "ttl_s": 30}}}, 1, None, None, 30),
-    ({"keys": {"1": {"enabled": True, "ttl_s": 30}}}, 2, None, None, 0),
-    ({"workspace": {"enabled": True, "ttl_s": 120}, "agents": {"9": {"enabled": False}}},
-     1, 9, None, 0),
-    ({"agents": {"9": {"enabled": True, "ttl_s": 45}}}, 1, 9, None, 45),
-    ({"agents": {"9": {"enabled": False, "ttl_s": 45}}}, 1, 9, b"on", 45),
-])
+@pytest.mark.parametrize(
+    ("policy", "key_id", "agent_id", "header", "ttl"),
+    [
+        (None, 1, None, None, 0),
+        (None, 1, None, b"on", cache.DEFAULT_TTL_S),
+        ({"workspace": {"enabled": True, "ttl_s": 120}}, 1, None, None, 120),
+        ({"workspace": {"enabled": True, "ttl_s": 120}}, 1, None, b"off", 0),
+        ({"keys": {"1": {"enabled": True, "ttl_s": 30}}}, 1, None, None, 30),
+        ({"keys": {"1": {"enabled": True, "ttl_s": 30}}}, 2, None, None, 0),
+        (
+            {"workspace": {"enabled": True, "ttl_s": 120}, "agents": {"9": {"enabled": False}}},
+            1,
+            9,
+            None,
+            0,
+        ),
+        ({"agents": {"9": {"enabled": True, "ttl_s": 45}}}, 1, 9, None, 45),
+        ({"agents": {"9": {"enabled": False, "ttl_s": 45}}}, 1, 9, b"on", 45),
+    ],
+)
 def test_opt_in_most_specific_wins(policy, key_id, agent_id, header, ttl):
     workspace = {"settings": {"response_cache": policy} if policy else {}}
     assert cache.ttl_for(workspace, {"key_id": key_id}, agent_id, header) == ttl

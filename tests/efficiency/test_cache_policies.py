@@ -37,17 +37,29 @@ def test_policies_by_role_reach_the_gateway_snapshot(cast):
         agent = agent_create(workspace=cast.workspace, slug="bot", name="Bot", owner=cast.member)
         key, _ = gateway_key_create(workspace=cast.workspace, name="k", member=cast.member)
     with workspace_scope(cast.other_workspace.pk):
-        b_key, _ = gateway_key_create(workspace=cast.other_workspace, name="b",
-                                      member=cast.outsider)
+        b_key, _ = gateway_key_create(
+            workspace=cast.other_workspace, name="b", member=cast.outsider
+        )
 
     for role in ("finance", "member"):
         assert _call(tokens[role], "post", URL, {"scope": "workspace"}).status_code == 403
     ws = _call(tokens["admin"], "post", URL, {"scope": "workspace", "ttl_seconds": 600})
     assert ws.status_code == 201, ws.content
-    assert _call(tokens["owner"], "post", URL,
-                 {"scope": "agent", "agent_id": agent.pk, "enabled": False}).status_code == 201
-    assert _call(tokens["owner"], "post", URL,
-                 {"scope": "key", "gateway_key_id": key.pk, "ttl_seconds": 60}).status_code == 201
+    assert (
+        _call(
+            tokens["owner"], "post", URL, {"scope": "agent", "agent_id": agent.pk, "enabled": False}
+        ).status_code
+        == 201
+    )
+    assert (
+        _call(
+            tokens["owner"],
+            "post",
+            URL,
+            {"scope": "key", "gateway_key_id": key.pk, "ttl_seconds": 60},
+        ).status_code
+        == 201
+    )
     # Another workspace's key: the same answer as a missing one, and nothing written.
     foreign = _call(tokens["owner"], "post", URL, {"scope": "key", "gateway_key_id": b_key.pk})
     assert foreign.status_code == 400 and "gateway_key_id" in foreign.json()["error"]["fields"]
@@ -55,14 +67,19 @@ def test_policies_by_role_reach_the_gateway_snapshot(cast):
 
     snapshot = build_workspace_snapshot(cast.workspace.pk)
     section = snapshot["settings"]["response_cache"]
-    assert section == {"workspace": {"enabled": True, "ttl_s": 600},
-                       "keys": {str(key.pk): {"enabled": True, "ttl_s": 60}},
-                       "agents": {str(agent.pk): {"enabled": False, "ttl_s": 3600}}}
+    assert section == {
+        "workspace": {"enabled": True, "ttl_s": 600},
+        "keys": {str(key.pk): {"enabled": True, "ttl_s": 60}},
+        "agents": {str(agent.pk): {"enabled": False, "ttl_s": 3600}},
+    }
     assert cache.ttl_for(snapshot, {"key_id": key.pk}, None, None) == 60
     assert cache.ttl_for(snapshot, {"key_id": 0}, agent.pk, None) == 0
     assert cache.ttl_for(snapshot, {"key_id": 0}, None, None) == 600
     assert build_workspace_snapshot(cast.other_workspace.pk)["settings"]["response_cache"] == {
-        "workspace": None, "keys": {}, "agents": {}}
+        "workspace": None,
+        "keys": {},
+        "agents": {},
+    }
 
     # Deleting: a foreign id is a 404 and changes nothing.
     policy_id = ws.json()["id"]
@@ -79,7 +96,9 @@ def test_workspace_cache_switch_on_the_ranking_page(cast):
     admin.force_login(cast.admin.user)
     finance.force_login(cast.finance.user)
     assert finance.post("/efficiency/cache/", {"enabled": "on"}).status_code == 403
-    assert admin.post("/efficiency/cache/", {"enabled": "on", "ttl_seconds": "900"}).status_code == 302
+    assert (
+        admin.post("/efficiency/cache/", {"enabled": "on", "ttl_seconds": "900"}).status_code == 302
+    )
     html = finance.get("/efficiency/").content.decode()
     assert "on, 900 s" in html and 'action="/efficiency/cache/"' not in html
     assert 'action="/efficiency/cache/"' in admin.get("/efficiency/").content.decode()

@@ -43,14 +43,22 @@ def chat(gw, content, *, model="gpt-4o-mini", **headers):
 
 
 def test_real_traffic_looping_agent_and_frontier_model_on_one_liners(gw):
-    loop_ids = [chat(gw, "fix the failing test", **{"Alephant-Agent": "looper",
-                                                    "Alephant-Session-Id": "run-1"})
-                .headers["alephant-request-id"] for _ in range(12)]
+    loop_ids = [
+        chat(
+            gw,
+            "fix the failing test",
+            **{"Alephant-Agent": "looper", "Alephant-Session-Id": "run-1"},
+        ).headers["alephant-request-id"]
+        for _ in range(12)
+    ]
     for i in range(8):
         chat(gw, f"one-line question {i}?", model="gpt-4o")
     for i in range(6):
-        chat(gw, f"a varied and reasonable request number {i}",
-             **{"Alephant-Agent": "looper", "Alephant-Session-Id": f"ok-{i}"})
+        chat(
+            gw,
+            f"a varied and reasonable request number {i}",
+            **{"Alephant-Agent": "looper", "Alephant-Session-Id": f"ok-{i}"},
+        )
     assert len(gw.ledger()) == 26  # drains the usage stream into the ledger
 
     ws = gw.cast.workspace
@@ -107,7 +115,8 @@ def test_real_traffic_workload_without_cache_raises_cache_miss(gw):
     with workspace_scope(ws.pk):
         efficiency_compute(workspace=ws)
         miss = EfficiencySignal.objects.get(kind="cache_miss")
-        assert miss.evidence["request_ids"] == [r.headers["alephant-request-id"]
-                                                for r in replies[1:]]
+        assert miss.evidence["request_ids"] == [
+            r.headers["alephant-request-id"] for r in replies[1:]
+        ]
         lost = sum((r.cost_usd for r in rows[1:]), Decimal(0))
         assert Decimal(miss.evidence["dollars_lost"]) == lost

@@ -18,15 +18,23 @@ from workspaces.tenancy import workspace_scope
 
 
 def _grade(workspace, kind, entity_id):
-    return EfficiencyGrade.objects.get(workspace=workspace, entity_kind=kind,
-                                       **{f"{kind}_id": entity_id})
+    return EfficiencyGrade.objects.get(
+        workspace=workspace, entity_kind=kind, **{f"{kind}_id": entity_id}
+    )
 
 
 def test_looping_agent_gets_d_and_wasteful_with_the_loop_as_evidence(scoped, ledger, bot):
     ledger.varied(member=scoped.member, agent=bot, count=10)
-    loop = [ledger.call(member=scoped.member, agent=bot, prompt="fix the failing test",
-                        session_id="run-7", at=T0 + timedelta(hours=2, seconds=4 * i))
-            for i in range(30)]
+    loop = [
+        ledger.call(
+            member=scoped.member,
+            agent=bot,
+            prompt="fix the failing test",
+            session_id="run-7",
+            at=T0 + timedelta(hours=2, seconds=4 * i),
+        )
+        for i in range(30)
+    ]
     efficiency_compute(workspace=scoped.workspace, at=T0)
 
     grade = _grade(scoped.workspace, "agent", bot.pk)
@@ -48,11 +56,19 @@ def test_looping_agent_gets_d_and_wasteful_with_the_loop_as_evidence(scoped, led
 def test_runaway_run_is_thrashing_too(scoped, ledger, bot):
     for s in range(4):
         for i in range(4):
-            ledger.call(member=scoped.member, agent=bot, session_id=f"ok-{s}",
-                        at=T0 + timedelta(minutes=10 * s + i))
+            ledger.call(
+                member=scoped.member,
+                agent=bot,
+                session_id=f"ok-{s}",
+                at=T0 + timedelta(minutes=10 * s + i),
+            )
     for i in range(40):
-        ledger.call(member=scoped.member, agent=bot, session_id="runaway",
-                    at=T0 + timedelta(hours=1, minutes=i))
+        ledger.call(
+            member=scoped.member,
+            agent=bot,
+            session_id="runaway",
+            at=T0 + timedelta(hours=1, minutes=i),
+        )
     efficiency_compute(workspace=scoped.workspace, at=T0)
     grade = _grade(scoped.workspace, "agent", bot.pk)
     assert grade.verdict == "wasteful" and grade.capped_by == "thrashing"
@@ -61,9 +77,17 @@ def test_runaway_run_is_thrashing_too(scoped, ledger, bot):
 
 
 def test_frontier_model_on_one_line_prompts_raises_overkill_with_savings(scoped, ledger, helper):
-    calls = [ledger.call(member=scoped.admin, agent=helper, model="gpt-4o", input_tokens=25,
-                         output_tokens=40, at=T0 + timedelta(minutes=7 * i))
-             for i in range(20)]
+    calls = [
+        ledger.call(
+            member=scoped.admin,
+            agent=helper,
+            model="gpt-4o",
+            input_tokens=25,
+            output_tokens=40,
+            at=T0 + timedelta(minutes=7 * i),
+        )
+        for i in range(20)
+    ]
     efficiency_compute(workspace=scoped.workspace, at=T0)
 
     signal = EfficiencySignal.objects.get(kind="model_overkill", agent=helper)
@@ -80,17 +104,30 @@ def test_frontier_model_on_one_line_prompts_raises_overkill_with_savings(scoped,
 
 def test_short_calls_on_the_cheap_sibling_are_not_overkill(scoped, ledger, helper):
     for i in range(20):
-        ledger.call(member=scoped.admin, agent=helper, model="gpt-4o-mini", input_tokens=25,
-                    output_tokens=40, at=T0 + timedelta(minutes=7 * i))
+        ledger.call(
+            member=scoped.admin,
+            agent=helper,
+            model="gpt-4o-mini",
+            input_tokens=25,
+            output_tokens=40,
+            at=T0 + timedelta(minutes=7 * i),
+        )
     efficiency_compute(workspace=scoped.workspace, at=T0)
     assert not EfficiencySignal.objects.filter(kind="model_overkill").exists()
 
 
 def _repeated_workload(ledger, member, agent, *, cached: bool):
     # The same question every 20 minutes: too slow to be a loop, but a cache would serve it.
-    return [ledger.call(member=member, agent=agent, prompt="summarise the daily report",
-                        at=T0 + timedelta(minutes=20 * i), cache_hit=cached and i > 0)
-            for i in range(12)]
+    return [
+        ledger.call(
+            member=member,
+            agent=agent,
+            prompt="summarise the daily report",
+            at=T0 + timedelta(minutes=20 * i),
+            cache_hit=cached and i > 0,
+        )
+        for i in range(12)
+    ]
 
 
 def test_uncached_repeats_raise_cache_miss_with_dollars_lost(scoped, ledger, helper):
@@ -119,7 +156,11 @@ def test_clean_varied_workload_gets_a_or_s_and_justified(scoped, ledger, helper)
     ledger.varied(member=scoped.admin, agent=helper, count=40)
     ledger.varied(member=scoped.owner, count=15, session_prefix="o")
     efficiency_compute(workspace=scoped.workspace, at=T0)
-    for kind, pk in (("agent", helper.pk), ("member", scoped.admin.pk), ("member", scoped.owner.pk)):
+    for kind, pk in (
+        ("agent", helper.pk),
+        ("member", scoped.admin.pk),
+        ("member", scoped.owner.pk),
+    ):
         grade = _grade(scoped.workspace, kind, pk)
         assert grade.grade in ("S", "A"), grade.reason
         assert grade.verdict == "justified"
@@ -129,8 +170,14 @@ def test_clean_varied_workload_gets_a_or_s_and_justified(scoped, ledger, helper)
 
 def test_context_bloat_in_a_session_that_resends_its_history(scoped, ledger, helper):
     for i in range(8):
-        ledger.call(member=scoped.admin, agent=helper, session_id="chat-1",
-                    input_tokens=2000 * (i + 1), output_tokens=60, at=T0 + timedelta(minutes=i))
+        ledger.call(
+            member=scoped.admin,
+            agent=helper,
+            session_id="chat-1",
+            input_tokens=2000 * (i + 1),
+            output_tokens=60,
+            at=T0 + timedelta(minutes=i),
+        )
     efficiency_compute(workspace=scoped.workspace, at=T0)
     signal = EfficiencySignal.objects.get(kind="context_bloat")
     assert signal.evidence["first_input_tokens"] == 2000
@@ -141,11 +188,21 @@ def test_context_bloat_in_a_session_that_resends_its_history(scoped, ledger, hel
 def test_retry_storm_against_the_workspace_norm(scoped, ledger, bot, helper):
     ledger.varied(member=scoped.admin, agent=helper, count=40)
     for i in range(20):
-        ledger.call(member=scoped.member, agent=bot, prompt=f"q{i % 4}", status_code=429,
-                    error_type="rate_limit_exceeded", at=T0 + timedelta(minutes=2 * i))
+        ledger.call(
+            member=scoped.member,
+            agent=bot,
+            prompt=f"q{i % 4}",
+            status_code=429,
+            error_type="rate_limit_exceeded",
+            at=T0 + timedelta(minutes=2 * i),
+        )
     for i in range(10):
-        ledger.call(member=scoped.member, agent=bot, prompt=f"q{i % 4}",
-                    at=T0 + timedelta(minutes=2 * i, seconds=30))
+        ledger.call(
+            member=scoped.member,
+            agent=bot,
+            prompt=f"q{i % 4}",
+            at=T0 + timedelta(minutes=2 * i, seconds=30),
+        )
     efficiency_compute(workspace=scoped.workspace, at=T0)
     signal = EfficiencySignal.objects.get(kind="retry_storm")
     assert signal.agent_id == bot.pk
@@ -156,8 +213,14 @@ def test_retry_storm_against_the_workspace_norm(scoped, ledger, bot, helper):
 def test_off_hours_burst_without_a_human_session(scoped, ledger, bot):
     saturday_night = T0 + timedelta(days=3, hours=13)  # Sat 23:00 UTC
     for i in range(40):
-        ledger.call(member=scoped.member, agent=bot, model="gpt-4o", input_tokens=50_000, output_tokens=2000,
-                    at=saturday_night + timedelta(minutes=i))
+        ledger.call(
+            member=scoped.member,
+            agent=bot,
+            model="gpt-4o",
+            input_tokens=50_000,
+            output_tokens=2000,
+            at=saturday_night + timedelta(minutes=i),
+        )
     efficiency_compute(workspace=scoped.workspace, at=T0)
     signal = EfficiencySignal.objects.get(kind="off_hours")
     assert signal.evidence["calls"] == 40
@@ -172,17 +235,37 @@ def test_grades_are_deterministic_for_the_same_ledger(scoped, ledger, bot, helpe
     ledger.varied(member=scoped.admin, agent=helper, count=25)
     for i in range(12):
         ledger.call(member=scoped.member, agent=bot, prompt="again", at=T0 + timedelta(seconds=i))
-        ledger.call(member=scoped.admin, model="gpt-4o", input_tokens=20, output_tokens=20,
-                    at=T0 + timedelta(minutes=i))
+        ledger.call(
+            member=scoped.admin,
+            model="gpt-4o",
+            input_tokens=20,
+            output_tokens=20,
+            at=T0 + timedelta(minutes=i),
+        )
 
     def snapshot():
         report = efficiency_compute(workspace=scoped.workspace, at=T0)
-        grades = list(EfficiencyGrade.objects.filter(report=report).order_by("entity_kind", "rank")
-                      .values_list("entity_kind", "member_id", "agent_id", "department_id",
-                                   "score", "grade", "verdict", "reason", "waste_usd", "rank"))
-        signals = list(EfficiencySignal.objects.filter(report=report).order_by("position")
-                       .values_list("kind", "agent_id", "member_id", "impact_usd", "summary",
-                                    "evidence"))
+        grades = list(
+            EfficiencyGrade.objects.filter(report=report)
+            .order_by("entity_kind", "rank")
+            .values_list(
+                "entity_kind",
+                "member_id",
+                "agent_id",
+                "department_id",
+                "score",
+                "grade",
+                "verdict",
+                "reason",
+                "waste_usd",
+                "rank",
+            )
+        )
+        signals = list(
+            EfficiencySignal.objects.filter(report=report)
+            .order_by("position")
+            .values_list("kind", "agent_id", "member_id", "impact_usd", "summary", "evidence")
+        )
         return report.input_digest, grades, signals
 
     first, second = snapshot(), snapshot()
@@ -197,7 +280,8 @@ def test_grades_are_deterministic_for_the_same_ledger(scoped, ledger, bot, helpe
     a = grading.evaluate(rows, thresholds(), price=catalog_price)
     b = grading.evaluate(shuffled, thresholds(), price=catalog_price)
     assert [(g.entity_kind, g.entity_id, g.score, g.reason) for g in a.grades] == [
-        (g.entity_kind, g.entity_id, g.score, g.reason) for g in b.grades]
+        (g.entity_kind, g.entity_id, g.score, g.reason) for g in b.grades
+    ]
     assert [f.evidence() for f in a.findings] == [f.evidence() for f in b.findings]
 
 

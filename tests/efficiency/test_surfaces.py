@@ -21,9 +21,16 @@ ROLES = ("owner", "admin", "finance", "member", "outsider")
 def _traffic(cast, bot, helper, at):
     ledger = Ledger(cast.workspace)
     ledger.varied(member=cast.admin, agent=helper, count=20, start=at)
-    loop = [ledger.call(member=cast.member, agent=bot, prompt="retry the deploy",
-                        session_id="run-9", at=at + timedelta(minutes=90, seconds=3 * i))
-            for i in range(25)]
+    loop = [
+        ledger.call(
+            member=cast.member,
+            agent=bot,
+            prompt="retry the deploy",
+            session_id="run-9",
+            at=at + timedelta(minutes=90, seconds=3 * i),
+        )
+        for i in range(25)
+    ]
     return loop
 
 
@@ -55,8 +62,13 @@ def _ids(response):
 
 def test_api_role_matrix(graded, tokens):
     cast, bot, helper, _ = graded
-    everything = {("member", cast.member.pk), ("member", cast.admin.pk), ("agent", bot.pk),
-                  ("agent", helper.pk), ("department", cast.member.department_id)}
+    everything = {
+        ("member", cast.member.pk),
+        ("member", cast.admin.pk),
+        ("agent", bot.pk),
+        ("agent", helper.pk),
+        ("department", cast.member.department_id),
+    }
     for role in ("owner", "admin", "finance"):
         response = _get(tokens, role, "/api/v1/efficiency")
         assert response.status_code == 200, role
@@ -80,8 +92,11 @@ def test_api_detail_has_the_evidence_and_foreign_ids_are_404(graded, tokens):
     assert thrash["veto"] and thrash["evidence"]["request_ids"] == [r.request_id for r in loop]
     assert _get(tokens, "member", f"/api/v1/efficiency/{bot_grade.pk}").status_code == 200
     # Another member's agent and another workspace's grade: the same 404.
-    for role, pk in (("member", helper_grade.pk), ("outsider", bot_grade.pk),
-                     ("outsider", 999_999_999)):
+    for role, pk in (
+        ("member", helper_grade.pk),
+        ("outsider", bot_grade.pk),
+        ("outsider", 999_999_999),
+    ):
         response = _get(tokens, role, f"/api/v1/efficiency/{pk}")
         assert response.status_code == 404, (role, pk)
         assert response.json()["error"]["type"] == "not_found"

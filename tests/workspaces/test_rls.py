@@ -18,12 +18,12 @@ def _count(sql: str, params=None) -> int:
 
 def test_tests_run_as_the_app_role_which_cannot_bypass_rls(db):
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user"
-        )
+        cursor.execute("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user")
         assert cursor.fetchone() == (False, False)
-        cursor.execute("SELECT tableowner = current_user FROM pg_tables WHERE tablename = %s",
-                       ["workspaces_member"])
+        cursor.execute(
+            "SELECT tableowner = current_user FROM pg_tables WHERE tablename = %s",
+            ["workspaces_member"],
+        )
         assert cursor.fetchone()[0] is False
         cursor.execute("SELECT has_table_privilege(current_user, 'workspaces_member', 'TRUNCATE')")
         assert cursor.fetchone()[0] is False
@@ -32,8 +32,13 @@ def test_tests_run_as_the_app_role_which_cannot_bypass_rls(db):
 def test_raw_sql_sees_only_its_own_workspace(cast):
     with workspace_scope(cast.workspace.pk):
         assert _count("SELECT count(*) FROM workspaces_member") == 4
-        assert _count("SELECT count(*) FROM workspaces_member WHERE workspace_id = %s",
-                      [cast.other_workspace.pk]) == 0
+        assert (
+            _count(
+                "SELECT count(*) FROM workspaces_member WHERE workspace_id = %s",
+                [cast.other_workspace.pk],
+            )
+            == 0
+        )
         assert _count("SELECT count(*) FROM workspaces_workspace") == 1
     with workspace_scope(cast.other_workspace.pk):
         assert _count("SELECT count(*) FROM workspaces_member") == 1
@@ -113,5 +118,7 @@ def test_every_tenant_table_has_forced_rls_and_the_policy(db):
         )
         rows = cursor.fetchall()
     assert len(rows) >= 5
-    missing = [name for name, enabled, forced, policy in rows if not (enabled and forced and policy)]
+    missing = [
+        name for name, enabled, forced, policy in rows if not (enabled and forced and policy)
+    ]
     assert missing == []

@@ -17,7 +17,9 @@ def _unique_slug(name: str) -> str:
 
 
 @transaction.atomic
-def workspace_create(*, name: str, owner: User, time_zone: str = "UTC", slug: str = "") -> Workspace:
+def workspace_create(
+    *, name: str, owner: User, time_zone: str = "UTC", slug: str = ""
+) -> Workspace:
     """Create a workspace with `owner` as its first member (role owner).
 
     The id is reserved first so the row can be inserted inside its own RLS scope.
