@@ -672,6 +672,7 @@ class Gateway:
                         await self._account(call, admission, success=True)
                         headers = header_list(
                             {
+                                **admission.headers,
                                 "alephant-request-id": call.request_id,
                                 "alephant-cost-usd": format_usd(call.cost),
                                 "alephant-provider": route.provider,
@@ -699,7 +700,9 @@ class Gateway:
                 break
         await self._account(call, admission, success=False)
         assert last is not None
-        extra = {"retry-after": last.retry_after} if last.retry_after else {}
+        extra = {**admission.headers}
+        if last.retry_after:
+            extra["retry-after"] = last.retry_after
         raise GatewayError(
             last.status,
             last.message,
@@ -814,7 +817,9 @@ class Gateway:
                 break
         await self._account(call, admission, success=False)
         assert last is not None
-        extra = {"retry-after": last.retry_after} if last.retry_after else {}
+        extra = {**admission.headers}
+        if last.retry_after:
+            extra["retry-after"] = last.retry_after
         raise GatewayError(
             last.status,
             last.message,
@@ -846,6 +851,7 @@ class Gateway:
                     (b"alephant-request-id", call.request_id.encode()),
                     (b"alephant-provider", route.provider.encode()),
                     (b"alephant-model", route.model.encode("utf-8", "replace")),
+                    *header_list(admission.headers),
                 ],
             }
         )

@@ -278,3 +278,72 @@ def test_free_model_passes_an_exhausted_budget_and_unpriced_is_refused(world, re
     unpriced = chat("totally-unknown-model-x")
     assert unpriced.status_code in (400, 402, 404)  # refused, never treated as free
     assert httpx.get(sim_url + "/_sim/stats").json()["total"] == 1
+
+
+def test_budget_remaining_header_on_successful_calls_with_the_openai_sdk(world):
+    """Every admitted call (plain and streaming) carries the tightest money budget's remaining
+    amount, after this call's reservation; it falls as the budget is spent. No money budget on
+    the chain: the header is omitted."""
+    import openai
+
+    from billing.services.budgets import budget_create
+    from workspaces.tenancy import workspace_scope
+
+    cast, _sim_url, gateways = world
+    key = _issue(cast, name="sdk")
+    client = openai.OpenAI(base_url=gateways[0] + "/v1", api_key=key, max_retries=0)
+    messages = [{"role": "user", "content": "hello [[sim:tokens=50]]"}]
+
+    raw = client.chat.completions.with_raw_response.create(
+        model="gpt-4o", max_tokens=100, messages=messages
+    )
+    assert raw.status_code == 200
+    assert "alephant-budget-remaining-usd" not in raw.headers
+
+    with workspace_scope(cast.workspace.pk):
+        budget_create(
+            workspace=cast.workspace,
+            actor=cast.owner,
+            scope_type="member",
+            scope_id=cast.member.pk,
+            amount_usd="1.00",
+            period="month",
+            throttle_at=None,
+        )
+        # A looser budget on the workspace: the header shows the tightest one.
+        budget_create(
+            workspace=cast.workspace,
+            actor=cast.owner,
+            scope_type="workspace",
+            scope_id=cast.workspace.pk,
+            amount_usd="5.00",
+            period="month",
+            throttle_at=None,
+        )
+    time.sleep(1.2)  # gateways re-read the workspace snapshot within 1 s
+
+    # The earlier call ($0.05) predates the budgets but is in the ledger the counter is
+    # rebuilt from; worst case $0.10 is reserved: 1.00 - 0.05 - 0.10.
+    first = client.chat.completions.with_raw_response.create(
+        model="gpt-4o", max_tokens=100, messages=messages
+    )
+    assert first.status_code == 200
+    assert first.parse().choices[0].message.content
+    remaining_first = Decimal(first.headers["alephant-budget-remaining-usd"])
+    assert Decimal("0.80") <= remaining_first <= Decimal("0.90")
+
+    second = client.chat.completions.with_raw_response.create(
+        model="gpt-4o", max_tokens=100, messages=messages
+    )
+    assert second.status_code == 200
+    remaining_second = Decimal(second.headers["alephant-budget-remaining-usd"])
+    assert remaining_second == remaining_first - Decimal("0.05")  # the first call's spend
+
+    stream = client.chat.completions.with_raw_response.create(
+        model="gpt-4o", max_tokens=100, messages=messages, stream=True
+    )
+    assert stream.status_code == 200
+    remaining_stream = Decimal(stream.headers["alephant-budget-remaining-usd"])
+    assert remaining_stream == remaining_second - Decimal("0.05")
+    chunks = list(stream.parse())
+    assert any(c.choices and c.choices[0].delta.content for c in chunks)
