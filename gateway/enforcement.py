@@ -510,7 +510,7 @@ class Enforcer:
             reserves.append(reserve)
             keys.append(f"{tag}:b:{c.budget_id}:{pkey}")
             throttle_keys.append(f"{tag}:th:{c.budget_id}")
-            packed.append(f"{c.limit} {reserve} {c.static} {pkey}")
+            packed.append(f"{c.limit} {reserve} {c.static} {pkey} {c.ladder}")
         args.append(" ".join(packed))
         args.append(self.reservation_ttl_ms)
         keys += throttle_keys

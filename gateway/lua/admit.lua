@@ -11,9 +11,9 @@
 -- ARGV[1] request id  ARGV[2] rpm (<=0: none)  ARGV[3] tpm (<=0: none)  ARGV[4] token estimate
 -- ARGV[5] loop max (<=0: off)  ARGV[6] loop window s  ARGV[7] loop enforce (1/0)
 -- ARGV[8] n budgets  ARGV[9] workspace id  ARGV[10] loop subject
--- ARGV[11] the budgets, space-separated (one argument: far cheaper to pack than 8n), budget i
---   from o = (i-1)*8: limit, reserve, hard (1/0), throttle threshold (-1: none), throttle rpm,
---   money (1/0), budget id, period key
+-- ARGV[11] the budgets, space-separated (one argument: far cheaper to pack than 9n), budget i
+--   from o = (i-1)*9: limit, reserve, hard (1/0), throttle threshold (-1: none), throttle rpm,
+--   money (1/0), budget id, period key, ladder "step=threshold,..." (or "-")
 -- ARGV[12] reservation ttl ms
 -- ARGV[13] rate windows (requests/minute caps set as `rpm` budgets on any scope), space-separated
 --   limits; window j is KEYS[5+2n+j]
@@ -81,14 +81,14 @@ end
 -- At the cap is refused; a call whose worst case could pass the cap is refused; a call that
 -- reserves nothing (a zero-price model under a money budget) is never blocked.
 local function over(i)
-  local o = (i - 1) * 8
+  local o = (i - 1) * 9
   local limit = tonumber(B[o + 1])
   local reserve = tonumber(B[o + 2])
   local used = spent[i] + reserved[i]
   return B[o + 3] == '1' and reserve > 0 and (used >= limit or used + reserve > limit)
 end
 local function in_band(i)
-  local o = (i - 1) * 8
+  local o = (i - 1) * 9
   local threshold = tonumber(B[o + 4])
   return threshold >= 0 and tonumber(B[o + 5]) > 0 and spent[i] + reserved[i] >= threshold
 end
@@ -100,11 +100,21 @@ for i = 1, n do
     if purge() then read() end
   end
   if over(i) then
-    local o = (i - 1) * 8
-    if redis.call('HSETNX', KEYS[5 + i], 'a100', 1) == 1 then
-      redis.call('XADD', KEYS[4], 'MAXLEN', '~', 100000, '*', 'kind', 'ladder',
-        'workspace_id', ARGV[9], 'budget_id', B[o + 7], 'period', B[o + 8], 'step', 100,
-        'spent', spent[i], 'limit', B[o + 1], 'refused', 1, 'at_ms', now)
+    local o = (i - 1) * 9
+    -- Refused: the budget is full for this call, so the ladder reaches 100 %. Every step not yet
+    -- raised (e.g. 90 % when spend sits at 85 % and no call fits) is raised now, in order, each
+    -- once per period (the same HSETNX flags settle uses), then 100 %.
+    local steps = {}
+    for step in string.gmatch(B[o + 9] or '', '(%d+)=%d+') do
+      if tonumber(step) < 100 then steps[#steps + 1] = step end
+    end
+    steps[#steps + 1] = '100'
+    for _, step in ipairs(steps) do
+      if redis.call('HSETNX', KEYS[5 + i], 'a' .. step, 1) == 1 then
+        redis.call('XADD', KEYS[4], 'MAXLEN', '~', 100000, '*', 'kind', 'ladder',
+          'workspace_id', ARGV[9], 'budget_id', B[o + 7], 'period', B[o + 8], 'step', step,
+          'spent', spent[i], 'limit', B[o + 1], 'refused', 1, 'at_ms', now)
+      end
     end
     return {'budget', i, spent[i], reserved[i], tonumber(B[o + 1])}
   end
@@ -115,7 +125,7 @@ for i = 1, n do
   if in_band(i) then
     local z = KEYS[5 + n + i]
     redis.call('ZREMRANGEBYSCORE', z, '-inf', now - 60000)
-    if redis.call('ZCARD', z) >= tonumber(B[(i - 1) * 8 + 5]) then
+    if redis.call('ZCARD', z) >= tonumber(B[(i - 1) * 9 + 5]) then
       local oldest = redis.call('ZRANGE', z, 0, 0, 'WITHSCORES')
       return {'throttle', i, tonumber(oldest[2]) + 60000 - now}
     end
@@ -173,7 +183,7 @@ end
 local remaining = nil
 local parts = {ARGV[1]}
 for i = 1, n do
-  local o = (i - 1) * 8
+  local o = (i - 1) * 9
   local limit = tonumber(B[o + 1])
   local reserve = tonumber(B[o + 2])
   if reserve > 0 then

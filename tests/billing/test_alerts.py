@@ -373,3 +373,103 @@ def test_delivery_task_retries_with_backoff_until_delivered(scoped, receiver, se
     alert.refresh_from_db()
     assert len(handler.requests) == 3
     assert alert.deliveries[0]["status"] == "sent" and alert.deliveries[0]["attempts"] == 3
+
+
+def _calls(workspace, budget, costs: list[str], *, at: float, prefix: str) -> list[bool]:
+    """One admitted+settled call per cost (each reserves exactly what it then spends)."""
+    snapshot = {
+        "workspace_id": workspace.pk,
+        "time_zone": workspace.time_zone,
+        "rpm_floor": 1000,
+        "budgets": [budget_entry(budget)],
+        "settings": {},
+    }
+
+    async def run():
+        client = aioredis.Redis.from_url(settings.REDIS_URL)
+        enforcer = Enforcer(client, loader=_zero, clock=lambda: at)
+        allowed = []
+        for i, cost_usd in enumerate(costs):
+            cost = int(Decimal(cost_usd) * USD)
+            req = AdmitRequest(
+                f"{prefix}-{i}", workspace.pk, 1, None, None, None, "openai", "gpt-4o", 10, 10,
+                cost, "", None,
+            )  # fmt: skip
+            adm = await enforcer.admit(req, snapshot, {"rpm": None})
+            allowed.append(adm.allowed)
+            if adm.allowed:
+                await enforcer.settle(adm, cost_nanos=cost, tokens=20)
+        await client.aclose()
+        return allowed
+
+    return asyncio.run(run())
+
+
+def _drain_and_deliver(scoped, receiver) -> list[int]:
+    """The Celery tasks: drain the stream into alerts, deliver each to a webhook; the steps
+    the webhook received, in order."""
+    from billing.tasks import alert_deliver_task, alerts_drain_task
+
+    url, handler = receiver
+    channel = alert_channel_create(
+        workspace=scoped.workspace, actor=scoped.owner, kind="webhook", name="ops", url=url
+    )
+    alerts_drain_task.apply()
+    assert alerts_drain_task.apply().get() == 0  # nothing left, nothing twice
+    for alert in _ladder_alerts(scoped.workspace):
+        alert_deliver_task.apply(
+            kwargs={
+                "workspace_id": scoped.workspace.pk,
+                "alert_id": alert.pk,
+                "channel_id": channel.pk,
+            }
+        )
+    return [json.loads(body)["step"] for _headers, body in handler.requests]
+
+
+def _day_budget(scoped):
+    ws = scoped.workspace
+    return budget_create(
+        workspace=ws,
+        actor=scoped.owner,
+        scope_type="workspace",
+        scope_id=ws.pk,
+        amount_usd="1.00",
+        period="day",
+        throttle_rpm=None,
+    )
+
+
+DAY = 1_790_000_000.0 - (1_790_000_000.0 % 86400) + 7200
+
+
+def test_one_call_crossing_75_and_90_raises_both_steps_once(scoped, redis_client, receiver):
+    budget = _day_budget(scoped)
+    # 0.60 crosses 50; 0.35 takes 0.60 -> 0.95 (75 and 90 at once); 0.10 is refused at the cap.
+    assert _calls(scoped.workspace, budget, ["0.60", "0.35", "0.10"], at=DAY, prefix="x") == [
+        True,
+        True,
+        False,
+    ]
+    events = redis_client.xrange("alephant:alerts")
+    assert [int(f[b"step"]) for _i, f in events] == [50, 75, 90, 100]
+    assert [a.step for a in _ladder_alerts(scoped.workspace)] == []
+    assert _drain_and_deliver(scoped, receiver) == [50, 75, 90, 100]
+    assert [a.step for a in _ladder_alerts(scoped.workspace)] == [50, 75, 90, 100]
+
+
+def test_jump_from_below_90_to_the_cap_raises_90_and_100_once(scoped, redis_client, receiver):
+    budget = _day_budget(scoped)
+    # 0.80 -> 1.00 in one call; the next call is refused at the cap (100 already raised).
+    allowed = _calls(scoped.workspace, budget, ["0.80", "0.20", "0.01"], at=DAY, prefix="y")
+    assert allowed == [True, True, False]
+    assert _drain_and_deliver(scoped, receiver) == [50, 75, 90, 100]
+
+
+def test_refusal_below_90_raises_every_step_up_to_100_once(scoped, redis_client, receiver):
+    budget = _day_budget(scoped)
+    # 0.85 spent; a 0.20 call would pass the cap: refused, the budget is full for it. The 100 %
+    # alert says so, and the ladder below it is never skipped (90 is raised too, once).
+    allowed = _calls(scoped.workspace, budget, ["0.85", "0.20", "0.20", "0.15"], at=DAY, prefix="z")
+    assert allowed == [True, False, False, True]
+    assert _drain_and_deliver(scoped, receiver) == [50, 75, 90, 100]
