@@ -104,3 +104,14 @@ def redis_client():
     client.flushdb()
     yield client
     client.close()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """Real-browser tests run last.
+
+    pytest-playwright's sync API keeps an asyncio loop running in the main thread for the rest of
+    the session; any later test calling `asyncio.run()` would then fail. The sort is stable, so
+    pytest-django's own ordering is kept within each group.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
