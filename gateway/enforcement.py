@@ -34,7 +34,7 @@ import math
 import os
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
@@ -50,6 +50,7 @@ logger = logging.getLogger("alephant.enforcement")
 
 NANOS_PER_USD = 1_000_000_000
 ALERTS_STREAM = "alephant:alerts"
+USAGE_STREAM = "alephant:usage"  # gateway.usage.STREAM
 DEFAULT_RPM_FLOOR = 100
 DEFAULT_LADDER = (50, 75, 90, 100)
 SETTLED_TTL_S = 2 * 24 * 3600
@@ -295,14 +296,27 @@ class _Batcher:
         self.pending: list[tuple[_Script, list[str], list, asyncio.Future]] = []
         self.flushing = False
         self._task: asyncio.Future | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def call(self, script: _Script, keys: list[str], args: list) -> Any:
-        future = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        if self.flushing and (
+            self._loop is not loop or (self._task is not None and self._task.done())
+        ):
+            # A flush that died with its event loop must not leave the batcher stuck.
+            self.flushing, self.pending, self._task = False, [], None
+        if not self.flushing:
+            # Nothing in flight: this caller makes the round trip itself (no task, no future).
+            self.flushing, self._loop, self._task = True, loop, None
+            try:
+                return await script(self.client, keys, args)
+            finally:
+                if self.pending:
+                    self._task = loop.create_task(self._flush())
+                else:
+                    self.flushing = False
+        future = loop.create_future()
         self.pending.append((script, keys, args, future))
-        # (A flush task that died with its event loop must not leave the batcher stuck.)
-        if not self.flushing or self._task is None or self._task.done():
-            self.flushing = True
-            self._task = asyncio.ensure_future(self._flush())
         return await future
 
     async def _flush(self) -> None:
@@ -749,23 +763,54 @@ class Enforcer:
 
     # --- settle / release -------------------------------------------------------------------
 
-    async def settle(self, admission: Admission, *, cost_nanos: int, tokens: int) -> None:
-        await self._finish(
-            admission, cost_nanos=max(0, int(cost_nanos)), tokens=max(0, int(tokens)), count=1
+    async def settle(
+        self,
+        admission: Admission,
+        *,
+        cost_nanos: int,
+        tokens: int,
+        usage: Sequence[bytes] = (),
+        usage_stream: str = USAGE_STREAM,
+    ) -> bool:
+        """Swap the reservation for the actual usage (once per request id).
+
+        `usage`: the request's usage events, encoded (`gateway.usage.encode`); they are appended
+        to `usage_stream` in the same script call, atomically with the counter change. Returns
+        True when those events are in Redis; False means the caller must append them itself
+        (no budget on the chain, so no script ran, or Redis failed)."""
+        return await self._finish(
+            admission,
+            cost_nanos=max(0, int(cost_nanos)),
+            tokens=max(0, int(tokens)),
+            count=1,
+            usage=usage,
+            usage_stream=usage_stream,
         )
 
-    async def release(self, admission: Admission) -> None:
-        await self._finish(admission, cost_nanos=0, tokens=0, count=0)
+    async def release(
+        self, admission: Admission, *, usage: Sequence[bytes] = (), usage_stream: str = USAGE_STREAM
+    ) -> bool:
+        """Drop the reservation; `usage` and the result as for `settle`."""
+        return await self._finish(
+            admission, cost_nanos=0, tokens=0, count=0, usage=usage, usage_stream=usage_stream
+        )
 
     async def _finish(
-        self, admission: Admission, *, cost_nanos: int, tokens: int, count: int
+        self,
+        admission: Admission,
+        *,
+        cost_nanos: int,
+        tokens: int,
+        count: int,
+        usage: Sequence[bytes],
+        usage_stream: str,
     ) -> bool:
         handle = admission.handle
         if not isinstance(handle, _Handle) or handle.done:
-            return False
+            return not usage
         handle.done = True
         if not handle.budgets:
-            return True
+            return not usage  # nothing to settle: no round trip of ours for the events either
         tag = f"alephant:{{w{handle.workspace_id}}}"
         keys = [f"{tag}:settled:{handle.request_id}", ALERTS_STREAM, f"{tag}:resv"]
         packed = []
@@ -783,10 +828,14 @@ class Enforcer:
             " ".join(packed),
             handle.member,
         ]
+        if usage:
+            keys.append(usage_stream)
+            args.extend(usage)
         try:
-            return bool(await self._batcher.call(_SETTLE, keys, args))
+            await self._batcher.call(_SETTLE, keys, args)
         except (RedisError, OSError) as exc:
             # The reservation stays until the counter expires or is rebuilt; the ledger
-            # keeps the cost.
+            # keeps the cost (the caller appends the events itself).
             logger.error("enforcement: settle of %s failed: %s", handle.request_id, exc)
             return False
+        return True

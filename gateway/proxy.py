@@ -48,6 +48,7 @@ from gateway.providers.base import (
     provider_message,
 )
 from gateway.usage import UsageQueue
+from gateway.usage import encode as usage_encode
 
 logger = logging.getLogger("alephant.gateway")
 
@@ -387,21 +388,30 @@ class Gateway:
         }
 
     async def _account(self, call: Call, admission: Admission, *, success: bool) -> None:
-        """Settle (or release) the reservation and append the attempts' usage events."""
-        finish = (
-            self.enforcer.settle(admission, cost_nanos=usd_to_nanos(call.cost), tokens=call.tokens)
-            if success or call.cost > 0
-            else self.enforcer.release(admission)
-        )
-        if call.events:
-            results = await asyncio.gather(
-                finish, self.usage.emit_many(call.events), return_exceptions=True
-            )
-            for result in results:
-                if isinstance(result, BaseException):
-                    logger.error("gateway: accounting for %s failed: %r", call.request_id, result)
-        else:
-            await finish
+        """Settle (or release) the reservation and append the attempts' usage events: one
+        script call does both when a budget is on the chain (one round trip, atomic); else the
+        events go through the usage queue. Either way they are in Redis when this returns."""
+        events = [usage_encode(e) for e in call.events]
+        stream = self.usage.stream
+        try:
+            if success or call.cost > 0:
+                written = await self.enforcer.settle(
+                    admission,
+                    cost_nanos=usd_to_nanos(call.cost),
+                    tokens=call.tokens,
+                    usage=events,
+                    usage_stream=stream,
+                )
+            else:
+                written = await self.enforcer.release(admission, usage=events, usage_stream=stream)
+        except Exception as exc:
+            logger.error("gateway: settling %s failed: %r", call.request_id, exc)
+            written = False
+        if events and not written:
+            try:
+                await self.usage.emit_encoded(events)
+            except Exception as exc:
+                logger.error("gateway: usage event for %s failed: %r", call.request_id, exc)
 
     def _plan(self, call: Call, headers: dict[bytes, bytes], ref: str, route: Route) -> list[Route]:
         plan = [route] * (1 + max(0, self.config.retries))

@@ -75,9 +75,13 @@ class UsageQueue:
         await self.emit_many([event])
 
     async def emit_many(self, events: list[dict[str, Any]]) -> None:
-        if not events:
+        if events:
+            await self.emit_encoded([encode(e) for e in events])
+
+    async def emit_encoded(self, encoded: list[bytes]) -> None:
+        """Like `emit_many`, for events already encoded with `encode`."""
+        if not encoded:
             return
-        encoded = [encode(e) for e in events]
         if self._flushing:  # a round trip is in flight: ride the next batch
             future = asyncio.get_running_loop().create_future()
             self._events.extend(encoded)

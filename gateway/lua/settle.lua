@@ -1,15 +1,22 @@
 -- Settle (or release) one request exactly once: drop its reservations, add its actual usage,
 -- and signal every ladder step the new total crossed (one event per budget, period and step).
+-- The request's usage events (ARGV[7..]) are appended to the usage stream in the same atomic
+-- step (one round trip; the ledger's event and the counter change can't part), even when the
+-- request id was settled already (the ledger writer is idempotent by request id).
 --
 -- KEYS[1] settled marker  KEYS[2] alerts stream  KEYS[3] the workspace's live reservations
--- KEYS[3+i] counter hash of budget i
+-- KEYS[3+i] counter hash of budget i  KEYS[4+n] the usage stream (only read with events)
 -- ARGV[1] marker ttl s  ARGV[2] n  ARGV[3] workspace id  ARGV[4] request id
 -- ARGV[5] the budgets, space-separated, budget i from o = (i-1)*7: epoch seen at admit,
 --   reserve, actual, limit, ladder "step=threshold,..." (or "-"), budget id, period key
 -- ARGV[6] the reservation member admit returned ('' when nothing was reserved)
+-- ARGV[7..] usage events, one JSON document each (stream field `e`)
 -- Returns 1 when settled now, 0 when this request id was already settled.
-if not redis.call('SET', KEYS[1], 1, 'NX', 'EX', tonumber(ARGV[1])) then return 0 end
 local n = tonumber(ARGV[2])
+for j = 7, #ARGV do
+  redis.call('XADD', KEYS[4 + n], '*', 'e', ARGV[j])
+end
+if not redis.call('SET', KEYS[1], 1, 'NX', 'EX', tonumber(ARGV[1])) then return 0 end
 local B = {}
 for word in string.gmatch(ARGV[5] or '', '%S+') do B[#B + 1] = word end
 -- Our reservations are still held unless they expired and admit dropped them already.

@@ -542,3 +542,52 @@ def test_alert_only_budget_counts_and_signals_but_never_refuses(run, redis_clien
     assert int(counter(redis_client, 1)["spent"]) == 3 * USD // 10
     steps = [f[b"step"] for _id, f in redis_client.xrange("alephant:alerts")]
     assert steps == [b"100"]
+
+
+def test_settle_appends_the_usage_events_in_the_same_script_call(run, redis_client):
+    """One round trip: the counter change and the request's usage events land together; a
+    repeated settle still appends (the ledger is idempotent by request id) but changes no
+    counter; with no budget on the chain no script runs and the caller appends them itself."""
+    from gateway.usage import encode
+
+    ws = workspace(budget(1, limit_usd=10))
+    stream = "alephant:usage:test-settle"
+    redis_client.delete(stream)
+
+    async def scenario(client):
+        enforcer = Enforcer(client, loader=zero_loader)
+        a = await enforcer.admit(request(1), ws, KEY)
+        events = [encode({"request_id": a.handle.request_id, "cost_usd": "0.25"})]
+        commands = []
+        original = client.evalsha
+
+        async def counting(*args, **kwargs):
+            commands.append(args[0])
+            return await original(*args, **kwargs)
+
+        client.evalsha = counting
+        written = await enforcer.settle(
+            a, cost_nanos=int(0.25 * USD), tokens=10, usage=events, usage_stream=stream
+        )
+        client.evalsha = original
+        copy = type(a)(True, handle=_Handle(**{**a.handle.__dict__, "done": False}))
+        again = await enforcer.settle(
+            copy, cost_nanos=int(0.25 * USD), tokens=10, usage=events, usage_stream=stream
+        )
+        free = await enforcer.admit(request(1, model="free", reserve_nanos=0), workspace(), KEY)
+        unwritten = await enforcer.settle(
+            free, cost_nanos=0, tokens=1, usage=events, usage_stream=stream
+        )
+        refused = await enforcer.release(type(a)(False, 402), usage=events, usage_stream=stream)
+        return written, len(commands), again, unwritten, refused
+
+    written, round_trips, again, unwritten, refused = run(scenario)
+    assert written is True and round_trips == 1
+    assert again is True
+    assert unwritten is False and refused is False
+    entries = redis_client.xrange(stream)
+    assert len(entries) == 2
+    assert json.loads(entries[0][1][b"e"])["cost_usd"] == "0.25"
+    state = counter(redis_client, 1)
+    assert int(state["spent"]) == USD // 4 and int(state["reserved"]) == 0
+    redis_client.delete(stream)
