@@ -17,23 +17,13 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 
 django_application = get_asgi_application()
 
-try:
-    from gateway.asgi import application as gateway_application
-except ImportError:  # the gateway app lands with its own issue
-    gateway_application = None
+from gateway.asgi import application as gateway_application  # noqa: E402
 
 
 async def application(scope, receive, send):
-    if scope["type"] == "lifespan":
-        if gateway_application is not None:
-            return await gateway_application(scope, receive, send)
-        message = await receive()
-        while message["type"] != "lifespan.shutdown":
-            await send({"type": message["type"] + ".complete"})
-            message = await receive()
-        await send({"type": "lifespan.shutdown.complete"})
-        return
+    if scope["type"] == "lifespan":  # the gateway owns start-up/shutdown (HTTP client, Redis)
+        return await gateway_application(scope, receive, send)
     path = scope.get("path", "")
-    if gateway_application is not None and (path == "/v1" or path.startswith("/v1/")):
+    if path == "/v1" or path.startswith("/v1/"):
         return await gateway_application(scope, receive, send)
     return await django_application(scope, receive, send)

@@ -44,7 +44,7 @@ def readyz(request: HttpRequest) -> JsonResponse:
         except Exception as exc:  # a readiness probe reports, it does not raise
             results[name] = f"unavailable: {type(exc).__name__}"
     failing = [name for name, result in results.items() if result != "ok"]
-    body = {"status": "ok" if not failing else "unavailable", "checks": results}
+    body: dict[str, object] = {"status": "ok" if not failing else "unavailable", "checks": results}
     if failing:
         body["failing"] = failing
     return JsonResponse(body, status=503 if failing else 200)

@@ -82,7 +82,8 @@ DB_AS_OWNER = env_bool("ALEPHANT_DB_AS_OWNER", False)
 
 
 def _database(url: str) -> dict:
-    config = dj_database_url.parse(url, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60))
+    max_age = env_int("DATABASE_CONN_MAX_AGE", 60)
+    config: dict = dj_database_url.parse(url, conn_max_age=max_age)  # type: ignore[assignment]
     config["CONN_HEALTH_CHECKS"] = True
     config["TEST"] = {"NAME": env_str("ALEPHANT_TEST_DB", "test_alephant")}
     return config

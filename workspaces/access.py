@@ -22,5 +22,5 @@ def get_in_workspace(
     qs = queryset._default_manager.all() if isinstance(queryset, type) else queryset
     try:
         return qs.get(workspace_id=workspace.pk, pk=int(str(pk)))
-    except (ValueError, TypeError, qs.model.DoesNotExist) as exc:
+    except (ValueError, TypeError, qs.model.DoesNotExist) as exc:  # type: ignore[attr-defined]
         raise Http404("Not found.") from exc

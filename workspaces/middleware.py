@@ -46,5 +46,6 @@ class WorkspaceScopeMiddleware:
             response = self.get_response(request)
             # Streaming responses would read the DB after the transaction ends: render here.
             if getattr(response, "streaming", False):
-                response.streaming_content = [b"".join(response.streaming_content)]
+                content = b"".join(response.streaming_content)  # type: ignore[attr-defined]
+                response.streaming_content = [content]  # type: ignore[attr-defined]
             return response
