@@ -85,11 +85,33 @@ def _load(
                 time.sleep(0.05)
 
 
+def _wait_for(condition, timeout: float, what: str, interval: float = 0.2) -> None:
+    """Poll `condition` until it holds; bounded (a slow machine gets time, a hang still fails)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
+
+
+def _stored(workspace_id: int, request_ids: list[str]) -> set[str]:
+    from billing.models import UsageRecord
+    from workspaces.tenancy import workspace_scope
+
+    with workspace_scope(workspace_id):
+        return set(
+            UsageRecord.objects.filter(request_id__in=request_ids).values_list(
+                "request_id", flat=True
+            )
+        )
+
+
 def test_sigkill_of_gateway_and_writer_during_load_loses_no_record(gw):
     from billing.models import UsageRecord
     from tests.gateway.conftest import issue_key
     from workspaces.tenancy import workspace_scope
 
+    ws = gw.cast.workspace.pk
     _obj, key = issue_key(gw.cast, name="load", rpm=1_000_000)  # the load, not the rate cap
     env = dict(gw.stack.env)
     victim, base = start_gateway(env)
@@ -99,37 +121,45 @@ def test_sigkill_of_gateway_and_writer_during_load_loses_no_record(gw):
         threading.Thread(target=_load, args=(base + "/v1", key, stop, done, lock, i % 2 == 0))
         for i in range(8)
     ]
+
+    def answered() -> list[str]:
+        with lock:
+            return list(done)
+
     for t in threads:
         t.start()
     try:
-        time.sleep(1.5)
+        # Conditions, not fixed sleeps: on a loaded machine the writer and the load take longer
+        # to get going, and the kills must still land mid-flight. The writer dies only once it
+        # is demonstrably writing batches (some answered calls stored) while the load runs on.
+        _wait_for(lambda: len(answered()) > 20, 60, "the load to complete 20 calls")
+        _wait_for(lambda: _stored(ws, answered()), 90, "the writer to store records")
         writer.kill(signal.SIGKILL)  # the writer dies mid-stream of batches
-        time.sleep(1.0)
+        before = len(answered())
+        _wait_for(lambda: len(answered()) >= before + 20, 60, "20 more calls after the writer")
         victim.kill(signal.SIGKILL)  # and the gateway dies under load
     finally:
         stop.set()
         for t in threads:
-            t.join(timeout=15)
+            t.join(timeout=30)
         victim.kill(signal.SIGKILL)
-    assert len(done) > 20, "the load generator should have completed calls before the kill"
+        writer.kill(signal.SIGKILL)
+    assert not any(t.is_alive() for t in threads)
+    done = answered()
+    assert len(done) > 40, "the load generator should have completed calls before the kills"
     # A fresh writer (another consumer) reclaims what writer-a left pending and drains the rest.
     replacement = start_ledger_writer(env, "--claim-idle-ms", "500", "--consumer", "writer-b")
+    missing = set(done)
     try:
-        deadline = time.time() + 30
-        missing = set(done)
-        while time.time() < deadline and missing:
-            time.sleep(0.5)
-            with workspace_scope(gw.cast.workspace.pk):
-                stored = set(
-                    UsageRecord.objects.filter(request_id__in=list(missing)).values_list(
-                        "request_id", flat=True
-                    )
-                )
-            missing -= stored
+        deadline = time.monotonic() + 120
+        while missing and time.monotonic() < deadline:
+            missing -= _stored(ws, list(missing))
+            if missing:
+                time.sleep(0.5)
     finally:
         replacement.kill()
     assert not missing, f"{len(missing)} of {len(done)} answered calls have no usage record"
-    with workspace_scope(gw.cast.workspace.pk):
+    with workspace_scope(ws):
         assert UsageRecord.objects.filter(request_id__in=done).count() == len(set(done))
 
 
