@@ -1,6 +1,7 @@
 """`make bench` (`python -m bench`): direct to the simulator vs a bare pass-through proxy vs the
-Alephant full path (auth, rate cap, costing, usage queue), non-streaming and streaming, at
-concurrency 1 and 64. Reports RPS, p50, p99 and server CPU per request, with ratios, in one run.
+Alephant full path (auth, rate cap, costing, usage queue), and the same gateway with 5 money
+budgets on the key's chain (`5budgets`), non-streaming and streaming, at concurrency 1 and 64.
+Reports RPS, p50, p99 and server CPU per request, with ratios, in one run.
 
 Each server is one uvicorn worker (uvloop + httptools). The gateway reads its key and workspace
 snapshots from a Redis database of its own (`ALEPHANT_BENCH_REDIS_DB`, default 11): the bench
@@ -119,28 +120,36 @@ async def run_cell(
     )
 
 
-def seed_snapshots(redis_url: str, key_hash_secret: str, sim_url: str) -> str:
-    """Write a key and workspace snapshot for the bench gateway; returns the raw key."""
+BUDGET_SCOPES = (("key", 1), ("agent", 1), ("member", 1), ("department", 1))
+
+
+def seed_snapshots(
+    redis_url: str, key_hash_secret: str, sim_url: str, *, budgets: bool = False
+) -> str:
+    """Write a key and workspace snapshot for the bench gateway; returns the raw key.
+
+    `budgets`: a workspace of its own (WORKSPACE_ID + 1) with a money budget on every scope of
+    the chain (key, agent, member, department, workspace: 5), counters pre-seeded (lifetime,
+    effectively unlimited), so the run shows the full path with budget enforcement."""
     import redis
 
     from gateway import vault
     from gateway.keyhash import generate_key, hash_key
 
+    ws_id = WORKSPACE_ID + 1 if budgets else WORKSPACE_ID
     raw, prefix = generate_key()
-    wrapped, version = vault.wrap_data_key(WORKSPACE_ID, vault.new_data_key())
-    enc = vault.seal_secret(
-        WORKSPACE_ID, "sk-bench-upstream", wrapped_dek=wrapped, key_version=version
-    )
+    wrapped, version = vault.wrap_data_key(ws_id, vault.new_data_key())
+    enc = vault.seal_secret(ws_id, "sk-bench-upstream", wrapped_dek=wrapped, key_version=version)
     enc.setdefault("wrapped_dek", wrapped)
     enc.setdefault("key_version", version)
     key = {
         "v": 1,
-        "workspace_id": WORKSPACE_ID,
+        "workspace_id": ws_id,
         "key_id": 1,
         "prefix": prefix,
         "member_id": 1,
-        "department_id": None,
-        "agent_id": None,
+        "department_id": 1 if budgets else None,
+        "agent_id": 1 if budgets else None,
         "member_agents": {},
         "expires_at": None,
         "revoked": False,
@@ -150,7 +159,7 @@ def seed_snapshots(redis_url: str, key_hash_secret: str, sim_url: str) -> str:
     }
     workspace = {
         "v": 1,
-        "workspace_id": WORKSPACE_ID,
+        "workspace_id": ws_id,
         "time_zone": "UTC",
         "rpm_floor": 100,
         "credentials": [
@@ -170,8 +179,29 @@ def seed_snapshots(redis_url: str, key_hash_secret: str, sim_url: str) -> str:
         "settings": {},
     }
     client = redis.Redis.from_url(redis_url)
+    if budgets:
+        for i, (scope_type, scope_id) in enumerate((*BUDGET_SCOPES, ("workspace", ws_id))):
+            workspace["budgets"].append(
+                {
+                    "id": 900 + i,
+                    "scope_type": scope_type,
+                    "scope_id": scope_id,
+                    "metric": "usd",
+                    "limit": 1_000_000 * 1_000_000_000,  # $1M: never refuses
+                    "period": "lifetime",
+                    "ladder": [50, 75, 90, 100],
+                    "throttle_at": None,
+                    "throttle_rpm": None,
+                    "hard_stop": True,
+                    "model": None,
+                }
+            )
+            client.hset(
+                f"alephant:{{w{ws_id}}}:b:{900 + i}:life",
+                mapping={"init": "bench", "spent": 0, "reserved": 0},
+            )
     client.set(f"alephant:gk:{hash_key(raw, key_hash_secret)}", orjson.dumps(key))
-    client.set(f"alephant:ws:{WORKSPACE_ID}", orjson.dumps(workspace))
+    client.set(f"alephant:ws:{ws_id}", orjson.dumps(workspace))
     client.close()
     return raw
 
@@ -242,6 +272,7 @@ async def bench(args: argparse.Namespace) -> list[Result]:
         wait_http(f"http://127.0.0.1:{bare_port}/", proc=bare)
         wait_http(f"http://127.0.0.1:{gw_port}/v1/models", timeout=90, proc=gateway)
         raw_key = seed_snapshots(redis_url, secret, sim_url)
+        budgeted_key = seed_snapshots(redis_url, secret, sim_url, budgets=True)
         targets = {
             "direct": (
                 sim_url + "/v1/chat/completions",
@@ -252,6 +283,13 @@ async def bench(args: argparse.Namespace) -> list[Result]:
             "alephant": (
                 f"http://127.0.0.1:{gw_port}/v1/chat/completions",
                 {"authorization": f"Bearer {raw_key}"},
+                gateway,
+            ),
+            # The same gateway, 5 money budgets on the key's chain (admit reserves on all five,
+            # settle + usage event in one script call).
+            "5budgets": (
+                f"http://127.0.0.1:{gw_port}/v1/chat/completions",
+                {"authorization": f"Bearer {budgeted_key}"},
                 gateway,
             ),
         }
@@ -284,6 +322,8 @@ async def bench(args: argparse.Namespace) -> list[Result]:
 
             client = redis.Redis.from_url(redis_url)
             client.delete("alephant:usage")  # bench calls are not real spend
+            for key in client.scan_iter(f"alephant:{{w{WORKSPACE_ID + 1}}}:*", count=1000):
+                client.delete(key)
             client.close()
         except Exception:  # noqa: S110 - cleanup is best effort
             pass
