@@ -3,7 +3,8 @@ member, department, workspace) and the key's rate cap, versus the same calls wit
 off, in the same run against the same Redis. `run() -> list[dict]` rows for `make bench`;
 `python -m bench.enforcement` prints them.
 
-Each call: one EVALSHA for admit, one for settle (the gateway does both per request).
+Each call: one EVALSHA for admit, one for settle carrying the usage event (the gateway does both
+per request; with enforcement off the event is its own XADD), on the gateway's `RespClient`.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from gateway.enforcement import NANOS_PER_USD, AdmitRequest, Enforcer
+from gateway.enforcement import NANOS_PER_USD, AdmitRequest, Enforcer, RespClient
 
 WORKSPACE_ID = 2_000_000_000  # far from real ids; its keys are removed afterwards
+USAGE = "alephant:usage:bench-enforcement"  # not the real stream: no ledger writer reads it
 
 
 def _snapshot() -> dict:
@@ -82,16 +84,23 @@ async def _measure(enforcer: Enforcer, snapshot: dict, calls: int) -> tuple[list
             fingerprint=f"fp{i}",
             session_id=None,
         )
+        event = b'{"request_id":"%s"}' % req.request_id.encode()
         t0 = time.perf_counter()
         admission = await enforcer.admit(req, snapshot, key)
-        await enforcer.settle(admission, cost_nanos=3_000_000, tokens=700)
+        # As the gateway does: the usage event rides in the settle script; with enforcement off
+        # (no script) it is its own XADD.
+        if not await enforcer.settle(
+            admission, cost_nanos=3_000_000, tokens=700, usage=[event], usage_stream=USAGE
+        ):
+            await enforcer.redis.xadd(USAGE, {"e": event})
         samples.append((time.perf_counter() - t0) * 1000)
     return samples, (time.process_time() - cpu0) * 1000 / calls
 
 
 async def _run(calls: int) -> list[dict]:
     url = os.environ.get("REDIS_URL", "redis://127.0.0.1:63799/0")
-    client = aioredis.Redis.from_url(url)
+    # The gateway's request-path client (one pipelined connection), as in production.
+    client = RespClient.from_url(url)
     snapshot = _snapshot()
     on = Enforcer(client, loader=_zero)
     off = Enforcer(client, loader=_zero, enabled=False)
@@ -150,12 +159,15 @@ async def _run(calls: int) -> list[dict]:
         )
         return rows
     finally:
+        await client.aclose()
+        admin = aioredis.Redis.from_url(url)
         keys = [
-            k async for k in client.scan_iter(match=f"alephant:{{w{WORKSPACE_ID}}}:*", count=1000)
+            k async for k in admin.scan_iter(match=f"alephant:{{w{WORKSPACE_ID}}}:*", count=1000)
         ]
         for i in range(0, len(keys), 500):
-            await client.delete(*keys[i : i + 500])
-        await client.aclose()
+            await admin.delete(*keys[i : i + 500])
+        await admin.delete(USAGE)
+        await admin.aclose()
 
 
 def run(calls: int = 3000) -> list[dict]:
