@@ -179,9 +179,11 @@ def seed_snapshots(
         "settings": {},
     }
     client = redis.Redis.from_url(redis_url)
+    budget_list: list[dict] = []
+    workspace["budgets"] = budget_list
     if budgets:
         for i, (scope_type, scope_id) in enumerate((*BUDGET_SCOPES, ("workspace", ws_id))):
-            workspace["budgets"].append(
+            budget_list.append(
                 {
                     "id": 900 + i,
                     "scope_type": scope_type,

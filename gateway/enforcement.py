@@ -41,7 +41,7 @@ from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 from zoneinfo import ZoneInfo
 
 import redis.asyncio as aioredis
@@ -59,6 +59,9 @@ DEFAULT_LADDER = (50, 75, 90, 100)
 SETTLED_TTL_S = 2 * 24 * 3600
 CHAIN = ("key", "agent", "member", "department", "workspace")
 MONEY, REQUESTS, TOKENS, REQUEST_COST, RPM = "usd", "requests", "tokens", "request_usd", "rpm"
+
+# redis-py's asyncio client, or the request path's lean `RespClient` (same calls, same errors)
+AnyRedis: TypeAlias = "aioredis.Redis | RespClient"
 
 # loader(workspace_id, items) -> current totals, one int per item, from the ledger.
 # item: {"budget_id", "metric", "scope_type", "scope_id", "model", "start", "end"} (aware datetimes)
@@ -270,7 +273,7 @@ class _Script:
 
         self.sha = hashlib.sha1(source.encode()).hexdigest()  # noqa: S324 - Redis' script id
 
-    async def __call__(self, client: aioredis.Redis, keys: list[str], args: list) -> Any:
+    async def __call__(self, client: AnyRedis, keys: list[str], args: list) -> Any:
         try:
             return await client.evalsha(self.sha, len(keys), *keys, *args)
         except NoScriptError:
@@ -294,7 +297,7 @@ class _Batcher:
     own). An idle caller is sent at once, so batching adds no latency; under load it saves the
     per-command client CPU (one send/recv for many), like the usage queue does for events."""
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: AnyRedis) -> None:
         self.client = client
         self.pending: list[tuple[_Script, list[str], list, asyncio.Future]] = []
         self.flushing = False
@@ -388,7 +391,7 @@ def _s(value: object) -> str:
 class Enforcer:
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: AnyRedis,
         *,
         fail_open: bool = False,
         loader: CounterLoader | None = None,
@@ -423,7 +426,7 @@ class Enforcer:
         self._periods = _PeriodCache()
 
     @classmethod
-    def from_env(cls, redis: aioredis.Redis, **kwargs) -> Enforcer:
+    def from_env(cls, redis: AnyRedis, **kwargs) -> Enforcer:
         """`ALEPHANT_FAIL_OPEN`, `ALEPHANT_LOOP_MAX_REPEATS`, `ALEPHANT_LOOP_WINDOW_S`,
         `ALEPHANT_ENFORCEMENT` (0 turns enforcement off: benchmarks only)."""
         fail_open = (os.environ.get("ALEPHANT_FAIL_OPEN") or "").lower() in {
@@ -1050,7 +1053,8 @@ class RespClient:
         if setup:
             for result in await self._send(proto, setup):
                 if isinstance(result, Exception):
-                    proto.transport.close()
+                    if proto.transport is not None:
+                        proto.transport.close()
                     raise result
         return proto
 
