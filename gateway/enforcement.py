@@ -593,7 +593,9 @@ class Enforcer:
             headers = {}
             if has_money:
                 headers["Alephant-Budget-Remaining-USD"] = nanos_to_usd(max(0, remaining))
-            if looped:
+            # Log the first repeat past the limit, then at powers of two: a loop that keeps
+            # going must not turn into one log line per request on the hot path.
+            if looped and (looped == loop_max + 1 or looped & (looped - 1) == 0):
                 logger.warning(
                     "agent loop: %s repeated %s times (workspace %s)", subject, looped, ws
                 )
