@@ -129,7 +129,18 @@ def start_postgres(state: dict) -> str:
             stdout=subprocess.DEVNULL,
         )
     pidfile = data / "postmaster.pid"
-    running = pidfile.exists() and _pid_alive(int(pidfile.read_text().split()[0]))
+    # `pg_ctl status`, not the pid file alone: a stale postmaster.pid whose pid was reused by
+    # another process would otherwise look like a running server.
+    running = pidfile.exists() and (
+        subprocess.run(
+            ["runuser", "-u", "postgres", "--", str(bindir / "pg_ctl"), "-D", str(data), "status"]
+            if os.geteuid() == 0
+            else [str(bindir / "pg_ctl"), "-D", str(data), "status"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        ).returncode
+        == 0
+    )
     if not running:
         if _port_open(PG_PORT):
             sys.exit(f"port {PG_PORT} is taken by another process; set ALEPHANT_PG_PORT")
@@ -207,7 +218,11 @@ def start_redis(state: dict) -> None:
     rdir = SERVICE_DIR / "redis"
     rdir.mkdir(parents=True, exist_ok=True)
     pidfile = rdir / "redis.pid"
-    if pidfile.exists() and _pid_alive(int(pidfile.read_text().strip() or 0)):
+    if (
+        pidfile.exists()
+        and _pid_alive(int(pidfile.read_text().strip() or 0))
+        and _port_open(REDIS_PORT)
+    ):
         return
     if _port_open(REDIS_PORT):
         sys.exit(f"port {REDIS_PORT} is taken by another process; set ALEPHANT_REDIS_PORT")
