@@ -56,10 +56,8 @@ def processes(port: str) -> list[tuple[str, list[str]]]:
             ],
         ),
     ]
-    try:  # the gateway issue adds the upstream simulator, ledger writer and demo traffic
-        from gateway.devprocs import extra_processes
-    except ImportError:
-        return procs
+    from gateway.devprocs import extra_processes  # simulator, ledger writer, demo traffic
+
     return procs + extra_processes(py, port)
 
 

@@ -145,11 +145,9 @@ def _blocked(budget, start) -> bool:
 
 
 def budget_burns(*, workspace: Workspace, now: dt.datetime | None = None) -> list[Burn]:
-    """Every budget of the workspace, fullest first. Empty if the budgets app has none."""
-    try:
-        from billing.models import Budget
-    except ImportError:  # the budgets issue has not landed: no bars, no error
-        return []
+    """Every budget of the workspace, fullest first."""
+    from billing.models import Budget
+
     now = now or timezone.now()
     burns = []
     for budget in Budget.objects.filter(workspace=workspace):

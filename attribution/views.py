@@ -419,10 +419,8 @@ def sessions_list(request: WorkspaceRequest) -> HttpResponse:
 
 
 def _recent_alerts(workspace, *, limit: int | None = None) -> list:
-    try:
-        from billing.models import Alert
-    except ImportError:
-        return []
+    from billing.models import Alert
+
     qs = Alert.objects.filter(workspace=workspace).order_by("-created_at", "-id")
     return list(qs[:limit] if limit else qs[:500])
 

@@ -14,6 +14,7 @@ from rest_framework import exceptions, serializers
 from rest_framework.response import Response
 
 from billing.models import UsageRecord
+from gateway.usage import FIELDS as USAGE_FIELDS
 from workspaces.api_base import ALL_ROLES, SPEND_READERS, ErrorSerializer, WorkspaceViewSet
 
 ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 403: ErrorSerializer, 404: ErrorSerializer}
@@ -25,35 +26,8 @@ class UsageRecordOut(serializers.ModelSerializer):
 
     class Meta:
         model = UsageRecord
-        fields = [
-            "id",
-            "request_id",
-            "created_at",
-            "gateway_key_id",
-            "member_id",
-            "department_id",
-            "agent_id",
-            "session_id",
-            "session_path",
-            "session_name",
-            "properties",
-            "provider",
-            "model",
-            "endpoint",
-            "input_tokens",
-            "output_tokens",
-            "cached_tokens",
-            "reasoning_tokens",
-            "cost_usd",
-            "saved_usd",
-            "cache_hit",
-            "status_code",
-            "error_type",
-            "estimated",
-            "stream",
-            "latency_ms",
-            "fingerprint",
-        ]
+        # The same fields the gateway puts on the usage stream (one list to keep in step).
+        fields = ["id", *(name for name in USAGE_FIELDS if name != "workspace_id")]
 
 
 def _when(request, name: str):

@@ -63,17 +63,12 @@ def extend_workspace_snapshot(workspace_id: int, snapshot: dict) -> None:
 
 
 def register() -> None:
-    try:
-        from gateway.snapshots import register_workspace_extender
-    except ImportError:  # the keys part is not there yet
-        logger.warning("gateway.snapshots missing: budgets are not published to the gateway")
-        return
+    from gateway.snapshots import register_workspace_extender
+
     register_workspace_extender(extend_workspace_snapshot)
 
 
 def publish_budgets_on_commit(workspace_id: int) -> None:
-    try:
-        from gateway.snapshots import publish_workspace_on_commit
-    except ImportError:
-        return
+    from gateway.snapshots import publish_workspace_on_commit
+
     publish_workspace_on_commit(workspace_id)

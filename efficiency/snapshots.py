@@ -29,9 +29,6 @@ def extend_workspace_snapshot(workspace_id: int, snapshot: dict) -> None:
 
 
 def register() -> None:
-    try:
-        from gateway.snapshots import register_workspace_extender
-    except ImportError:
-        logger.warning("gateway.snapshots missing: response cache policies are not published")
-        return
+    from gateway.snapshots import register_workspace_extender
+
     register_workspace_extender(extend_workspace_snapshot)

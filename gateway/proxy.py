@@ -134,6 +134,23 @@ class _StreamState:
         self.finished = False
 
 
+def transport_error(exc: BaseException, cred: Any) -> ProviderError:
+    """What a failed connection to the provider means for the client (both retryable)."""
+    if isinstance(exc, TimeoutError):
+        return ProviderError(
+            504,
+            f"The provider did not answer within {cred.timeout_s:g} s.",
+            retryable=True,
+            error_type="upstream_timeout",
+        )
+    return ProviderError(
+        502,
+        f"Could not reach the provider for `{cred.name}`.",
+        retryable=True,
+        error_type="upstream_unreachable",
+    )
+
+
 class Gateway:
     def __init__(
         self,
@@ -637,20 +654,8 @@ class Gateway:
                     data = await resp.read()
                     status = resp.status
                     retry_after = resp.headers.get("retry-after")
-            except TimeoutError:
-                last = ProviderError(
-                    504,
-                    f"The provider did not answer within {cred.timeout_s:g} s.",
-                    retryable=True,
-                    error_type="upstream_timeout",
-                )
-            except aiohttp.ClientError:
-                last = ProviderError(
-                    502,
-                    f"Could not reach the provider for `{cred.name}`.",
-                    retryable=True,
-                    error_type="upstream_unreachable",
-                )
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                last = transport_error(exc, cred)
             else:
                 if status >= 400:
                     last = error_from_status(status, provider_message(data), retry_after)
@@ -796,20 +801,8 @@ class Gateway:
                     headers=upstream.headers,
                     timeout=self._timeout(cred.timeout_s, True),
                 )
-            except TimeoutError:
-                last = ProviderError(
-                    504,
-                    f"The provider did not answer within {cred.timeout_s:g} s.",
-                    retryable=True,
-                    error_type="upstream_timeout",
-                )
-            except aiohttp.ClientError:
-                last = ProviderError(
-                    502,
-                    f"Could not reach the provider for `{cred.name}`.",
-                    retryable=True,
-                    error_type="upstream_unreachable",
-                )
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                last = transport_error(exc, cred)
             else:
                 if resp.status >= 400:
                     try:

@@ -151,10 +151,7 @@ def build_workspace_snapshot(workspace_id: int) -> dict:
 
 
 def _price_overrides(workspace_id: int) -> list[dict]:
-    try:
-        from billing.models import PriceOverride
-    except ImportError:  # the billing app may not define it (yet)
-        return []
+    from billing.models import PriceOverride
 
     def text(value: Any) -> str | None:
         return None if value is None else str(value)

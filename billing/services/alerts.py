@@ -22,11 +22,11 @@ from django.utils import timezone
 
 from billing.models import Alert, AlertChannel, Budget
 from billing.models.alerts import AlertKind, ChannelKind
-from billing.services.budgets import _audit
 from billing.services.channels import DeliveryError, deliver
 from billing.services.counters import ledger_total
 from billing.services.periods import period_bounds
 from workspaces.models import Member, Workspace
+from workspaces.services.audit import audit_record
 from workspaces.tenancy import workspace_scope
 
 logger = logging.getLogger(__name__)
@@ -255,7 +255,7 @@ def alert_channel_create(
     channel.full_clean()
     with transaction.atomic():
         channel.save()
-        _audit(
+        audit_record(
             workspace=workspace,
             actor=actor,
             action="alert_channel.create",
@@ -275,7 +275,7 @@ def alert_channel_update(
     channel.full_clean()
     with transaction.atomic():
         channel.save()
-        _audit(
+        audit_record(
             workspace=channel.workspace,
             actor=actor,
             action="alert_channel.update",
@@ -288,7 +288,7 @@ def alert_channel_update(
 
 def alert_channel_delete(*, channel: AlertChannel, actor: Member | None) -> None:
     with transaction.atomic():
-        _audit(
+        audit_record(
             workspace=channel.workspace,
             actor=actor,
             action="alert_channel.delete",
@@ -322,7 +322,7 @@ def alert_channel_test(*, channel: AlertChannel, actor: Member | None) -> tuple[
         }
     ]
     alert.save(update_fields=["deliveries"])
-    _audit(
+    audit_record(
         workspace=channel.workspace,
         actor=actor,
         action="alert_channel.test",

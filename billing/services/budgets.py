@@ -15,6 +15,7 @@ from billing.models.budgets import MONEY_METRICS, Metric, Period, ScopeType, def
 from billing.snapshots import publish_budgets_on_commit
 from workspaces.access import get_in_workspace
 from workspaces.models import Agent, Department, Member, Workspace
+from workspaces.services.audit import audit_record
 
 BUDGET_FIELDS = (
     "name",
@@ -30,14 +31,6 @@ BUDGET_FIELDS = (
     "hard_stop",
     "model_filter",
 )
-
-
-def _audit(**kwargs: Any) -> None:
-    try:
-        from workspaces.services.audit import audit_record
-    except ImportError:  # the audit log is not there yet
-        return
-    audit_record(**kwargs)
 
 
 def budget_summary(budget: Budget) -> dict:
@@ -98,7 +91,7 @@ def budget_create(*, workspace: Workspace, actor: Member | None, **data: Any) ->
     _apply(budget, data)
     budget.full_clean()
     budget.save()
-    _audit(
+    audit_record(
         workspace=workspace,
         actor=actor,
         action="budget.create",
@@ -121,7 +114,7 @@ def budget_update(*, budget: Budget, actor: Member | None, **data: Any) -> Budge
     _apply(budget, data)
     budget.full_clean()
     budget.save()
-    _audit(
+    audit_record(
         workspace=budget.workspace,
         actor=actor,
         action="budget.update",
@@ -136,7 +129,7 @@ def budget_update(*, budget: Budget, actor: Member | None, **data: Any) -> Budge
 @transaction.atomic
 def budget_delete(*, budget: Budget, actor: Member | None) -> None:
     workspace = budget.workspace
-    _audit(
+    audit_record(
         workspace=workspace,
         actor=actor,
         action="budget.delete",
@@ -158,7 +151,7 @@ def guardrails_update(
             setattr(settings, name, data[name])
     settings.full_clean()
     settings.save()
-    _audit(
+    audit_record(
         workspace=workspace,
         actor=actor,
         action="guardrails.update",

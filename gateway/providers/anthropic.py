@@ -21,6 +21,7 @@ from gateway.providers.base import (
     UnsupportedRoute,
     UpstreamRequest,
     Usage,
+    content_text,
     estimate_tokens,
     sse,
 )
@@ -50,14 +51,6 @@ def usage_from(usage: dict[str, Any] | None) -> Usage:
         cache_write_tokens=written,
         reported=True,
     )
-
-
-def _text(content: Any) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    return "".join(p.get("text", "") for p in content if isinstance(p, dict))
 
 
 def _image_block(url: str) -> dict[str, Any]:
@@ -95,12 +88,12 @@ def chat_to_messages(body: dict[str, Any], model: str, stream: bool) -> dict[str
     for msg in body.get("messages") or ():
         role = msg.get("role")
         if role in ("system", "developer"):
-            system.append(_text(msg.get("content")))
+            system.append(content_text(msg.get("content")))
         elif role == "user":
             add("user", _user_blocks(msg.get("content")))
         elif role == "assistant":
             blocks: list[dict[str, Any]] = []
-            text = _text(msg.get("content"))
+            text = content_text(msg.get("content"))
             if text:
                 blocks.append({"type": "text", "text": text})
             for call in msg.get("tool_calls") or ():
@@ -125,7 +118,7 @@ def chat_to_messages(body: dict[str, Any], model: str, stream: bool) -> dict[str
                     {
                         "type": "tool_result",
                         "tool_use_id": msg.get("tool_call_id"),
-                        "content": _text(msg.get("content")),
+                        "content": content_text(msg.get("content")),
                     }
                 ],
             )

@@ -171,3 +171,12 @@ def provider_message(body: bytes, limit: int = 500) -> str:
         if isinstance(err, str):
             return err[:limit]
     return "the provider returned an error"
+
+
+def content_text(content: Any) -> str:
+    """The text of an OpenAI message `content` (a string or a list of typed parts)."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    return "".join(p.get("text", "") for p in content if isinstance(p, dict))

@@ -21,6 +21,7 @@ from gateway.providers.base import (
     UnsupportedRoute,
     UpstreamRequest,
     Usage,
+    content_text,
     estimate_tokens,
     sse,
 )
@@ -46,14 +47,6 @@ def usage_from(meta: dict[str, Any] | None) -> Usage:
         reasoning_tokens=thoughts,
         reported=True,
     )
-
-
-def _text(content: Any) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    return "".join(p.get("text", "") for p in content if isinstance(p, dict))
 
 
 def _parts(content: Any) -> list[dict[str, Any]]:
@@ -87,12 +80,12 @@ def chat_to_gemini(body: dict[str, Any]) -> dict[str, Any]:
     for msg in body.get("messages") or ():
         role = msg.get("role")
         if role in ("system", "developer"):
-            system.append(_text(msg.get("content")))
+            system.append(content_text(msg.get("content")))
         elif role == "user":
             add("user", _parts(msg.get("content")))
         elif role == "assistant":
             parts: list[dict[str, Any]] = []
-            text = _text(msg.get("content"))
+            text = content_text(msg.get("content"))
             if text:
                 parts.append({"text": text})
             for call in msg.get("tool_calls") or ():
@@ -112,7 +105,7 @@ def chat_to_gemini(body: dict[str, Any]) -> dict[str, Any]:
                     {
                         "functionResponse": {
                             "name": name,
-                            "response": {"content": _text(msg.get("content"))},
+                            "response": {"content": content_text(msg.get("content"))},
                         }
                     }
                 ],

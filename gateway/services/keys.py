@@ -20,14 +20,9 @@ from gateway.services.datakeys import datakey_active
 from gateway.services.validation import validate_base_url, validate_credential_fields
 from gateway.snapshots import publish_key_on_commit, publish_workspace_on_commit
 from workspaces.models import Agent, Member, Workspace
+from workspaces.services.audit import audit_record
 
 _UNSET: Any = object()
-
-
-def _audit(**kwargs: Any) -> None:
-    from workspaces.services.audit import audit_record
-
-    audit_record(**kwargs)
 
 
 def credential_summary(credential: ProviderCredential) -> dict:
@@ -108,7 +103,7 @@ def provider_key_create(
             )
     except IntegrityError as exc:  # a concurrent create with the same name
         raise ValidationError({"name": "A provider key with this name already exists."}) from exc
-    _audit(
+    audit_record(
         workspace=workspace,
         actor=actor,
         action="provider_key.create",
@@ -170,7 +165,7 @@ def provider_key_update(
     after = credential_summary(credential)
     if secret is not _UNSET:
         after["secret"] = "(replaced)"
-    _audit(
+    audit_record(
         workspace=credential.workspace,
         actor=actor,
         action="provider_key.update",
@@ -186,7 +181,7 @@ def provider_key_update(
 def provider_key_delete(*, credential: ProviderCredential, actor: Member | None = None) -> None:
     _require_manager(actor)
     workspace = credential.workspace
-    _audit(
+    audit_record(
         workspace=workspace,
         actor=actor,
         action="provider_key.delete",
@@ -291,7 +286,7 @@ def gateway_key_create(
         rpm=rpm,
         tpm=tpm,
     )
-    _audit(
+    audit_record(
         workspace=workspace,
         actor=actor,
         action="gateway_key.create",
@@ -338,7 +333,7 @@ def gateway_key_update(
     )
     key.updated_at = timezone.now()
     key.save()
-    _audit(
+    audit_record(
         workspace=key.workspace,
         actor=actor,
         action="gateway_key.update",
@@ -359,7 +354,7 @@ def gateway_key_revoke(*, key: GatewayKey, actor: Member | None = None) -> Gatew
         key.revoked_at = timezone.now()
         key.updated_at = key.revoked_at
         key.save(update_fields=["revoked_at", "updated_at"])
-        _audit(
+        audit_record(
             workspace=key.workspace,
             actor=actor,
             action="gateway_key.revoke",
