@@ -38,8 +38,8 @@ from gateway.hotpath.routing import (
 )
 from gateway.hotpath.snapshots import Loader, SnapshotCache
 from gateway.keyhash import hash_key, looks_like_key
-from gateway.providers import adapter_for
-from gateway.providers.base import (
+from gateway.hotpath.providers import adapter_for
+from gateway.hotpath.providers.base import (
     Credential,
     ProviderError,
     UnsupportedRoute,

@@ -24,10 +24,10 @@ class CheckResult:
 
 
 def _request(credential: ProviderCredential, secret: str) -> tuple[str, dict[str, str]]:
-    from gateway.providers import adapter_for
-    from gateway.providers.anthropic import DEFAULT_BASE_URL as ANTHROPIC_BASE
-    from gateway.providers.base import Credential
-    from gateway.providers.gemini import DEFAULT_BASE_URL as GEMINI_BASE
+    from gateway.hotpath.providers import adapter_for
+    from gateway.hotpath.providers.anthropic import DEFAULT_BASE_URL as ANTHROPIC_BASE
+    from gateway.hotpath.providers.base import Credential
+    from gateway.hotpath.providers.gemini import DEFAULT_BASE_URL as GEMINI_BASE
 
     cred = Credential(
         id=credential.pk,

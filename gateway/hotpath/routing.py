@@ -17,7 +17,7 @@ import orjson
 
 from billing.pricing import ModelPricing, UnpricedModel, catalog_price, find_override, resolve_price
 from gateway.hotpath.http import GatewayError
-from gateway.providers import PROVIDERS
+from gateway.hotpath.providers import PROVIDERS
 
 _ROUTES = "_alephant_routes"
 MAX_PROPERTIES = 20

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import orjson
 
-from gateway.providers import adapter_for
-from gateway.providers.anthropic import (
+from gateway.hotpath.providers import adapter_for
+from gateway.hotpath.providers.anthropic import (
     AnthropicToChatStream,
     chat_to_messages,
     message_to_chat,
 )
-from gateway.providers.base import Credential, SSEParser, error_from_status, provider_message
-from gateway.providers.gemini import GeminiToChatStream, chat_to_gemini, gemini_to_chat
-from gateway.providers.openai import OpenAIStream
+from gateway.hotpath.providers.base import Credential, SSEParser, error_from_status, provider_message
+from gateway.hotpath.providers.gemini import GeminiToChatStream, chat_to_gemini, gemini_to_chat
+from gateway.hotpath.providers.openai import OpenAIStream
 
 CRED = Credential(1, "openai", "oai", None, None, "org-1", 30, "sk-secret")
 CHAT = {

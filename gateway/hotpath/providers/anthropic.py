@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from gateway.providers.base import (
+from gateway.hotpath.providers.base import (
     Credential,
     Reply,
     SSEParser,

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.providers.anthropic import AnthropicAdapter
-from gateway.providers.gemini import GeminiAdapter
-from gateway.providers.openai import AzureOpenAIAdapter, OpenAIAdapter
+from gateway.hotpath.providers.anthropic import AnthropicAdapter
+from gateway.hotpath.providers.gemini import GeminiAdapter
+from gateway.hotpath.providers.openai import AzureOpenAIAdapter, OpenAIAdapter
 
 OPENAI_COMPATIBLE = (
     "openai",

@@ -13,8 +13,8 @@ from typing import Any
 
 import orjson
 
-from gateway.providers.anthropic import chat_usage
-from gateway.providers.base import (
+from gateway.hotpath.providers.anthropic import chat_usage
+from gateway.hotpath.providers.base import (
     Credential,
     Reply,
     SSEParser,

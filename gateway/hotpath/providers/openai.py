@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from gateway.providers.base import (
+from gateway.hotpath.providers.base import (
     Credential,
     Reply,
     SSEParser,
@@ -74,7 +74,7 @@ class OpenAIAdapter:
     native = frozenset({"chat", "completions", "embeddings", "responses"})
     translated = frozenset(
         {"messages"}
-    )  # Anthropic requests, via gateway/providers/messages_compat.py
+    )  # Anthropic requests, via gateway/hotpath/providers/messages_compat.py
 
     def __init__(self, family: str = "openai") -> None:
         self.family = family
@@ -104,7 +104,7 @@ class OpenAIAdapter:
         stream: bool,
     ) -> UpstreamRequest:
         if endpoint == "messages":
-            from gateway.providers.messages_compat import messages_to_chat
+            from gateway.hotpath.providers.messages_compat import messages_to_chat
 
             chat = messages_to_chat(body, model, stream)
             if self.family in NO_STREAM_OPTIONS:
@@ -127,14 +127,14 @@ class OpenAIAdapter:
 
     def reply(self, endpoint: str, raw: bytes, data: Any, model: str) -> Reply:
         if endpoint == "messages":
-            from gateway.providers.messages_compat import chat_to_message
+            from gateway.hotpath.providers.messages_compat import chat_to_message
 
             return Reply(orjson.dumps(chat_to_message(data, model)), usage_from("chat", data))
         return Reply(raw, usage_from(endpoint, data))
 
     def streamer(self, endpoint: str, client_wants_usage: bool, model: str) -> Any:
         if endpoint == "messages":
-            from gateway.providers.messages_compat import ChatToAnthropicStream
+            from gateway.hotpath.providers.messages_compat import ChatToAnthropicStream
 
             return ChatToAnthropicStream(model)
         return OpenAIStream(endpoint, client_wants_usage)

@@ -12,8 +12,8 @@ from typing import Any
 
 import orjson
 
-from gateway.providers.base import SSEParser, Usage, estimate_tokens, sse
-from gateway.providers.openai import usage_from as openai_usage
+from gateway.hotpath.providers.base import SSEParser, Usage, estimate_tokens, sse
+from gateway.hotpath.providers.openai import usage_from as openai_usage
 
 STOP = {
     "stop": "end_turn",
