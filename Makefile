@@ -23,10 +23,10 @@ lock:
 	$(PYTHON) -m pip install -q uv && uv pip compile -q --generate-hashes --python $(PYTHON) --extra dev pyproject.toml -o requirements.lock
 
 services:
-	@$(PYTHON) scripts/devservices.py up
+	@$(PYTHON) devtools/services.py up
 
 services-down:
-	@$(PYTHON) scripts/devservices.py down
+	@$(PYTHON) devtools/services.py down
 
 migrate: venv services
 	ALEPHANT_DB_AS_OWNER=1 $(PY) manage.py migrate --no-input -v 0
@@ -41,7 +41,7 @@ browser:
 		 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 
 run: seed
-	PORT=$(PORT) $(PY) -m alephant.devrun
+	PORT=$(PORT) $(PY) -m devtools.run
 
 test: venv services browser
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -2,7 +2,7 @@
 
 * provider keys that point at the local upstream simulator (`ALEPHANT_SIM_PORT`, 9100);
 * gateway keys for the demo members and agents; their raw values go to `.run/demo_keys.json`
-  (local, git-ignored) for the traffic driver `gateway/demo_traffic.py`;
+  (local, git-ignored) for the traffic driver `devtools/demo_traffic.py`;
 * 30 days of history in the ledger (request ids `demo-hist-*`), so the month view has a shape
   before live traffic arrives, then the rollups of that range;
 * a few budgets, if the workspace has none yet.
@@ -37,7 +37,7 @@ HISTORY_MIX = (
 
 
 def simulator_url() -> str:
-    port = os.environ.get("ALEPHANT_SIM_PORT", "9100")  # as in gateway/devprocs.py
+    port = os.environ.get("ALEPHANT_SIM_PORT", "9100")  # as in devtools/procs.py
     return os.environ.get("ALEPHANT_SIMULATOR_URL", f"http://127.0.0.1:{port}").rstrip("/")
 
 

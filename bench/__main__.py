@@ -263,7 +263,7 @@ async def bench(args: argparse.Namespace) -> list[Result]:
     secret = env.get("ALEPHANT_KEY_HASH_SECRET") or env.get("DJANGO_SECRET_KEY", "")
     sim_port, bare_port, gw_port = free_port(), free_port(), free_port()
     sim = Proc(
-        [sys.executable, "-m", "gateway.simulator", "--port", str(sim_port)], env, "sim"
+        [sys.executable, "-m", "devtools.simulator", "--port", str(sim_port)], env, "sim"
     ).start()
     sim_url = f"http://127.0.0.1:{sim_port}"
     bare = uvicorn("bench.baseline:application", bare_port, dict(env, BENCH_UPSTREAM=sim_url))

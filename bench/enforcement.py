@@ -245,7 +245,7 @@ async def _gateway_cells(seconds: float, concurrency: list[int]) -> list[dict]:
     import sys
 
     sim = Proc(
-        [sys.executable, "-m", "gateway.simulator", "--port", str(sim_port)], env, "sim"
+        [sys.executable, "-m", "devtools.simulator", "--port", str(sim_port)], env, "sim"
     ).start()
     sim_url = f"http://127.0.0.1:{sim_port}"
     on = uvicorn("alephant.asgi:application", on_port, env)

@@ -46,7 +46,7 @@ def simulator():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway.simulator", "--port", str(port)],
+        [sys.executable, "-m", "devtools.simulator", "--port", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

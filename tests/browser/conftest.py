@@ -123,7 +123,7 @@ def live_app(django_db_setup, django_db_blocker, tmp_path_factory):
         with sim_log.open("w") as out:
             procs.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "gateway.simulator", "--port", str(sim_port)],
+                    [sys.executable, "-m", "devtools.simulator", "--port", str(sim_port)],
                     cwd=ROOT,
                     env=env,
                     stdout=out,

@@ -14,7 +14,7 @@ from django.utils import timezone
 from attribution import demo as attribution_demo
 from attribution.services.rollups import rollup_workspace
 from billing.models import UsageRecord
-from gateway import demo_traffic
+from devtools import demo_traffic
 from gateway.ledger_writer import LedgerWriter
 from tests.browser.conftest import log_in
 from workspaces.management.commands.seed_demo import DEMO_PASSWORD, demo_email, seed_directory

@@ -86,7 +86,7 @@ def wait_http(url: str, timeout: float = 30.0, proc: Proc | None = None) -> None
 
 def start_simulator(port: int | None = None) -> tuple[Proc, str]:
     port = port or free_port()
-    proc = Proc([sys.executable, "-m", "gateway.simulator", "--port", str(port)], name="simulator")
+    proc = Proc([sys.executable, "-m", "devtools.simulator", "--port", str(port)], name="simulator")
     proc.start()
     base = f"http://127.0.0.1:{port}"
     wait_http(base + "/_sim/stats", proc=proc)

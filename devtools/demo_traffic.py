@@ -1,6 +1,6 @@
 """Demo traffic: drive simulated calls through the real gateway into the local simulator.
 
-    python -m gateway.demo_traffic [--gateway http://127.0.0.1:8000/v1] [--rate 3] [--duration 0]
+    python -m devtools.demo_traffic [--gateway http://127.0.0.1:8000/v1] [--rate 3] [--duration 0]
 
 Run by `make run` after `seed_demo` (which writes the demo gateway keys to
 `.run/demo_keys.json`). Members chat with several models; agents run multi-step sessions

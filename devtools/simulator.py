@@ -1,6 +1,6 @@
 """Upstream simulator: a real HTTP server that speaks like OpenAI, Anthropic and Gemini.
 
-    python -m gateway.simulator --port 9100 [--latency-ms 0] [--fail-rate 0]
+    python -m devtools.simulator --port 9100 [--latency-ms 0] [--fail-rate 0]
 
 Used by tests, the demo (`make run`) and `make bench`. Replies are deterministic: the text is
 chosen from a fixed vocabulary by a hash of the input, one word = one output token, and the

@@ -15,6 +15,7 @@ import sys
 import time
 
 from alephant.env import BASE_DIR, load_dotenv
+from devtools.procs import extra_processes  # simulator, ledger writer, demo traffic
 
 
 def processes(port: str) -> list[tuple[str, list[str]]]:
@@ -56,8 +57,6 @@ def processes(port: str) -> list[tuple[str, list[str]]]:
             ],
         ),
     ]
-    from gateway.devprocs import extra_processes  # simulator, ledger writer, demo traffic
-
     return procs + extra_processes(py, port)
 
 
@@ -99,9 +98,9 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
         if started:  # only the services this `make run` started; others keep running
-            devservices = str(BASE_DIR / "scripts" / "devservices.py")
+            services = str(BASE_DIR / "devtools" / "services.py")
             subprocess.run(
-                [sys.executable, devservices, "down", "--only", ",".join(started)], cwd=BASE_DIR
+                [sys.executable, services, "down", "--only", ",".join(started)], cwd=BASE_DIR
             )
 
 

@@ -1,8 +1,8 @@
 """Find or start the services Alephant needs: PostgreSQL and Redis.
 
-    python3 scripts/devservices.py up      # start what is missing, write .env
-    python3 scripts/devservices.py down    # stop what `up` started (by recorded pid)
-    python3 scripts/devservices.py status
+    python3 devtools/services.py up      # start what is missing, write .env
+    python3 devtools/services.py down    # stop what `up` started (by recorded pid)
+    python3 devtools/services.py status
 
 * `DATABASE_URL` set in the environment -> that database is used as is (and
   `DATABASE_OWNER_URL`, when set, for migrations). Otherwise a private PostgreSQL cluster is
@@ -298,7 +298,7 @@ def write_env(urls: dict[str, str]) -> None:
         "ALEPHANT_ALLOW_PRIVATE_UPSTREAMS": current.get("ALEPHANT_ALLOW_PRIVATE_UPSTREAMS", "1"),
     }
     merged = {**current, **urls, **generated}
-    body = "# Written by `make services` (scripts/devservices.py). Environment variables win.\n"
+    body = "# Written by `make services` (devtools/services.py). Environment variables win.\n"
     body += "".join(f"{k}={v}\n" for k, v in merged.items())
     ENV_FILE.write_text(body)
     ENV_FILE.chmod(0o600)
