@@ -11,7 +11,7 @@ from decimal import Decimal
 from django.utils.html import escape, format_html
 from django.utils.safestring import SafeString, mark_safe
 
-from attribution.templatetags.spend import usd
+from core.money import format_usd as usd
 
 
 def spend_bars(

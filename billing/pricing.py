@@ -3,10 +3,10 @@
 This module re-exports them so `billing.pricing` keeps working for the Django side.
 """
 
+from core.money import NANOS_PER_USD  # noqa: F401 - the one constant, re-exported
 from core.pricing import (  # noqa: F401 - re-exported
     CATALOG_PROVIDER,
     MTOK,
-    NANOS_PER_USD,
     ModelPricing,
     Rate,
     UnpricedModel,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 
 import redis
 from django.db.models import Q, QuerySet
@@ -14,9 +13,8 @@ from django.db.models import Q, QuerySet
 from billing.models import Alert, Budget
 from billing.services.counters import ledger_total
 from billing.services.periods import period_bounds
+from core.money import usd_exact
 from workspaces.models import Agent, Member, Role, Workspace
-
-NANOS = Decimal(1_000_000_000)
 
 
 def member_scope_filter(member: Member) -> Q:
@@ -79,7 +77,7 @@ class BudgetStatus:
     def as_dict(self, budget: Budget) -> dict:
         def fmt(units: int) -> str:
             if budget.is_money:
-                return str((Decimal(units) / NANOS).quantize(Decimal("0.000001")))
+                return usd_exact(int(units))  # exact: an API value, not a display
             return str(units)
 
         limit = budget.limit_units

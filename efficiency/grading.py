@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
+from core.money import format_usd
 from efficiency.conf import Thresholds
 from efficiency.signals import (
     AGENT,
@@ -37,7 +38,6 @@ from efficiency.signals import (
     detect_off_hours,
     detect_retry_storm,
     detect_thrashing,
-    fmt_usd,
     group_by,
     money,
 )
@@ -140,18 +140,18 @@ def _reason(
     verdict: str, spend: Decimal, waste: Decimal, rows: list[Row], ranked: list[Finding]
 ) -> str:
     if not ranked or (verdict == JUSTIFIED and not waste):
-        return f"{fmt_usd(spend)} over {len(rows)} calls with no waste signal."
+        return f"{format_usd(spend)} over {len(rows)} calls with no waste signal."
     top = ranked[0]
     share = (waste / spend * 100).quantize(Decimal("1")) if spend else ZERO
     if verdict == JUSTIFIED:
         return (
-            f"{fmt_usd(spend)} over {len(rows)} calls; only {share}% avoidable, "
+            f"{format_usd(spend)} over {len(rows)} calls; only {share}% avoidable, "
             f"mostly {SIGNAL_LABELS[top.kind].lower()}."
         )
     if top.veto:
         return f"{SIGNAL_LABELS[top.kind]}: {top.summary}, which caps the grade."
     return (
-        f"{share}% of {fmt_usd(spend)} ({fmt_usd(waste)}) was avoidable, mostly "
+        f"{share}% of {format_usd(spend)} ({format_usd(waste)}) was avoidable, mostly "
         f"{SIGNAL_LABELS[top.kind].lower()}: {top.summary}."
     )
 

@@ -23,11 +23,11 @@ from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from core.money import format_usd
 from efficiency.conf import Thresholds
 
 ZERO = Decimal(0)
 LEDGER_PLACES = Decimal("1e-12")  # the ledger's precision: amounts are stored exactly
-DISPLAY_PLACES = Decimal("1e-6")
 EVIDENCE_LIMIT = 50  # request ids kept per finding; counts and dollars cover all of them
 
 THRASHING = "thrashing"
@@ -135,12 +135,6 @@ def money(value: Decimal) -> Decimal:
     return value.quantize(LEDGER_PLACES, rounding=ROUND_HALF_UP)
 
 
-def fmt_usd(value: Decimal) -> str:
-    if value >= Decimal("0.01"):
-        return f"${value:,.2f}"
-    return f"${value.quantize(DISPLAY_PLACES, rounding=ROUND_HALF_UP)}"
-
-
 def _fp(fingerprint: str) -> str:
     return fingerprint[:12]
 
@@ -207,7 +201,7 @@ def detect_thrashing(rows: list[Row], t: Thresholds) -> list[Finding]:
                     f"{_who(owner)} sent the same request (fingerprint {_fp(fingerprint)}) "
                     f"{len(loop)} times in {int(span)} s"
                     + (f" in session {session_id}" if session_id else "")
-                    + f", {fmt_usd(sum(impact.values(), ZERO))} on repeats"
+                    + f", {format_usd(sum(impact.values(), ZERO))} on repeats"
                 ),
                 impact_by_request=impact,
                 facts={
@@ -248,7 +242,7 @@ def _runaway_runs(rows: list[Row], t: Thresholds) -> list[Finding]:
                     summary=(
                         f"{_who(owner)} ran session {session_id} for {len(steps)} steps where "
                         f"its other sessions take {median.normalize()} (median), "
-                        f"{fmt_usd(sum(impact.values(), ZERO))} beyond that"
+                        f"{format_usd(sum(impact.values(), ZERO))} beyond that"
                     ),
                     impact_by_request=impact,
                     facts={
@@ -296,8 +290,8 @@ def detect_model_overkill(rows: list[Row], t: Thresholds, price: PriceFn) -> lis
                 summary=(
                     f"{_who(owner)} used {model} for {len(impact)} short calls "
                     f"(<= {t.overkill_max_input_tokens} in / {t.overkill_max_output_tokens} out "
-                    f"tokens) costing {fmt_usd(spent)}; {sibling} would have cost "
-                    f"{fmt_usd(spent - saving)}, saving {fmt_usd(saving)}"
+                    f"tokens) costing {format_usd(spent)}; {sibling} would have cost "
+                    f"{format_usd(spent - saving)}, saving {format_usd(saving)}"
                 ),
                 impact_by_request=impact,
                 facts={
@@ -341,7 +335,7 @@ def detect_cache_miss(rows: list[Row], t: Thresholds) -> list[Finding]:
                 owner,
                 summary=(
                     f"{_who(owner)} paid {len(impact)} times for answers it had already "
-                    f"received ({fingerprints} distinct requests), {fmt_usd(lost)} a response "
+                    f"received ({fingerprints} distinct requests), {format_usd(lost)} a response "
                     f"cache would have saved"
                 ),
                 impact_by_request=impact,
@@ -384,7 +378,7 @@ def detect_context_bloat(rows: list[Row], t: Thresholds, price: PriceFn) -> list
                     f"session {session_id} ({steps[0].input_tokens} -> {steps[-1].input_tokens} "
                     f"tokens, median {statistics.median(ratios).quantize(Decimal('1'))}:1 "
                     f"input:output); trimming history would save about "
-                    f"{fmt_usd(sum(impact.values(), ZERO))}"
+                    f"{format_usd(sum(impact.values(), ZERO))}"
                 ),
                 impact_by_request=impact,
                 facts={
@@ -473,7 +467,7 @@ def detect_off_hours(rows: list[Row], t: Thresholds, time_zone: str) -> list[Fin
                 OFF_HOURS,
                 owner,
                 summary=(
-                    f"{_who(owner)} spent {fmt_usd(off_spend)} ({percent}% of its spend) in "
+                    f"{_who(owner)} spent {format_usd(off_spend)} ({percent}% of its spend) in "
                     f"{len(off)} calls outside working hours ({t.work_hours} h, {time_zone}) "
                     "with no human session"
                 ),

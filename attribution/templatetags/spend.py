@@ -1,34 +1,30 @@
-"""Money and number formatting for the spend pages (exact Decimal in, text out)."""
+"""Money and number formatting for every page and e-mail template (exact Decimal in, text out).
+
+`usd` is the one money filter: efficiency templates load this library too."""
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
 
 from django import template
 from django.contrib.humanize.templatetags.humanize import intcomma
+
+from attribution.charts import sparkline
+from core.money import format_usd
 
 register = template.Library()
 
 
 @register.filter
 def usd(value) -> str:
-    """$1,234.56; amounts under a cent keep 4 significant decimals ($0.0042)."""
+    """The page form of an amount: the one display rule, `core.money.format_usd`."""
     if value is None or value == "":
         return "$0.00"
     try:
-        amount = Decimal(value)
+        amount = value if isinstance(value, int | Decimal) else Decimal(str(value))
+        return format_usd(amount)
     except (InvalidOperation, TypeError, ValueError):
         return str(value)
-    sign = "-" if amount < 0 else ""
-    amount = abs(amount)
-    if amount == 0:
-        return "$0.00"
-    if amount < Decimal("0.01"):
-        text = f"{amount.quantize(Decimal('0.000001'), rounding=ROUND_HALF_UP):f}".rstrip("0")
-        return f"{sign}${text}" if text != "0." else f"{sign}<$0.000001"
-    rounded = amount.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
-    whole, _, cents = f"{rounded:f}".partition(".")
-    return f"{sign}${intcomma(int(whole))}.{cents}"
 
 
 @register.filter
@@ -47,8 +43,6 @@ def pct_change(current, previous) -> str:
 
 @register.filter
 def spark(values):
-    from attribution.charts import sparkline
-
     return sparkline(values)
 
 

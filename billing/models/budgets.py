@@ -21,10 +21,10 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from core.money import NANOS_PER_USD, format_usd
 from workspaces.models import TenantModel
 
 DEFAULT_LADDER = [50, 75, 90, 100]
-NANOS_PER_USD = 1_000_000_000
 
 
 def default_ladder() -> list[int]:
@@ -123,7 +123,9 @@ class Budget(TenantModel):
 
     @property
     def limit_display(self) -> str:
-        return f"${self.amount_usd}" if self.is_money else f"{self.limit_count} {self.metric}"
+        if self.is_money:
+            return format_usd(self.amount_usd or Decimal(0))
+        return f"{self.limit_count} {self.metric}"
 
     def clean(self) -> None:
         if self.is_money and self.amount_usd is None:

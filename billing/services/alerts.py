@@ -13,7 +13,6 @@ import logging
 import secrets
 import uuid
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 import redis
@@ -25,6 +24,7 @@ from billing.models.alerts import AlertKind, ChannelKind
 from billing.services.channels import DeliveryError, deliver
 from billing.services.counters import ledger_total
 from billing.services.periods import period_bounds
+from core.money import format_usd, usd_exact
 from workspaces.models import Member, Workspace
 from workspaces.services.audit import audit_record
 from workspaces.tenancy import workspace_scope
@@ -33,11 +33,13 @@ logger = logging.getLogger(__name__)
 
 STREAM = "alephant:alerts"
 GROUP = "alerts"
-NANOS = Decimal(1_000_000_000)
 
 
-def _usd(nanos: int | str) -> str:
-    return f"{(Decimal(int(nanos)) / NANOS).quantize(Decimal('0.01'))}"
+def _shown_and_exact(units: int | str, *, money: bool) -> tuple[str, str]:
+    """What the message shows (the one display rule) and what `data` keeps (exact)."""
+    if not money:
+        return str(units), str(units)
+    return format_usd(int(units)), usd_exact(int(units))
 
 
 # --- recording --------------------------------------------------------------------------
@@ -112,12 +114,13 @@ def alert_from_event(event_id: str, event: dict[str, str]) -> Alert | None:
         step = int(event["step"])
         period = event.get("period", "")
         money = budget.is_money
-        spent = _usd(event["spent"]) if money else event["spent"]
-        limit = _usd(event["limit"]) if money else event["limit"]
+        spent_text, spent = _shown_and_exact(event["spent"], money=money)
+        limit_text, limit = _shown_and_exact(event["limit"], money=money)
         unit = "USD" if money else budget.metric
+        used = f"{spent_text} of {limit_text}" + ("" if money else f" {unit}")
         refused = event.get("refused") == "1"
         title = f"Budget {budget.pk} on {_scope_label(budget)} reached {step}%"
-        message = f"{spent} of {limit} {unit} used this {budget.period} (period {period})." + (
+        message = f"{used} used this {budget.period} (period {period})." + (
             " Calls are now refused (hard stop)." if refused and budget.hard_stop else ""
         )
         return alert_record(
@@ -372,15 +375,16 @@ def budget_forecast_check(*, workspace: Workspace, now: datetime | None = None) 
             dedupe_key=f"forecast:{budget.pk}:{key}",
             title=f"Budget {budget.pk} on {_scope_label(budget)} is on track to run out",
             message=(
-                f"{_usd(spent)} of {_usd(limit)} USD spent; at this rate the budget runs out "
-                f"around {exhaust:%Y-%m-%d %H:%M %Z}, before the period ends ({end:%Y-%m-%d})."
+                f"{format_usd(spent)} of {format_usd(limit)} spent; at this rate the budget "
+                f"runs out around {exhaust:%Y-%m-%d %H:%M %Z}, "
+                f"before the period ends ({end:%Y-%m-%d})."
             ),
             budget=budget,
             period_key=key,
             data={
-                "spent": _usd(spent),
-                "limit": _usd(limit),
-                "projected": _usd(int(projected)),
+                "spent": usd_exact(spent),
+                "limit": usd_exact(limit),
+                "projected": usd_exact(int(projected)),
                 "exhausts_at": exhaust.isoformat(),
             },
         )

@@ -28,11 +28,3 @@ def efficiency_grade(context, entity_kind, entity_id):
         for signal in grade.top_signals:
             signal.label = SIGNAL_LABELS.get(signal.kind, signal.kind)
     return grade
-
-
-@register.filter
-def usd(value) -> str:
-    try:
-        return f"${value:,.2f}"
-    except (TypeError, ValueError):
-        return ""

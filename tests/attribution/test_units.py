@@ -40,9 +40,9 @@ def test_periods_in_the_workspace_zone():
 
 
 def test_money_formatting_is_exact_text():
-    assert usd(Decimal("1234.565")) == "$1,234.57"
+    assert usd(Decimal("1234.565")) == "$1,234.56"  # half-even, the one rule (core.money)
     assert usd(Decimal("0.0042")) == "$0.0042"
-    assert usd(Decimal("0.000000000001")) == "<$0.000001"
+    assert usd(Decimal("0.000000000001")) == "$0.000000000001"
     assert usd(Decimal(0)) == "$0.00"
     assert usd(Decimal("-2.5")) == "-$2.50"
     assert pct_change(Decimal(150), Decimal(100)) == "+50.0%"

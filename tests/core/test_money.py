@@ -13,7 +13,10 @@ from core.money import NANOS_PER_USD, format_usd, nanos_to_decimal, usd_exact
 
 nanos = st.integers(min_value=-(10**21), max_value=10**21)
 amounts = st.decimals(
-    min_value=Decimal("-1e12"), max_value=Decimal("1e12"), allow_nan=False, allow_infinity=False,
+    min_value=Decimal("-1e12"),
+    max_value=Decimal("1e12"),
+    allow_nan=False,
+    allow_infinity=False,
     places=12,
 )
 DISPLAY = re.compile(r"^-?\$(\d{1,3}(,\d{3})*\.\d{2}|0\.0\d*[1-9])$")
@@ -55,7 +58,7 @@ def test_int_is_nanos(n):
 def test_exact_round_trips(n):
     text = usd_exact(n)
     assert Decimal(text) == nanos_to_decimal(n) == Decimal(n) / NANOS_PER_USD
-    whole, frac = text.split(".")
+    _whole, frac = text.split(".")
     assert len(frac) >= 2 and (len(frac) == 2 or not frac.endswith("0"))
 
 
