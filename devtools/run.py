@@ -1,8 +1,9 @@
 """`make run`: serve the app with a Celery worker and beat beside it; Ctrl-C stops them all.
 
-Each process is a child of this supervisor; when one dies, or on SIGINT/SIGTERM, every child
-is stopped, then the private Postgres/Redis that this `make run` started are stopped too
-(services that were already running before it are left alone).
+Each process is a child of this supervisor; one that dies is restarted with backoff
+(`devtools/supervisor.py`: 0.5 s doubling to 30 s, reset after a minute up). On SIGINT/SIGTERM
+every child is stopped, then the private Postgres/Redis that this `make run` started are
+stopped too (services that were already running before it are left alone).
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 from alephant.env import BASE_DIR, load_dotenv
 from devtools.procs import extra_processes  # simulator, ledger writer, demo traffic
+from devtools.supervisor import Child, Supervisor
 
 
 def processes(port: str) -> list[tuple[str, list[str]]]:
@@ -65,9 +66,11 @@ def main() -> None:
     port = os.environ.get("PORT", "8000")
     started_file = BASE_DIR / ".run" / "started_by_last_up.json"
     started = json.loads(started_file.read_text()) if started_file.exists() else []
-    children: list[tuple[str, subprocess.Popen]] = []
-    for name, cmd in processes(port):
-        children.append((name, subprocess.Popen(cmd, cwd=BASE_DIR, start_new_session=True)))
+    # The demo traffic may finish on its own; everything else is restarted when it exits.
+    supervisor = Supervisor(
+        [Child(name, cmd, restart=name != "traffic") for name, cmd in processes(port)],
+        cwd=BASE_DIR,
+    )
     stopping = False
 
     def stop(*_args) -> None:
@@ -81,22 +84,8 @@ def main() -> None:
     print(f"  Gateway: http://127.0.0.1:{port}/v1   API docs: http://127.0.0.1:{port}/api/docs/")
     print("  Ctrl-C stops everything.\n", flush=True)
     try:
-        while not stopping:
-            for name, proc in children:
-                if proc.poll() is not None and name != "traffic":
-                    print(f"[run] {name} exited with {proc.returncode}; stopping", flush=True)
-                    stopping = True
-            time.sleep(0.5)
+        supervisor.run(lambda: stopping)
     finally:
-        for _name, proc in children:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.time() + 10
-        for _name, proc in children:
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.time()))
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
         if started:  # only the services this `make run` started; others keep running
             services = str(BASE_DIR / "devtools" / "services.py")
             subprocess.run(
