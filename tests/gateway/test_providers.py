@@ -10,9 +10,10 @@ from gateway.hotpath.providers.anthropic import (
     chat_to_messages,
     message_to_chat,
 )
-from gateway.hotpath.providers.base import Credential, SSEParser, error_from_status, provider_message
+from gateway.hotpath.providers.base import Credential, error_from_status, provider_message
 from gateway.hotpath.providers.gemini import GeminiToChatStream, chat_to_gemini, gemini_to_chat
 from gateway.hotpath.providers.openai import OpenAIStream
+from gateway.hotpath.providers.sse import Event, SSEDecoder
 
 CRED = Credential(1, "openai", "oai", None, None, "org-1", 30, "sk-secret")
 CHAT = {
@@ -68,7 +69,11 @@ def test_openai_family_urls_headers_and_stream_usage_injection():
         up.url
         == "https://r.openai.azure.com/openai/deployments/dep/chat/completions?api-version=2024-10-21"
     )
-    assert up.headers == {"api-key": "k", "content-type": "application/json"}
+    assert up.headers == {
+        "api-key": "k",
+        "content-type": "application/json",
+        "accept-encoding": "identity",
+    }
 
 
 def test_chat_to_anthropic_messages():
@@ -214,9 +219,9 @@ def test_openai_stream_strips_usage_chunk_unless_asked():
 
 
 def test_sse_parser_and_error_classification():
-    parser = SSEParser()
-    assert parser.feed(b'event: a\ndata: {"x"') == []
-    assert parser.feed(b": 1}\n\n") == [(b"a", b'{"x": 1}', b'event: a\ndata: {"x": 1}')]
+    decoder = SSEDecoder()
+    assert decoder.feed(b'event: a\ndata: {"x"') == []
+    assert decoder.feed(b": 1}\n\n") == [Event(b"a", b'{"x": 1}', b'event: a\ndata: {"x": 1}\n\n')]
     assert (
         error_from_status(429, "slow", "3").retryable
         and error_from_status(429, "", "3").retry_after == "3"

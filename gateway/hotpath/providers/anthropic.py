@@ -15,16 +15,19 @@ from typing import Any
 import orjson
 
 from gateway.hotpath.providers.base import (
+    NO_COMPRESSION,
     Credential,
     Reply,
-    SSEParser,
     UnsupportedRoute,
     UpstreamRequest,
     Usage,
     content_text,
+    count,
     estimate_tokens,
+    section,
     sse,
 )
+from gateway.hotpath.providers.sse import Event, SSEDecoder, parse_json, text_length
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 API_VERSION = "2023-06-01"
@@ -42,11 +45,11 @@ STOP_REASONS = {
 def usage_from(usage: dict[str, Any] | None) -> Usage:
     if not isinstance(usage, dict):
         return Usage()
-    cached = int(usage.get("cache_read_input_tokens") or 0)
-    written = int(usage.get("cache_creation_input_tokens") or 0)
+    cached = count(usage.get("cache_read_input_tokens"))
+    written = count(usage.get("cache_creation_input_tokens"))
     return Usage(
-        input_tokens=int(usage.get("input_tokens") or 0) + cached + written,
-        output_tokens=int(usage.get("output_tokens") or 0),
+        input_tokens=count(usage.get("input_tokens")) + cached + written,
+        output_tokens=count(usage.get("output_tokens")),
         cached_tokens=cached,
         cache_write_tokens=written,
         reported=True,
@@ -233,6 +236,7 @@ class AnthropicAdapter:
             "x-api-key": cred.secret,
             "anthropic-version": cred.api_version or API_VERSION,
             "content-type": "application/json",
+            **NO_COMPRESSION,
         }
 
     def build(
@@ -253,7 +257,7 @@ class AnthropicAdapter:
         return UpstreamRequest(self.url(cred), self.headers(cred), payload, stream)
 
     def reply(self, endpoint: str, raw: bytes, data: Any, model: str) -> Reply:
-        usage = usage_from(data.get("usage"))
+        usage = usage_from(section(data, "usage"))
         if endpoint == "messages":
             return Reply(raw, usage)
         return Reply(orjson.dumps(message_to_chat(data, model)), usage)
@@ -265,10 +269,13 @@ class AnthropicAdapter:
 
 
 class AnthropicStream:
-    """Pass-through of Anthropic SSE, reading usage from message_start and message_delta."""
+    """Pass-through of Anthropic SSE (exact bytes), reading usage from message_start (input and
+    cache tokens) and message_delta (cumulative output, and any count it repeats)."""
+
+    parse_deltas = False  # a pass-through needs no delta's JSON; a translation does
 
     def __init__(self) -> None:
-        self.parser = SSEParser()
+        self.decoder = SSEDecoder()
         self.usage = Usage()
         self.text_chars = 0
         self.done = False
@@ -277,33 +284,39 @@ class AnthropicStream:
     def _observe(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
         if kind == "message_start":
-            self._raw_usage = dict((event.get("message") or {}).get("usage") or {})
+            self._raw_usage = dict(section(section(event, "message"), "usage"))
             self.usage = usage_from(self._raw_usage)
-        elif kind == "content_block_delta":
-            delta = event.get("delta") or {}
-            self.text_chars += len(
-                delta.get("text") or delta.get("partial_json") or delta.get("thinking") or ""
-            )
         elif kind == "message_delta":
             self._raw_usage.update(
-                {k: v for k, v in (event.get("usage") or {}).items() if v is not None}
+                {k: v for k, v in section(event, "usage").items() if v is not None}
             )
             self.usage = usage_from(self._raw_usage)
         elif kind == "message_stop":
             self.done = True
 
-    def feed(self, chunk: bytes) -> bytes:
+    def _events(self, events: list[Event]) -> list[tuple[Event, dict[str, Any] | None]]:
+        """Each block with its JSON when it can matter. A `content_block_delta` named by its
+        SSE `event:` line is text only (measured, not parsed: deltas are most of a stream)."""
         out = []
-        for _name, data, raw in self.parser.feed(chunk):
-            try:
-                self._observe(orjson.loads(data))
-            except (orjson.JSONDecodeError, AttributeError):
-                pass
-            out.append(raw + b"\n\n")
-        return b"".join(out)
+        for event in events:
+            if event.data is None:
+                out.append((event, None))
+                continue
+            self.text_chars += text_length(event.data)
+            if event.name == b"content_block_delta" and not self.parse_deltas:
+                out.append((event, None))
+                continue
+            parsed = parse_json(event.data)
+            if parsed is not None:
+                self._observe(parsed)
+            out.append((event, parsed))
+        return out
+
+    def feed(self, chunk: bytes) -> bytes:
+        return b"".join(event.raw for event, _ in self._events(self.decoder.feed(chunk)))
 
     def finish(self) -> bytes:
-        return b""
+        return b"".join(event.raw for event, _ in self._events(self.decoder.close()))
 
     def estimated_output_tokens(self) -> int:
         return estimate_tokens(self.text_chars)
@@ -311,6 +324,8 @@ class AnthropicStream:
 
 class AnthropicToChatStream(AnthropicStream):
     """Anthropic SSE in, OpenAI chat completion chunks out."""
+
+    parse_deltas = True
 
     def __init__(self, model: str, client_wants_usage: bool) -> None:
         super().__init__()
@@ -332,15 +347,16 @@ class AnthropicToChatStream(AnthropicStream):
         return sse(chunk)
 
     def feed(self, chunk: bytes) -> bytes:
+        return self._translate(self.decoder.feed(chunk))
+
+    def finish(self) -> bytes:
+        return self._translate(self.decoder.close())
+
+    def _translate(self, events: list[Event]) -> bytes:
         out = []
-        for _name, data, _raw in self.parser.feed(chunk):
-            try:
-                event = orjson.loads(data)
-            except orjson.JSONDecodeError:
+        for _event, event in self._events(events):
+            if event is None:
                 continue
-            if not isinstance(event, dict):
-                continue
-            self._observe(event)
             kind = event.get("type")
             if kind == "message_start":
                 self.id = "chatcmpl-" + str(

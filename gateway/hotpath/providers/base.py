@@ -1,4 +1,4 @@
-"""What every provider adapter shares: the upstream request, usage, errors, SSE framing.
+"""What every provider adapter shares: the upstream request, usage, errors (SSE: `sse.py`).
 
 An adapter turns a client request (already parsed JSON, in the client's format) into one HTTP
 request to its provider, and the provider's answer back into the client's format. Adapters are
@@ -92,40 +92,32 @@ def estimate_tokens(text_len: int) -> int:
     return (text_len + 3) // 4
 
 
-class SSEParser:
-    """Splits a byte stream into SSE events: `(event name or None, data bytes, raw event)`."""
+def count(value: Any) -> int:
+    """A token count from a provider's JSON: a non-negative int, else 0 (never raises).
 
-    __slots__ = ("_buf",)
+    Upstreams are not ours: a float (`12.0`), a numeric string, null or garbage must not
+    turn into a 500 or a negative charge."""
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, int):
+        return value if value > 0 else 0
+    if isinstance(value, float):
+        return int(value) if value > 0 and value.is_integer() else 0
+    if isinstance(value, str) and value.isdigit() and len(value) < 19:
+        return int(value)
+    return 0
 
-    def __init__(self) -> None:
-        self._buf = b""
 
-    def feed(self, chunk: bytes) -> list[tuple[bytes | None, bytes, bytes]]:
-        buf = self._buf + chunk
-        if b"\r" in buf:
-            buf = buf.replace(b"\r\n", b"\n")
-        events = []
-        while True:
-            end = buf.find(b"\n\n")
-            if end < 0:
-                break
-            raw = buf[:end]
-            buf = buf[end + 2 :]
-            name = None
-            data_lines = []
-            for line in raw.split(b"\n"):
-                if line.startswith(b"data:"):
-                    data_lines.append(line[5:].lstrip(b" "))
-                elif line.startswith(b"event:"):
-                    name = line[6:].strip()
-            if data_lines or name:
-                events.append((name, b"\n".join(data_lines), raw))
-        self._buf = buf
-        return events
+def section(data: Any, key: str) -> dict[str, Any]:
+    """`data[key]` when both are JSON objects, else an empty dict."""
+    value = data.get(key) if isinstance(data, dict) else None
+    return value if isinstance(value, dict) else {}
 
-    @property
-    def pending(self) -> bytes:
-        return self._buf
+
+# The gateway relays bodies without decoding them (`auto_decompress=False`) and parses streams
+# as they pass, so it asks every upstream for the identity encoding (aiohttp would otherwise
+# advertise gzip/deflate on our behalf).
+NO_COMPRESSION = {"accept-encoding": "identity"}
 
 
 def sse(data: Any, event: str | None = None) -> bytes:

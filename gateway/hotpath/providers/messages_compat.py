@@ -12,8 +12,9 @@ from typing import Any
 
 import orjson
 
-from gateway.hotpath.providers.base import SSEParser, Usage, estimate_tokens, sse
+from gateway.hotpath.providers.base import Usage, estimate_tokens, sse
 from gateway.hotpath.providers.openai import usage_from as openai_usage
+from gateway.hotpath.providers.sse import Event, SSEDecoder, parse_json
 
 STOP = {
     "stop": "end_turn",
@@ -165,7 +166,7 @@ class ChatToAnthropicStream:
 
     def __init__(self, model: str) -> None:
         self.model = model
-        self.parser = SSEParser()
+        self.decoder = SSEDecoder()
         self.usage = Usage()
         self.text_chars = 0
         self.done = False
@@ -209,20 +210,21 @@ class ChatToAnthropicStream:
         )
 
     def feed(self, chunk: bytes) -> bytes:
+        return self._translate(self.decoder.feed(chunk))
+
+    def _translate(self, events: list[Event]) -> bytes:
         out: list[bytes] = []
-        for _name, data, _raw in self.parser.feed(chunk):
-            if data == b"[DONE]":
+        for sse_event in events:
+            if sse_event.is_done:
                 self._finish(out)
                 continue
-            try:
-                event = orjson.loads(data)
-            except orjson.JSONDecodeError:
-                continue
-            if not isinstance(event, dict):
+            event = parse_json(sse_event.data)
+            if event is None:
                 continue
             self._start(out)
-            if event.get("usage"):
-                self.usage = openai_usage("chat", event)
+            usage = openai_usage("chat", event)
+            if usage.reported:
+                self.usage = usage
             for choice in event.get("choices") or ():
                 delta = choice.get("delta") or {}
                 if delta.get("content"):
@@ -292,7 +294,7 @@ class ChatToAnthropicStream:
         self.done = True
 
     def finish(self) -> bytes:
-        return b""
+        return self._translate(self.decoder.close())
 
     def estimated_output_tokens(self) -> int:
         return estimate_tokens(self.text_chars)

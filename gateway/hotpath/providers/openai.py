@@ -11,14 +11,17 @@ from typing import Any
 import orjson
 
 from gateway.hotpath.providers.base import (
+    NO_COMPRESSION,
     Credential,
     Reply,
-    SSEParser,
     UnsupportedRoute,
     UpstreamRequest,
     Usage,
+    count,
     estimate_tokens,
+    section,
 )
+from gateway.hotpath.providers.sse import Event, SSEDecoder, may_name, parse_json, text_length
 
 PATHS = {
     "chat": "/chat/completions",
@@ -43,27 +46,44 @@ DEFAULT_BASE_URLS = {
 NO_STREAM_OPTIONS = frozenset({"mistral"})
 
 
-def usage_from(endpoint: str, data: Any) -> Usage:
+def _usage_object(data: Any) -> dict[str, Any] | None:
     usage = data.get("usage") if isinstance(data, dict) else None
-    if not isinstance(usage, dict):
+    if isinstance(usage, dict):
+        return usage
+    # Groq (older API versions) reports stream usage under `x_groq.usage` on the last chunk.
+    usage = section(data, "x_groq").get("usage")
+    return usage if isinstance(usage, dict) else None
+
+
+def usage_from(endpoint: str, data: Any) -> Usage:
+    """Usage of an OpenAI-format answer or chunk, across the compatible families' spellings."""
+    usage = _usage_object(data)
+    if usage is None:
         return Usage()
     if endpoint == "responses":
-        details_in = usage.get("input_tokens_details") or {}
-        details_out = usage.get("output_tokens_details") or {}
         return Usage(
-            input_tokens=int(usage.get("input_tokens") or 0),
-            output_tokens=int(usage.get("output_tokens") or 0),
-            cached_tokens=int(details_in.get("cached_tokens") or 0),
-            reasoning_tokens=int(details_out.get("reasoning_tokens") or 0),
+            input_tokens=count(usage.get("input_tokens")),
+            output_tokens=count(usage.get("output_tokens")),
+            cached_tokens=count(section(usage, "input_tokens_details").get("cached_tokens")),
+            reasoning_tokens=count(section(usage, "output_tokens_details").get("reasoning_tokens")),
             reported=True,
         )
-    details_in = usage.get("prompt_tokens_details") or {}
-    details_out = usage.get("completion_tokens_details") or {}
+    prompt = count(usage.get("prompt_tokens"))
+    completion = count(usage.get("completion_tokens"))
+    reasoning = count(section(usage, "completion_tokens_details").get("reasoning_tokens"))
+    total = count(usage.get("total_tokens"))
+    # OpenAI counts reasoning inside completion_tokens; a family that leaves it out (xAI's
+    # reasoning models) still counts it in total_tokens, and every non-prompt token is output.
+    output = max(completion, total - prompt)
+    # DeepSeek reports cache hits as `prompt_cache_hit_tokens` (prompt_tokens = hit + miss).
+    cached = count(section(usage, "prompt_tokens_details").get("cached_tokens")) or count(
+        usage.get("prompt_cache_hit_tokens")
+    )
     return Usage(
-        input_tokens=int(usage.get("prompt_tokens") or 0),
-        output_tokens=int(usage.get("completion_tokens") or 0),
-        cached_tokens=int(details_in.get("cached_tokens") or 0),
-        reasoning_tokens=int(details_out.get("reasoning_tokens") or 0),
+        input_tokens=prompt,
+        output_tokens=output,
+        cached_tokens=min(cached, prompt),
+        reasoning_tokens=reasoning,
         reported=True,
     )
 
@@ -89,7 +109,11 @@ class OpenAIAdapter:
         return self.base_url(cred) + PATHS[endpoint]
 
     def headers(self, cred: Credential) -> dict[str, str]:
-        headers = {"authorization": "Bearer " + cred.secret, "content-type": "application/json"}
+        headers = {
+            "authorization": "Bearer " + cred.secret,
+            "content-type": "application/json",
+            **NO_COMPRESSION,
+        }
         if cred.organization:
             headers["openai-organization"] = cred.organization
         return headers
@@ -137,84 +161,75 @@ class OpenAIAdapter:
             from gateway.hotpath.providers.messages_compat import ChatToAnthropicStream
 
             return ChatToAnthropicStream(model)
-        return OpenAIStream(endpoint, client_wants_usage)
+        added = (
+            not client_wants_usage
+            and endpoint in ("chat", "completions")
+            and self.family not in NO_STREAM_OPTIONS
+        )
+        return OpenAIStream(endpoint, client_wants_usage, added_usage=added)
 
 
-_TEXT_FIELDS = (b'"content":"', b'"text":"', b'"arguments":"')
-
-
-def _text_len(data: bytes) -> int:
-    """Length of the text fields of a chunk, roughly (escaped quotes end it early)."""
-    total = 0
-    for field in _TEXT_FIELDS:
-        start = data.find(field)
-        while start >= 0:
-            start += len(field)
-            end = data.find(b'"', start)
-            if end < 0:
-                break
-            total += end - start
-            start = data.find(field, end)
-    return total
+TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
 
 
 class OpenAIStream:
-    """Pass-through of an OpenAI SSE stream, reading usage and counting produced text."""
+    """Pass-through of an OpenAI-format SSE stream, reading usage on the way.
 
-    def __init__(self, endpoint: str, client_wants_usage: bool) -> None:
+    The client receives the upstream's exact bytes, minus one thing Alephant added: the
+    usage-only chunk (empty `choices`) when Alephant asked for usage and the client did not.
+    Only events that can name `usage` are parsed (see `sse.may_name`); usage placements of the
+    compatible families are all read: a final chunk with empty `choices` (OpenAI, OpenRouter,
+    vLLM, Ollama), usage on the last chunk with choices (Mistral, vLLM), `x_groq.usage` (Groq),
+    cumulative usage on every chunk (vLLM continuous stats: the last one wins).
+    """
+
+    def __init__(
+        self, endpoint: str, client_wants_usage: bool, *, added_usage: bool | None = None
+    ) -> None:
         self.endpoint = endpoint
         self.client_wants_usage = client_wants_usage
-        self.parser = SSEParser()
+        self.strip_usage = not client_wants_usage if added_usage is None else added_usage
+        self.decoder = SSEDecoder()
         self.usage = Usage()
         self.text_chars = 0
-        self.done = False  # saw the end marker ([DONE] or response.completed)
+        self.done = False  # saw the end marker ([DONE] or a terminal responses event)
 
     def feed(self, chunk: bytes) -> bytes:
-        out = []
-        for _name, data, raw in self.parser.feed(chunk):
-            if data == b"[DONE]":
-                self.done = True
-                out.append(raw + b"\n\n")
-                continue
-            if self.endpoint != "responses" and b'"usage":{' not in data:
-                # Fast path for content chunks: no JSON parse, just measure the produced text
-                # (only used as an estimate if the stream never reports usage).
-                self.text_chars += _text_len(data)
-                out.append(raw + b"\n\n")
-                continue
-            try:
-                event = orjson.loads(data)
-            except orjson.JSONDecodeError:
-                out.append(raw + b"\n\n")
-                continue
-            if not isinstance(event, dict):
-                out.append(raw + b"\n\n")
-                continue
-            if self.endpoint == "responses":
-                kind = event.get("type")
-                if kind == "response.output_text.delta":
-                    self.text_chars += len(event.get("delta") or "")
-                elif kind in ("response.completed", "response.incomplete", "response.failed"):
-                    self.usage = usage_from("responses", event.get("response") or {})
-                    self.done = True
-                out.append(raw + b"\n\n")
-                continue
-            if event.get("usage"):
-                self.usage = usage_from(self.endpoint, event)
-                if not event.get("choices") and not self.client_wants_usage:
-                    continue  # the usage chunk we asked for; the client did not
-            for choice in event.get("choices") or ():
-                delta = choice.get("delta") or {}
-                text = delta.get("content") if self.endpoint == "chat" else choice.get("text")
-                if text:
-                    self.text_chars += len(text)
-                for call in delta.get("tool_calls") or ():
-                    self.text_chars += len((call.get("function") or {}).get("arguments") or "")
-            out.append(raw + b"\n\n")
-        return b"".join(out)
+        return self._relay(self.decoder.feed(chunk))
 
     def finish(self) -> bytes:
-        return b""
+        return self._relay(self.decoder.close())
+
+    def _relay(self, events: list[Event]) -> bytes:
+        out = []
+        for event in events:
+            if event.data is None:
+                out.append(event.raw)  # comments and keep-alives pass unchanged
+            elif event.is_done:
+                self.done = True
+                out.append(event.raw)
+            elif self._observe(event.data):
+                out.append(event.raw)
+        return b"".join(out)
+
+    def _observe(self, data: bytes) -> bool:
+        """Read one event; False when it is the usage chunk to drop."""
+        self.text_chars += text_length(data)
+        if not may_name(data, b"usage"):
+            return True
+        event = parse_json(data)
+        if event is None:
+            return True
+        if self.endpoint == "responses":
+            if event.get("type") in TERMINAL:
+                self.usage = usage_from("responses", section(event, "response"))
+                self.done = True
+            return True
+        usage = usage_from(self.endpoint, event)
+        if not usage.reported:
+            return True
+        self.usage = usage
+        return not (self.strip_usage and not event.get("choices"))
 
     def estimated_output_tokens(self) -> int:
         return estimate_tokens(self.text_chars)
@@ -235,4 +250,4 @@ class AzureOpenAIAdapter(OpenAIAdapter):
         return f"{base}/openai/deployments/{model}{PATHS[endpoint]}?api-version={version}"
 
     def headers(self, cred: Credential) -> dict[str, str]:
-        return {"api-key": cred.secret, "content-type": "application/json"}
+        return {"api-key": cred.secret, "content-type": "application/json", **NO_COMPRESSION}
