@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
+from core.model_aliases import catalog_model
+from core.modelnames import model_name_problem
 from core.money import NANOS_PER_USD as _NANOS
 
 MTOK = Decimal(1_000_000)
@@ -146,10 +148,12 @@ def _catalog_lookup(provider: str, model: str) -> ModelPricing | None:
 
     from genai_prices import data_snapshot
 
-    snapshot = data_snapshot.get_snapshot()
-    try:
-        _prov, info = snapshot.find_provider_model(model, None, catalog_id, None)
-    except LookupError:
+    # Exact id or explicit alias only: genai_prices' own matcher is loose and would price
+    # `gemini-2.5-pro:x#gemini-2.0-flash-lite` as flash-lite (see core/model_aliases.py).
+    if model_name_problem(model) is not None:
+        return None
+    info = catalog_model(data_snapshot.get_snapshot(), catalog_id, model)
+    if info is None:
         return None
     prices = info.get_prices(datetime.now(tz=UTC))
     input_rate = _rate(getattr(prices, "input_mtok", None))
@@ -166,6 +170,7 @@ def _catalog_lookup(provider: str, model: str) -> ModelPricing | None:
         cache_read=_rate(getattr(prices, "cache_read_mtok", None)),
         cache_write=_rate(getattr(prices, "cache_write_mtok", None)),
         per_request=(Decimal(requests_k) / 1000) if requests_k is not None else _ZERO,
+        extra={"catalog_id": info.id},
     )
 
 

@@ -15,7 +15,8 @@ from typing import Any
 
 import orjson
 
-from billing.pricing import ModelPricing, UnpricedModel, catalog_price, find_override, resolve_price
+from core.modelnames import model_name_problem
+from core.pricing import ModelPricing, UnpricedModel, catalog_price, find_override, resolve_price
 from gateway.hotpath.http import GatewayError
 from gateway.hotpath.providers import PROVIDERS
 
@@ -60,13 +61,32 @@ def _find(workspace: dict[str, Any], ref: str) -> tuple[dict[str, Any], str] | N
     return None
 
 
+def _invalid_model(ref: object, problem: str) -> GatewayError:
+    shown = ref[:200] if isinstance(ref, str) else ref
+    return GatewayError(
+        400,
+        f"Invalid model name {shown!r}: {problem}.",
+        error_type="invalid_request_error",
+        code="invalid_model",
+        param="model",
+    )
+
+
 def resolve_route(workspace: dict[str, Any], ref: str) -> Route:
+    """The route for `ref`; 400 for a name outside the grammar (core/modelnames.py).
+
+    Checked before anything else so an invalid name is never admitted, priced or forwarded,
+    and the model sent upstream (`Route.model`) is always a valid name.
+    """
     cache = workspace.get(_ROUTES)
     if cache is None:
         cache = workspace[_ROUTES] = {}
     route = cache.get(ref)
     if route is not None:
         return route
+    problem = model_name_problem(ref)
+    if problem is not None:
+        raise _invalid_model(ref, problem)
     found = _find(workspace, ref)
     if found is None:
         raise GatewayError(
@@ -77,6 +97,9 @@ def resolve_route(workspace: dict[str, Any], ref: str) -> Route:
             param="model",
         )
     cred, model = found
+    problem = model_name_problem(model)  # the part after a `provider/` or `credential/` prefix
+    if problem is not None:
+        raise _invalid_model(model, problem)
     try:
         pricing = resolve_price(cred["provider"], model, workspace.get("price_overrides"))
     except UnpricedModel as exc:
@@ -94,10 +117,20 @@ def resolve_route(workspace: dict[str, Any], ref: str) -> Route:
 
 
 def model_allowed(key: dict[str, Any], ref: str, route: Route) -> bool:
+    """Whether the key's `allowed_models` globs admit the model this route calls and prices.
+
+    Matched against `route.model`, the exact id sent upstream and priced (alone, or behind its
+    provider or credential name), never against the raw `ref`: what the client wrote may differ
+    from what is called only by that routing prefix.
+    """
     patterns = key.get("allowed_models")
     if not patterns:
         return True
-    names = (ref, route.model, f"{route.provider}/{route.model}")
+    names = (
+        route.model,
+        f"{route.provider}/{route.model}",
+        f"{route.credential.get('name')}/{route.model}",
+    )
     return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns for name in names)
 
 

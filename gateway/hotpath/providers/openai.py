@@ -7,9 +7,11 @@ usage-only chunk is removed again when the client did not ask for it.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 
+from core.modelnames import url_segment
 from gateway.hotpath.providers.base import (
     NO_COMPRESSION,
     Credential,
@@ -247,7 +249,11 @@ class AzureOpenAIAdapter(OpenAIAdapter):
     def url(self, endpoint: str, model: str, cred: Credential) -> str:
         base = self.base_url(cred)
         version = cred.api_version or self.DEFAULT_API_VERSION
-        return f"{base}/openai/deployments/{model}{PATHS[endpoint]}?api-version={version}"
+        # The deployment is one percent-encoded segment and the version a query value: neither
+        # can add a path, another query parameter or a fragment.
+        deployment = url_segment(model)
+        query = urlencode({"api-version": version})
+        return f"{base}/openai/deployments/{deployment}{PATHS[endpoint]}?{query}"
 
     def headers(self, cred: Credential) -> dict[str, str]:
         return {"api-key": cred.secret, "content-type": "application/json", **NO_COMPRESSION}
