@@ -16,16 +16,19 @@ import orjson
 from core.modelnames import url_segment
 from gateway.hotpath.providers.anthropic import chat_usage
 from gateway.hotpath.providers.base import (
+    NO_COMPRESSION,
     Credential,
     Reply,
-    SSEParser,
     UnsupportedRoute,
     UpstreamRequest,
     Usage,
     content_text,
+    count,
     estimate_tokens,
+    section,
     sse,
 )
+from gateway.hotpath.providers.sse import Event, SSEDecoder, parse_json
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 FINISH = {
@@ -40,11 +43,13 @@ FINISH = {
 def usage_from(meta: dict[str, Any] | None) -> Usage:
     if not isinstance(meta, dict):
         return Usage()
-    thoughts = int(meta.get("thoughtsTokenCount") or 0)
+    thoughts = count(meta.get("thoughtsTokenCount"))
+    prompt = count(meta.get("promptTokenCount")) + count(meta.get("toolUsePromptTokenCount"))
     return Usage(
-        input_tokens=int(meta.get("promptTokenCount") or 0),
-        output_tokens=int(meta.get("candidatesTokenCount") or 0) + thoughts,
-        cached_tokens=int(meta.get("cachedContentTokenCount") or 0),
+        # Tool-use prompt tokens (code execution, search results fed back) bill as input.
+        input_tokens=prompt,
+        output_tokens=count(meta.get("candidatesTokenCount")) + thoughts,
+        cached_tokens=min(count(meta.get("cachedContentTokenCount")), prompt),
         reasoning_tokens=thoughts,
         reported=True,
     )
@@ -201,7 +206,7 @@ def gemini_to_chat(data: dict[str, Any], model: str) -> dict[str, Any]:
         "created": int(time.time()),
         "model": model,
         "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
-        "usage": chat_usage(usage_from(data.get("usageMetadata"))),
+        "usage": chat_usage(usage_from(section(data, "usageMetadata"))),
     }
 
 
@@ -225,12 +230,16 @@ class GeminiAdapter:
         method = "streamGenerateContent?alt=sse" if stream else "generateContent"
         # One percent-encoded segment: a model name can never add a path, query or fragment.
         url = f"{base}/v1beta/models/{url_segment(model)}:{method}"
-        headers = {"x-goog-api-key": cred.secret, "content-type": "application/json"}
+        headers = {
+            "x-goog-api-key": cred.secret,
+            "content-type": "application/json",
+            **NO_COMPRESSION,
+        }
         return UpstreamRequest(url, headers, orjson.dumps(chat_to_gemini(body)), stream)
 
     def reply(self, endpoint: str, raw: bytes, data: Any, model: str) -> Reply:
         return Reply(
-            orjson.dumps(gemini_to_chat(data, model)), usage_from(data.get("usageMetadata"))
+            orjson.dumps(gemini_to_chat(data, model)), usage_from(section(data, "usageMetadata"))
         )
 
     def streamer(self, endpoint: str, client_wants_usage: bool, model: str) -> GeminiToChatStream:
@@ -241,7 +250,7 @@ class GeminiToChatStream:
     def __init__(self, model: str, client_wants_usage: bool) -> None:
         self.model = model
         self.client_wants_usage = client_wants_usage
-        self.parser = SSEParser()
+        self.decoder = SSEDecoder()
         self.usage = Usage()
         self.text_chars = 0
         self.done = False
@@ -262,18 +271,19 @@ class GeminiToChatStream:
         )
 
     def feed(self, chunk: bytes) -> bytes:
+        return self._translate(self.decoder.feed(chunk))
+
+    def _translate(self, events: list[Event]) -> bytes:
         out = []
-        for _name, data, _raw in self.parser.feed(chunk):
-            try:
-                event = orjson.loads(data)
-            except orjson.JSONDecodeError:
-                continue
-            if not isinstance(event, dict):
+        for sse_event in events:
+            event = parse_json(sse_event.data)
+            if event is None:
                 continue
             if not self.started:
                 self.started = True
                 out.append(self._chunk({"role": "assistant", "content": ""}))
-            if event.get("usageMetadata"):
+            # Every chunk may repeat usageMetadata (cumulative): the last one wins.
+            if section(event, "usageMetadata"):
                 self.usage = usage_from(event["usageMetadata"])
             candidate = (event.get("candidates") or [{}])[0]
             text, calls = _candidate_message(candidate, self.calls)
@@ -292,7 +302,7 @@ class GeminiToChatStream:
         return b"".join(out)
 
     def finish(self) -> bytes:
-        out = b""
+        out = self._translate(self.decoder.close())
         if self.client_wants_usage and self.done:
             out += sse(
                 {
