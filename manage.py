@@ -7,7 +7,7 @@ def main() -> None:
     from alephant.env import load_dotenv
 
     load_dotenv()
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "alephant.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "alephant.settings.dev")
     from django.core.management import execute_from_command_line
 
     execute_from_command_line(sys.argv)

@@ -11,7 +11,7 @@ import os
 from alephant.env import load_dotenv
 
 load_dotenv()
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "alephant.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "alephant.settings.dev")
 
 from django.core.asgi import get_asgi_application  # noqa: E402
 

@@ -56,7 +56,7 @@ def _bench_env() -> dict[str, str]:
         "DATABASE_URL": _with_db(app, BENCH_DB),
         "DATABASE_OWNER_URL": _with_db(owner, BENCH_DB),
         "DJANGO_DEBUG": "0",
-        "DJANGO_SETTINGS_MODULE": "alephant.settings",
+        "DJANGO_SETTINGS_MODULE": "alephant.settings.dev",
     }
 
 

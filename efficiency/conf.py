@@ -1,5 +1,5 @@
 """Efficiency thresholds: every knob is a Django setting `ALEPHANT_EFF_*` (read from the
-environment in `alephant/settings.py`), with the default below when the setting is absent.
+environment in `alephant/settings/base.py`), with the default below when the setting is absent.
 
 The README section "Efficiency grades" documents each one; keep the two in step.
 """

@@ -3,47 +3,17 @@
 * The test database is created and migrated as the **owner** role, then every test connects as
   the **app** role, so row-level security is exercised, not assumed. Transactional tests flush
   (TRUNCATE) as the owner, since the app role has no TRUNCATE.
-* Redis tests use their own logical database (`ALEPHANT_TEST_REDIS_DB`, default 15), flushed
-  before each test that asks for `redis_client`.
+* Settings come from `alephant.settings.test` (pyproject), set once at load: the fast password
+  hasher and this run's own Redis logical database (`ALEPHANT_TEST_REDIS_DB`, default 15),
+  flushed before each test that asks for `redis_client`.
 """
 
 from __future__ import annotations
 
-import os
-import re
+import dj_database_url
+import pytest
 
-from alephant.env import load_dotenv
-
-load_dotenv()
-_redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:63799/0")
-_test_redis_db = os.environ.get("ALEPHANT_TEST_REDIS_DB", "15")
-os.environ["REDIS_URL"] = re.sub(r"/\d*$", "", _redis_url.rstrip("/")) + f"/{_test_redis_db}"
-os.environ.setdefault("ALEPHANT_ALLOW_PRIVATE_UPSTREAMS", "1")
-
-
-def _point_settings_at_the_test_redis_db() -> None:
-    # pytest-django imports the settings before this conftest runs, so the environment
-    # override above is too late for them: patch the already-loaded values too, or tests
-    # (and `redis_client.flushdb()`) would hit the development database 0.
-    from django.conf import settings
-
-    if not settings.configured:
-        return
-    test_url = os.environ["REDIS_URL"]
-    if settings.CELERY_BROKER_URL == settings.REDIS_URL:
-        settings.CELERY_BROKER_URL = test_url
-    settings.REDIS_URL = test_url
-    caches = {name: dict(config) for name, config in settings.CACHES.items()}
-    caches["default"]["LOCATION"] = test_url
-    settings.CACHES = caches
-
-
-_point_settings_at_the_test_redis_db()
-
-import dj_database_url  # noqa: E402
-import pytest  # noqa: E402
-
-from tests.cast import *  # noqa: E402,F403
+from tests.cast import *  # noqa: F403
 
 
 def _connect_as(url: str) -> None:

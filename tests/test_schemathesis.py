@@ -39,13 +39,12 @@ def in_process_db():
 
 
 @pytest.fixture
-def owner_token(db, settings, in_process_db):
+def owner_token(db, in_process_db):
     from workspaces.models import Member, User
     from workspaces.services.tokens import api_token_create
     from workspaces.services.workspaces import department_create, workspace_create
     from workspaces.tenancy import workspace_scope
 
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     user = User.objects.create_user(email="fuzz@example.com", password="x" * 20)
     workspace = workspace_create(name="Fuzz", owner=user)
     with workspace_scope(workspace.pk):

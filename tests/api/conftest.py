@@ -18,12 +18,6 @@ ROLES = ["owner", "admin", "finance", "member", "outsider"]
 PROVIDER_SECRET = "sk-live-PLAINTEXT-SECRET-a1b2c3d4e5f6"
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hasher(settings):
-    # The cast creates six users; the production hasher costs seconds of CPU per test.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @dataclass
 class Api:
     tokens: dict[str, str]

@@ -13,12 +13,6 @@ from workspaces.services.workspaces import agent_create
 from workspaces.tenancy import workspace_scope
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    # PBKDF2 costs ~2.5 s per user on this shared machine; the cast makes five.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @dataclass
 class SpendWorld:
     cast: object

@@ -29,15 +29,13 @@ from billing.services.alerts import (
 )
 from billing.services.budgets import budget_create
 from billing.snapshots import budget_entry
-from gateway.enforcement import NANOS_PER_USD, AdmitRequest, Enforcer, period_bounds
+from core.money import NANOS_PER_USD
+from core.periods import period_bounds
+from gateway.hotpath.admission import AdmitRequest
+from gateway.hotpath.enforcer import Enforcer
 from workspaces.tenancy import workspace_scope
 
 USD = NANOS_PER_USD
-
-
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 async def _zero(workspace_id, items):

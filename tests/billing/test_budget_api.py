@@ -18,11 +18,6 @@ from workspaces.tenancy import workspace_scope
 ROLES = ["owner", "admin", "finance", "member", "outsider"]
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 class Api:
     def __init__(self, tokens):
         self.tokens = tokens

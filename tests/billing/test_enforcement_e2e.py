@@ -10,7 +10,8 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from gateway.enforcement import NANOS_PER_USD, period_bounds
+from core.money import NANOS_PER_USD
+from core.periods import period_bounds
 from tests.gateway.servers import start_gateway, start_simulator
 from tests.gateway.servers import test_env as gateway_env
 
@@ -35,14 +36,13 @@ def stack(django_db_setup, django_db_blocker):
 
 
 @pytest.fixture
-def world(transactional_db, stack, redis_client, settings):
+def world(transactional_db, stack, redis_client):
     from billing.models import PriceOverride
     from gateway.snapshots import publish_workspace
     from tests.cast import build_cast
     from tests.gateway.conftest import add_provider_keys
     from workspaces.tenancy import workspace_scope
 
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     sim_url, gateways = stack
     cast = build_cast("e2e-")
     add_provider_keys(cast, sim_url)

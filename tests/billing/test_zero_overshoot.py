@@ -19,16 +19,15 @@ import redis.asyncio as aioredis
 from django.conf import settings
 from django.utils import timezone
 
-from gateway.enforcement import NANOS_PER_USD, AdmitRequest, Enforcer, ledger_loader, period_bounds
+from core.money import NANOS_PER_USD
+from core.periods import period_bounds
+from gateway.hotpath.admission import AdmitRequest
+from gateway.hotpath.enforcer import Enforcer
+from gateway.loader import ledger_loader
 
 USD = NANOS_PER_USD
 CAP_USD = 1
 RESERVE = USD // 10  # worst case of one call (max_tokens x output price): ~10 fit the cap
-
-
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 def _workspace(ws_id: int = 1, budgets=None) -> dict:
@@ -137,8 +136,9 @@ WORKER = textwrap.dedent(
     """
     import asyncio, json, os, random, sys, time
     import redis.asyncio as aioredis
-    from gateway.enforcement import AdmitRequest, Enforcer
     from tests.billing.test_zero_overshoot import _workspace, _req, _zero, RESERVE
+    from gateway.hotpath.admission import AdmitRequest
+    from gateway.hotpath.enforcer import Enforcer
 
     async def main(name, n):
         pool = aioredis.BlockingConnectionPool.from_url(os.environ["REDIS_URL"], max_connections=32)
@@ -175,7 +175,7 @@ def test_two_processes_racing_never_pass_the_cap(redis_client):
     env = {
         **os.environ,
         "REDIS_URL": settings.REDIS_URL,
-        "DJANGO_SETTINGS_MODULE": "alephant.settings",
+        "DJANGO_SETTINGS_MODULE": "alephant.settings.test",
     }
     procs = [
         subprocess.Popen(

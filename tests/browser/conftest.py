@@ -106,6 +106,8 @@ def live_app(django_db_setup, django_db_blocker, tmp_path_factory):
         "DATABASE_URL": _db_url(settings.DATABASE_APP_URL, name),
         "DATABASE_OWNER_URL": _db_url(settings.DATABASE_OWNER_URL, name),
         "REDIS_URL": settings.REDIS_URL,
+        # The same test settings as this process: users hashed here with the fast hasher log in there.
+        "DJANGO_SETTINGS_MODULE": "alephant.settings.test",
         "DJANGO_DEBUG": "1",
         "ALEPHANT_SITE_URL": url,
         "ALEPHANT_ALLOW_PRIVATE_UPSTREAMS": "1",
@@ -163,11 +165,6 @@ def live_app(django_db_setup, django_db_blocker, tmp_path_factory):
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 proc.kill()
-
-
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    settings.PASSWORD_HASHERS = ["tests.browser.hashers.FastPBKDF2PasswordHasher"]
 
 
 def log_in(page, base_url: str, email: str, password: str) -> None:

@@ -100,9 +100,3 @@ def helper(scoped):
     return agent_create(
         workspace=scoped.workspace, slug="helper", name="Helper", owner=scoped.admin
     )
-
-
-@pytest.fixture(autouse=True)
-def _fast_password_hasher(settings):
-    # The standard cast creates six users; PBKDF2 would spend seconds per test on a busy box.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -19,8 +19,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
 @pytest.fixture
-def gw(transactional_db, gateway_stack, redis_client, settings):  # noqa: F811
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+def gw(transactional_db, gateway_stack, redis_client):  # noqa: F811
     cast = build_cast()
     add_provider_keys(cast, gateway_stack.sim_url)
     with workspace_scope(cast.workspace.pk):

@@ -99,9 +99,7 @@ def issue_key(cast: Cast, **kwargs):
 
 
 @pytest.fixture
-def gw(transactional_db, gateway_stack, redis_client, settings) -> GW:
-    # The cast's six users would take seconds to hash with PBKDF2 on a shared 2-core box.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+def gw(transactional_db, gateway_stack, redis_client) -> GW:
     cast = build_cast()
     add_provider_keys(cast, gateway_stack.sim_url)
     key_obj, raw = issue_key(cast)

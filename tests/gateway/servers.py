@@ -28,6 +28,8 @@ def test_env() -> dict[str, str]:
     from django.db import connection
 
     env = dict(os.environ)
+    # The same test settings as this process: fast hasher, this run's Redis db.
+    env["DJANGO_SETTINGS_MODULE"] = "alephant.settings.test"
     url = dj_database_url.parse(settings.DATABASE_APP_URL)
     env["DATABASE_URL"] = (
         f"postgres://{url['USER']}:{url['PASSWORD']}@{url['HOST']}:{url['PORT']}/"

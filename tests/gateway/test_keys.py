@@ -10,7 +10,8 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.utils import timezone
 
-from gateway import keyhash, snapshots, vault
+from core import keyhash, vault
+from gateway import snapshots
 from gateway.models import GatewayKey, ProviderCredential
 from gateway.services.datakeys import enc_for
 from gateway.services.keys import (
@@ -25,12 +26,6 @@ from workspaces.tenancy import workspace_scope
 pytestmark = pytest.mark.django_db(transaction=True)
 
 SECRET = "sk-test-SUPERSECRET-0123456789abcdef"
-
-
-@pytest.fixture(autouse=True)
-def _fast_password_hasher(settings):
-    # The cast creates six users; the production hasher costs seconds of CPU per test.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 def _snapshot(redis_client, key: str) -> dict | None:

@@ -10,7 +10,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.db import connection
 
-from gateway import snapshots, vault
+from core import vault
+from gateway import snapshots
 from gateway.models import ProviderCredential, WorkspaceDataKey
 from gateway.services.datakeys import datakey_rotate, enc_for
 from gateway.services.keys import provider_key_create, provider_key_reveal
@@ -20,12 +21,6 @@ from workspaces.tenancy import workspace_scope
 K_OLD = "old-master-key-material-0123456789abcdef"
 K_NEW = "new-master-key-material-fedcba9876543210"
 SECRET = "sk-proj-VERY-SECRET-VALUE-xyz-987654321"
-
-
-@pytest.fixture(autouse=True)
-def _fast_password_hasher(settings):
-    # The cast creates six users; the production hasher costs seconds of CPU per test.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture(autouse=True)

@@ -17,8 +17,7 @@ PASSWORD = "a-long-and-unusual-passphrase-77"
 
 
 @pytest.mark.django_db(transaction=True)
-def test_invite_signup_and_join_end_to_end(client, mailoutbox, settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+def test_invite_signup_and_join_end_to_end(client, mailoutbox):
     cast = build_cast()
     eng = cast.member.department
 
@@ -59,8 +58,7 @@ def test_invite_signup_and_join_end_to_end(client, mailoutbox, settings):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_outsider_404_with_committed_data(client, settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+def test_outsider_404_with_committed_data(client):
     cast = build_cast()
     client.force_login(cast.outsider.user)
     assert client.get(f"/departments/{cast.member.department_id}/").status_code == 404

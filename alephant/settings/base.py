@@ -1,6 +1,7 @@
-"""One settings module, every knob from the environment with a safe local default.
+"""Settings shared by every environment; every knob from the environment with a safe local default.
 
-Every variable read here is documented in README.md ("Configuration").
+`dev.py`, `test.py` and `prod.py` import this and override what differs (cookiecutter-django's
+layout). Every variable read here is documented in README.md ("Configuration").
 """
 
 from __future__ import annotations
@@ -248,6 +249,8 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
 
+# Read here, not only in prod.py: a deployment that leaves DJANGO_SETTINGS_MODULE at its default
+# keeps the cookie flags it sets, as before the split.
 if not DEBUG:
     SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", False)
     CSRF_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", False)
