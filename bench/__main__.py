@@ -133,8 +133,8 @@ def seed_snapshots(
     effectively unlimited), so the run shows the full path with budget enforcement."""
     import redis
 
-    from gateway import vault
-    from gateway.keyhash import generate_key, hash_key
+    from core import vault
+    from core.keyhash import generate_key, hash_key
 
     ws_id = WORKSPACE_ID + 1 if budgets else WORKSPACE_ID
     raw, prefix = generate_key()

@@ -18,7 +18,10 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from gateway.enforcement import NANOS_PER_USD, AdmitRequest, Enforcer, RespClient
+from core.money import NANOS_PER_USD
+from gateway.hotpath.admission import AdmitRequest
+from gateway.hotpath.enforcer import Enforcer
+from gateway.hotpath.resp import RespClient
 
 WORKSPACE_ID = 2_000_000_000  # far from real ids; its keys are removed afterwards
 USAGE = "alephant:usage:bench-enforcement"  # not the real stream: no ledger writer reads it
@@ -185,7 +188,7 @@ def _seed_budgets(redis_url: str, workspace_id: int) -> None:
 
     import redis
 
-    from gateway.enforcement import period_bounds
+    from core.periods import period_bounds
 
     client = redis.Redis.from_url(redis_url)
     snapshot = json.loads(client.get(f"alephant:ws:{workspace_id}"))

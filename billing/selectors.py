@@ -12,7 +12,7 @@ from django.db.models import Q, QuerySet
 
 from billing.models import Alert, Budget
 from billing.services.counters import ledger_total
-from billing.services.periods import period_bounds
+from core.periods import period_bounds
 from core.money import usd_exact
 from workspaces.models import Agent, Member, Role, Workspace
 

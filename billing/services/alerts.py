@@ -23,7 +23,7 @@ from billing.models import Alert, AlertChannel, Budget
 from billing.models.alerts import AlertKind, ChannelKind
 from billing.services.channels import DeliveryError, deliver
 from billing.services.counters import ledger_total
-from billing.services.periods import period_bounds
+from core.periods import period_bounds
 from core.money import format_usd, usd_exact
 from workspaces.models import Member, Workspace
 from workspaces.services.audit import audit_record

@@ -1,6 +1,6 @@
 """Budget counters rebuilt from the ledger (the system of record) when Redis lost them.
 
-Called by the gateway's Enforcer through `asyncio.to_thread` (see `gateway.enforcement
+Called by the gateway's Enforcer through `asyncio.to_thread` (see `gateway.loader
 .ledger_loader`) when its script reports a missing counter, before the scope's next call is
 admitted. Totals are in the counter's units: nano-USD (rounded up, so a rebuilt counter never
 under-reads spend), requests, or tokens.
@@ -9,16 +9,20 @@ under-reads spend), requests, or tokens.
 from __future__ import annotations
 
 import math
+import time
 from datetime import datetime
 from decimal import Decimal
 
+from django.db import connection
 from django.db.models import Count, F, Q, QuerySet, Sum, Value
 from django.db.models.functions import Concat
 
-from billing.models import UsageRecord
+from billing.models import Budget, UsageRecord
+from core.money import NANOS_PER_USD
+from core.periods import period_bounds
+from core.rediskeys import budget_counter
 from workspaces.tenancy import workspace_scope
 
-NANOS_PER_USD = 1_000_000_000
 _SCOPE_FIELD = {
     "key": "gateway_key_id",
     "agent": "agent_id",
@@ -52,6 +56,10 @@ def _scope_filter(qs: QuerySet, scope_type: str, scope_id: int, workspace_id: in
         # The ledger has no key column yet: never under-read a key budget; fall back to nothing
         # rather than guessing (the key budget then starts from its live counter).
         return qs.none()
+    if scope_type == "department":
+        # A call is recorded under its member's department; an agent placed in another
+        # department charged that one too (gateway/snapshots.py), so its calls count here.
+        return qs.filter(Q(department_id=scope_id) | Q(agent__department_id=scope_id))
     return qs.filter(**{field: scope_id})
 
 
@@ -111,8 +119,6 @@ def counters_from_ledger(*, workspace_id: int, items: list[dict]) -> list[int]:
 def counters_from_ledger_in_thread(*, workspace_id: int, items: list[dict]) -> list[int]:
     """For `asyncio.to_thread` (the gateway's loader): a pool thread must not keep a database
     connection open after its rare rebuild, so close it when done."""
-    from django.db import connection
-
     try:
         return counters_from_ledger(workspace_id=workspace_id, items=items)
     finally:
@@ -134,11 +140,6 @@ return 0
 def counters_reconcile(*, workspace, client, now: float | None = None) -> dict[int, int]:
     """Beat task body: for each counted budget of the workspace, raise this period's counter to
     the ledger total if it is behind. Returns {budget id: units added} for the corrected ones."""
-    import time
-
-    from billing.models import Budget
-    from billing.services.periods import period_bounds
-
     now = now or time.time()
     raise_to = client.register_script(_RAISE_TO)
     fixed: dict[int, int] = {}
@@ -155,9 +156,7 @@ def counters_reconcile(*, workspace, client, now: float | None = None) -> dict[i
             start=start,
             end=end,
         )
-        added = int(
-            raise_to(keys=[f"alephant:{{w{workspace.pk}}}:b:{budget.pk}:{key}"], args=[total])
-        )
+        added = int(raise_to(keys=[budget_counter(workspace.pk, budget.pk, key)], args=[total]))
         if added > 0:
             fixed[budget.pk] = added
     return fixed

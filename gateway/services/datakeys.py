@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.db import transaction
 from django.utils import timezone
 
-from gateway import vault
+from core import vault
 from gateway.models import ProviderCredential, WorkspaceDataKey
 from workspaces.models import Workspace
 

@@ -12,7 +12,7 @@ import warnings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connection
 
-from gateway import vault
+from core import vault
 
 logger = logging.getLogger(__name__)
 

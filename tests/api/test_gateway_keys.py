@@ -7,7 +7,7 @@ import json
 import pytest
 from django.conf import settings as django_settings
 
-from gateway import keyhash
+from core import keyhash
 from gateway.models import GatewayKey
 from workspaces.tenancy import workspace_scope
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway import vault
+from core import vault
 from gateway.models import ProviderCredential
 from gateway.services.datakeys import enc_for
 from workspaces.tenancy import workspace_scope

@@ -11,13 +11,11 @@ import pytest
 import redis.asyncio as aioredis
 from django.conf import settings
 
-from gateway.enforcement import (
-    NANOS_PER_USD,
-    AdmitRequest,
-    Enforcer,
-    _Handle,
-    period_bounds,
-)
+from core.money import NANOS_PER_USD
+from core.periods import period_bounds
+from gateway.hotpath.admission import AdmitRequest
+from gateway.hotpath.admission import Handle as _Handle
+from gateway.hotpath.enforcer import Enforcer
 
 USD = NANOS_PER_USD
 _ids = itertools.count(1)
@@ -548,7 +546,7 @@ def test_settle_appends_the_usage_events_in_the_same_script_call(run, redis_clie
     """One round trip: the counter change and the request's usage events land together; a
     repeated settle still appends (the ledger is idempotent by request id) but changes no
     counter; with no budget on the chain no script runs and the caller appends them itself."""
-    from gateway.usage import encode
+    from gateway.hotpath.usage import encode
 
     ws = workspace(budget(1, limit_usd=10))
     stream = "alephant:usage:test-settle"

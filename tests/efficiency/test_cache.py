@@ -9,7 +9,7 @@ import pytest
 import redis.asyncio as aioredis
 from django.conf import settings
 
-from gateway import cache
+from gateway.hotpath import cache
 
 BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "temperature": 0}
 

@@ -7,7 +7,7 @@ import json
 from django.test import Client
 
 from efficiency.models import ResponseCachePolicy
-from gateway import cache
+from gateway.hotpath import cache
 from gateway.services.keys import gateway_key_create
 from gateway.snapshots import build_workspace_snapshot
 from workspaces.services.tokens import api_token_create

@@ -11,9 +11,9 @@ import pytest
 import redis.asyncio as aioredis
 from django.conf import settings
 
+from core.keyhash import generate_key
+from gateway.hotpath.app import Config, Gateway
 from gateway.hotpath.snapshots import SnapshotCache
-from gateway.keyhash import generate_key
-from gateway.proxy import Config, Gateway
 
 
 def test_snapshot_cache_single_flight_loader_then_redis(redis_client):

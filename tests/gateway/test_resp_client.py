@@ -1,4 +1,4 @@
-"""The request path's lean Redis client (`gateway.enforcement.RespClient`) against the real
+"""The request path's lean Redis client (`gateway.hotpath.resp.RespClient`) against the real
 Redis: the Enforcer and the usage queue on it, NOSCRIPT reload, pipelines with per-command
 errors, replies matched in order under concurrency, reconnect after a dropped connection, and
 fail-fast errors (connection refused, a server that never answers) that read as Redis down."""
@@ -14,8 +14,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from gateway.enforcement import NANOS_PER_USD, AdmitRequest, Enforcer, RespClient
-from gateway.usage import UsageQueue, decode
+from core.money import NANOS_PER_USD
+from gateway.hotpath.admission import AdmitRequest
+from gateway.hotpath.enforcer import Enforcer
+from gateway.hotpath.resp import RespClient
+from gateway.hotpath.usage import UsageQueue, decode
 
 
 async def _zero(workspace_id, items):

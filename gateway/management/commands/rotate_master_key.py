@@ -14,7 +14,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from gateway import vault
+from core import vault
 from gateway.models import WorkspaceDataKey
 from gateway.services.datakeys import datakeys_rewrap
 from workspaces import system

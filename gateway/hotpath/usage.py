@@ -13,8 +13,10 @@ from typing import Any
 
 import orjson
 
-STREAM = "alephant:usage"
-GROUP = "ledger"
+from core.rediskeys import USAGE_GROUP, USAGE_STREAM
+
+STREAM = USAGE_STREAM
+GROUP = USAGE_GROUP
 
 FIELDS = (
     "request_id",

@@ -18,19 +18,22 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 import orjson
 
+from core.rediskeys import RESPONSE_CACHE_PREFIX
+
 logger = logging.getLogger("alephant.gateway.cache")
 
 HEADER = b"alephant-cache"
-KEY_PREFIX = "alephant:rc:"
-DEFAULT_TTL_S = int(os.environ.get("ALEPHANT_CACHE_TTL_SECONDS") or 3600)
-MAX_ENTRY_BYTES = int(os.environ.get("ALEPHANT_CACHE_MAX_BYTES") or 1024 * 1024)
+KEY_PREFIX = RESPONSE_CACHE_PREFIX
+# Defaults; the gateway passes its `Config` values (ALEPHANT_CACHE_TTL_SECONDS,
+# ALEPHANT_CACHE_MAX_BYTES, read once at startup).
+DEFAULT_TTL_S = 3600
+MAX_ENTRY_BYTES = 1024 * 1024
 # Parameters that never change the answer (delivery, bookkeeping), left out of the key.
 IGNORED_PARAMS = frozenset({"stream", "stream_options", "user", "metadata", "store"})
 _SEP = b"\n"
@@ -57,7 +60,12 @@ def cache_key(workspace_id: int, fingerprint: str) -> str:
 
 
 def ttl_for(
-    workspace: dict[str, Any], key: dict[str, Any], agent_id: int | None, header: bytes | None
+    workspace: dict[str, Any],
+    key: dict[str, Any],
+    agent_id: int | None,
+    header: bytes | None,
+    *,
+    default_ttl_s: int | None = None,
 ) -> int:
     """Seconds to cache this call's answer; 0 = don't use the cache."""
     policy = (workspace.get("settings") or {}).get("response_cache") or {}
@@ -70,7 +78,7 @@ def ttl_for(
         if rule is not None:
             chosen = rule
             break
-    ttl = int((chosen or {}).get("ttl_s") or DEFAULT_TTL_S)
+    ttl = int((chosen or {}).get("ttl_s") or default_ttl_s or DEFAULT_TTL_S)
     wanted = header.decode("latin-1").strip().lower() if header else ""
     if wanted in ("off", "0", "false", "no"):
         return 0
@@ -115,9 +123,10 @@ async def put(
     model: str = "",
     input_tokens: int = 0,
     output_tokens: int = 0,
+    max_bytes: int | None = None,
 ) -> bool:
     """Store an answer for `ttl_s` seconds. False (nothing stored) when it is too large."""
-    if ttl_s <= 0 or len(body) > MAX_ENTRY_BYTES:
+    if ttl_s <= 0 or len(body) > (max_bytes or MAX_ENTRY_BYTES):
         return False
     meta = orjson.dumps(
         {

@@ -1,0 +1,137 @@
+"""The gateway's ASGI app: one funnel for every `/v1/*` route.
+
+`Gateway` is the ASGI entry: lifespan (startup/shutdown of the `Runtime`), dispatch by route,
+and the one place errors become responses (a `GatewayError` in the route's API style, Redis down
+-> 503, anything else -> 500 without a stack trace). The request itself runs in `funnel.py`.
+
+No Django here (import-linter contract in pyproject.toml): key and workspace snapshots come
+from Redis through `SnapshotCache`; the cold-path loaders (snapshots, ledger counters) are
+injected by `gateway/asgi.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from gateway.hotpath.admission import CounterLoader
+from gateway.hotpath.call import Call
+from gateway.hotpath.catalog import list_models
+from gateway.hotpath.config import Config
+from gateway.hotpath.funnel import ROUTES, proxy
+from gateway.hotpath.http import GatewayError, header_list, send_bytes
+from gateway.hotpath.runtime import EnforcerFactory, Runtime
+from gateway.hotpath.snapshots import Loader
+
+logger = logging.getLogger("alephant.gateway")
+
+__all__ = ["Config", "Gateway"]
+
+
+class Gateway:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        loader: Loader | None = None,
+        counter_loader: CounterLoader | None = None,
+        enforcer_factory: EnforcerFactory | None = None,
+    ) -> None:
+        """`loader(kind, ident)`: a snapshot on a Redis miss (runs in a thread);
+        `counter_loader(workspace_id, items)`: ledger totals for missing counters. Without a
+        counter loader a missing counter refuses the call (503), never reads as zero."""
+        self.config = config
+        self.runtime = Runtime(
+            config,
+            loader=loader,
+            counter_loader=counter_loader,
+            enforcer_factory=enforcer_factory,
+        )
+        self._start_lock: asyncio.Lock | None = None
+
+    async def startup(self) -> None:
+        if not self.runtime.started:
+            await self.runtime.start()
+
+    async def shutdown(self) -> None:
+        await self.runtime.close()
+
+    async def _ensure_started(self) -> None:
+        if self.runtime.started:
+            return
+        if self._start_lock is None:
+            self._start_lock = asyncio.Lock()
+        async with self._start_lock:
+            await self.startup()
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._ensure_started()
+            await self.http(scope, receive, send)
+        elif kind == "lifespan":
+            await self.lifespan(receive, send)
+
+    async def lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:  # report, don't crash the server loop
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def http(self, scope: dict, receive: Any, send: Any) -> None:
+        path = scope["path"].rstrip("/") or "/"
+        method = scope["method"].encode()
+        endpoint = ROUTES.get((method, path))
+        call = Call(
+            request_id="req_" + os.urandom(12).hex(),
+            endpoint=endpoint or "",
+            style="anthropic" if path == "/v1/messages" else "openai",
+            started=time.perf_counter(),
+            created_at=time.time(),
+        )
+        try:
+            if endpoint is not None:
+                await proxy(self.runtime, call, scope, receive, send)
+            elif method == b"GET" and path == "/v1/models":
+                await list_models(self.runtime, call, scope, send)
+            else:
+                raise GatewayError(
+                    404, f"Unknown route {scope['method']} {scope['path']}", code="unknown_url"
+                )
+        except GatewayError as exc:
+            await _send_error(send, call, exc)
+        except ConnectionResetError:
+            return
+        except (RedisError, OSError) as exc:  # snapshots or counters unreachable: fail closed
+            logger.error("gateway: redis unavailable in %s: %r", call.request_id, exc)
+            unavailable = GatewayError(
+                503,
+                "The gateway's state store is unavailable; retry shortly.",
+                error_type="service_unavailable",
+                headers={"retry-after": "5"},
+            )
+            await _send_error(send, call, unavailable)
+        except Exception:  # never a stack trace (or a secret) to the client
+            logger.exception("gateway: unhandled error in %s", call.request_id)
+            await _send_error(
+                send, call, GatewayError(500, "Internal gateway error.", error_type="api_error")
+            )
+
+
+async def _send_error(send: Any, call: Call, err: GatewayError) -> None:
+    headers = {"alephant-request-id": call.request_id, **err.headers}
+    await send_bytes(send, err.status, err.body(call.style), header_list(headers))

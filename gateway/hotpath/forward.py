@@ -1,0 +1,141 @@
+"""A plain (non-streamed) call: send it upstream, retry or fall back on a retryable failure,
+price what the provider reported, settle, answer, and fill the response cache on a miss."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+import orjson
+
+from core.pricing import format_usd
+from gateway.hotpath import cache
+from gateway.hotpath.accounting import account, attempt_failed, give_up, transport_error
+from gateway.hotpath.admission import Admission
+from gateway.hotpath.call import Call, add_usage, usage_event
+from gateway.hotpath.http import GatewayError, header_list, send_bytes
+from gateway.hotpath.providers import adapter_for
+from gateway.hotpath.providers.base import (
+    Credential,
+    ProviderError,
+    Reply,
+    UnsupportedRoute,
+    UpstreamRequest,
+    error_from_status,
+    provider_message,
+)
+from gateway.hotpath.routing import Route
+from gateway.hotpath.runtime import Runtime
+
+
+def attempt_id(call: Call, index: int) -> str:
+    return call.request_id if index == 0 else f"{call.request_id}-{index}"
+
+
+def build_upstream(
+    adapter: Any, call: Call, body: dict, raw: bytes, route: Route, cred: Credential, stream: bool
+) -> UpstreamRequest:
+    try:
+        return adapter.build(call.endpoint, body, raw, route.model, cred, stream)
+    except UnsupportedRoute as exc:
+        raise GatewayError(400, str(exc), code="unsupported_endpoint") from None
+
+
+async def forward(
+    rt: Runtime,
+    call: Call,
+    body: dict,
+    raw: bytes,
+    plan: list[Route],
+    admission: Admission,
+    send: Any,
+) -> None:
+    last: ProviderError | None = None
+    for index, route in enumerate(plan):
+        adapter = adapter_for(route.provider)
+        cred = rt.credentials.get(call.key["workspace_id"], route.credential)
+        upstream = build_upstream(adapter, call, body, raw, route, cred, False)
+        outcome = await _exchange(rt, call, adapter, upstream, route, cred)
+        if isinstance(outcome, Reply):
+            await _answer(rt, call, route, attempt_id(call, index), admission, outcome, send)
+            return
+        last = outcome
+        if not await attempt_failed(call, plan, index, route, last, attempt_id(call, index), cred):
+            break
+    await give_up(rt.enforcer, rt.usage, call, admission, last)
+
+
+async def _exchange(
+    rt: Runtime, call: Call, adapter: Any, upstream: UpstreamRequest, route: Route, cred: Credential
+) -> Reply | ProviderError:
+    """One attempt: the provider's reply, or why it failed."""
+    assert rt.session is not None
+    try:
+        async with rt.session.post(
+            upstream.url,
+            data=upstream.body,
+            headers=upstream.headers,
+            timeout=rt.timeout(cred.timeout_s, False),
+        ) as resp:
+            data = await resp.read()
+            status = resp.status
+            retry_after = resp.headers.get("retry-after")
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        return transport_error(exc, cred)
+    if status >= 400:
+        return error_from_status(status, provider_message(data), retry_after)
+    try:
+        return adapter.reply(call.endpoint, data, orjson.loads(data), route.model)
+    except (orjson.JSONDecodeError, AttributeError, TypeError, KeyError):
+        return ProviderError(
+            502,
+            "The provider returned a malformed response.",
+            retryable=True,
+            error_type="upstream_malformed",
+        )
+
+
+async def _answer(
+    rt: Runtime,
+    call: Call,
+    route: Route,
+    attempt: str,
+    admission: Admission,
+    reply: Reply,
+    send: Any,
+) -> None:
+    usage = reply.usage
+    estimated = not usage.reported
+    if estimated:
+        usage.input_tokens = call.estimated_input
+    cost = add_usage(call, route, usage)
+    call.events.append(
+        usage_event(call, attempt, route, usage, cost, status=200, estimated=estimated)
+    )
+    await account(rt.enforcer, rt.usage, call, admission, success=True)
+    headers = header_list(
+        {
+            **admission.headers,
+            "alephant-request-id": call.request_id,
+            "alephant-cost-usd": format_usd(call.cost),
+            "alephant-provider": route.provider,
+            "alephant-model": route.model,
+        }
+    )
+    if call.cache_ttl:
+        headers.append((b"alephant-cache", b"miss"))
+    await send_bytes(send, 200, reply.body, headers)
+    if call.cache_ttl:
+        await cache.store(
+            rt.redis,
+            call.key["workspace_id"],
+            call.cache_fingerprint,
+            reply.body,
+            ttl_s=call.cache_ttl,
+            cost_usd=cost,
+            provider=route.provider,
+            model=route.model,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            max_bytes=rt.config.cache_max_bytes,
+        )

@@ -1,0 +1,199 @@
+"""A streamed call: open the upstream stream (retry or fall back until it opens), relay it as
+server-sent events, read usage as it passes, and hold the end of the stream until the usage
+event is in Redis. A client that leaves closes the upstream at once (billed what was produced)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import aiohttp
+
+from core.pricing import format_usd
+from gateway.hotpath.accounting import account, attempt_failed, give_up, transport_error
+from gateway.hotpath.admission import Admission
+from gateway.hotpath.call import Call, add_usage, usage_event
+from gateway.hotpath.forward import attempt_id, build_upstream
+from gateway.hotpath.http import header_list
+from gateway.hotpath.providers import adapter_for
+from gateway.hotpath.providers.base import ProviderError, Usage, error_from_status, provider_message
+from gateway.hotpath.routing import Route
+from gateway.hotpath.runtime import Runtime
+
+logger = logging.getLogger("alephant.gateway")
+
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+class _StreamState:
+    __slots__ = ("disconnected", "finished")
+
+    def __init__(self) -> None:
+        self.disconnected = False
+        self.finished = False
+
+
+async def forward_stream(
+    rt: Runtime,
+    call: Call,
+    body: dict,
+    raw: bytes,
+    plan: list[Route],
+    admission: Admission,
+    receive: Any,
+    send: Any,
+) -> None:
+    assert rt.session is not None
+    client_wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    last: ProviderError | None = None
+    for index, route in enumerate(plan):
+        adapter = adapter_for(route.provider)
+        cred = rt.credentials.get(call.key["workspace_id"], route.credential)
+        upstream = build_upstream(adapter, call, body, raw, route, cred, True)
+        try:
+            resp = await rt.session.post(
+                upstream.url,
+                data=upstream.body,
+                headers=upstream.headers,
+                timeout=rt.timeout(cred.timeout_s, True),
+            )
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            last = transport_error(exc, cred)
+        else:
+            if resp.status < 400:
+                streamer = adapter.streamer(call.endpoint, client_wants_usage, route.model)
+                relay = _Relay(rt, call, route, resp, attempt_id(call, index), admission)
+                await relay.run(streamer, receive, send)
+                return
+            last = await _refused(resp)
+        if not await attempt_failed(call, plan, index, route, last, attempt_id(call, index), cred):
+            break
+    await give_up(rt.enforcer, rt.usage, call, admission, last)
+
+
+async def _refused(resp: aiohttp.ClientResponse) -> ProviderError:
+    try:
+        data = await resp.read()
+    except (aiohttp.ClientError, TimeoutError):
+        data = b""
+    resp.release()
+    return error_from_status(resp.status, provider_message(data), resp.headers.get("retry-after"))
+
+
+async def _watch_disconnect(receive: Any, state: _StreamState, resp: Any) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            if not state.finished:
+                state.disconnected = True
+                resp.close()
+            return
+
+
+class _Relay:
+    """One upstream stream relayed to the client, then priced and accounted."""
+
+    def __init__(
+        self,
+        rt: Runtime,
+        call: Call,
+        route: Route,
+        resp: aiohttp.ClientResponse,
+        attempt: str,
+        admission: Admission,
+    ) -> None:
+        self.rt, self.call, self.route, self.resp = rt, call, route, resp
+        self.attempt, self.admission = attempt, admission
+        self.state = _StreamState()
+        self.held: list[bytes] = []  # the end of the stream waits until the usage event is queued
+
+    async def run(self, streamer: Any, receive: Any, send: Any) -> None:
+        call, route = self.call, self.route
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    *SSE_HEADERS,
+                    (b"alephant-request-id", call.request_id.encode()),
+                    (b"alephant-provider", route.provider.encode()),
+                    (b"alephant-model", route.model.encode("utf-8", "replace")),
+                    *header_list(self.admission.headers),
+                ],
+            }
+        )
+        upstream_error = await self._pump(streamer, receive, send)
+        tail = streamer.finish()
+        await self._settle(streamer, upstream_error)
+        if not self.state.disconnected:
+            trailer = b": alephant-cost-usd=" + format_usd(call.cost).encode() + b"\n\n"
+            body = b"".join(self.held) + tail + trailer
+            await send({"type": "http.response.body", "body": body, "more_body": False})
+
+    async def _pump(self, streamer: Any, receive: Any, send: Any) -> str:
+        """Relay chunks until the upstream ends; '' or why the stream ended early."""
+        state, resp = self.state, self.resp
+        watcher = asyncio.create_task(_watch_disconnect(receive, state, resp))
+        upstream_error = ""
+        try:
+            async for chunk in resp.content.iter_any():
+                out = streamer.feed(chunk)
+                if streamer.done:
+                    if out:
+                        self.held.append(out)
+                elif out:
+                    await send({"type": "http.response.body", "body": out, "more_body": True})
+                if state.disconnected:
+                    break
+        except TimeoutError:
+            upstream_error = "upstream_timeout"
+        except (aiohttp.ClientError, ConnectionError):
+            upstream_error = "" if state.disconnected else "upstream_truncated"
+        except (ValueError, TypeError, AttributeError, KeyError):
+            # An answer we can't read: end the stream cleanly and bill what we saw.
+            logger.warning(
+                "gateway: unreadable stream from %s in %s",
+                self.route.provider,
+                self.call.request_id,
+            )
+            upstream_error = "upstream_malformed"
+        finally:
+            state.finished = True
+            resp.close()
+            if not watcher.done():
+                watcher.cancel()
+        return upstream_error
+
+    async def _settle(self, streamer: Any, upstream_error: str) -> None:
+        call = self.call
+        usage: Usage = streamer.usage
+        complete = streamer.done and usage.reported
+        if not complete:
+            # No final usage (client left, stream cut): bill what was produced, marked estimated.
+            usage.input_tokens = usage.input_tokens or call.estimated_input
+            usage.output_tokens = max(usage.output_tokens, streamer.estimated_output_tokens())
+        cost = add_usage(call, self.route, usage)
+        if self.state.disconnected:
+            status, error_type = 499, "client_disconnected"
+        elif complete:
+            status, error_type = 200, ""
+        else:
+            status, error_type = 502, upstream_error or "upstream_truncated"
+        call.events.append(
+            usage_event(
+                call,
+                self.attempt,
+                self.route,
+                usage,
+                cost,
+                status=status,
+                error_type=error_type,
+                estimated=not complete,
+            )
+        )
+        await account(self.rt.enforcer, self.rt.usage, call, self.admission, success=True)

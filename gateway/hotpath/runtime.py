@@ -1,0 +1,103 @@
+"""What one gateway process holds for its lifetime: the shared upstream HTTP session, the Redis
+clients, the snapshot cache, the Enforcer and the usage queue. Built at startup, closed at
+shutdown (`app.Gateway` runs both from the ASGI lifespan or the first request)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from gateway.hotpath.admission import CounterLoader
+from gateway.hotpath.auth import Credentials
+from gateway.hotpath.config import Config
+from gateway.hotpath.enforcer import Enforcer
+from gateway.hotpath.resp import RespClient
+from gateway.hotpath.snapshots import Loader, SnapshotCache
+from gateway.hotpath.usage import UsageQueue
+
+EnforcerFactory = Callable[[Any], Enforcer]
+
+
+class Runtime:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        loader: Loader | None,
+        counter_loader: CounterLoader | None,
+        enforcer_factory: EnforcerFactory | None,
+    ) -> None:
+        self.config = config
+        self.loader = loader
+        self.enforcer_factory = enforcer_factory or (
+            lambda client: Enforcer.from_config(client, config, loader=counter_loader)
+        )
+        self.credentials = Credentials()
+        self._timeouts: dict[tuple, aiohttp.ClientTimeout] = {}
+        self.session: aiohttp.ClientSession | None = None
+        self.started = False
+
+    async def start(self) -> None:
+        config = self.config
+        connector = aiohttp.TCPConnector(
+            limit=config.pool_size, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=60
+        )
+        self.session = aiohttp.ClientSession(
+            connector=connector,
+            auto_decompress=False,
+            skip_auto_headers=("User-Agent",),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=config.connect_timeout_s),
+        )
+        # Blocking pool: a burst waits for a connection instead of failing ("too many
+        # connections" would read as Redis down -> 503); one quick retry, not redis-py's default
+        # backoff, so a dead Redis costs milliseconds before the 503.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            config.redis_url,
+            max_connections=256,
+            timeout=5,
+            socket_connect_timeout=1,
+            socket_timeout=5,
+            retry=Retry(NoBackoff(), 1),
+        )
+        self.redis = aioredis.Redis(connection_pool=pool)
+        self.snapshots = SnapshotCache(self.redis, self.loader, ttl=config.snapshot_cache_ttl)
+        # The per-call commands (admit, settle + usage event) go over one lean pipelined
+        # connection (`RespClient`): far less client CPU per command than redis-py's pool.
+        try:
+            self.call_redis: Any = RespClient.from_url(
+                config.redis_url, timeout_s=5, connect_timeout_s=1
+            )
+        except ValueError:  # rediss:// or a socket path: redis-py handles those
+            self.call_redis = self.redis
+        self.enforcer: Enforcer = self.enforcer_factory(self.call_redis)
+        self.usage = UsageQueue(self.call_redis)
+        self.started = True
+
+    async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+        if self.started:
+            if self.call_redis is not self.redis:
+                await self.call_redis.aclose()
+            await self.redis.aclose()
+        self.started = False
+
+    def timeout(self, seconds: float, stream: bool) -> aiohttp.ClientTimeout:
+        """Upstream timeouts, one object per (seconds, stream): a stream bounds each read, a
+        plain call the whole exchange."""
+        key = (seconds, stream)
+        timeout = self._timeouts.get(key)
+        if timeout is None:
+            connect = self.config.connect_timeout_s
+            timeout = (
+                aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=seconds)
+                if stream
+                else aiohttp.ClientTimeout(total=seconds, sock_connect=connect)
+            )
+            self._timeouts[key] = timeout
+        return timeout
