@@ -101,8 +101,7 @@ def test_gemini_and_azure_put_the_model_in_one_encoded_segment():
     )
     url = AzureOpenAIAdapter().url("chat", "my-deploy.1", AZURE)
     assert url == (
-        "https://az.example/openai/deployments/my-deploy.1/chat/completions"
-        "?api-version=2024-10-21"
+        "https://az.example/openai/deployments/my-deploy.1/chat/completions?api-version=2024-10-21"
     )
     with pytest.raises(InvalidModelName):
         GeminiAdapter().build("chat", BODY, b"", ATTACKS[0], CRED, False)
