@@ -9,7 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import httpx
+from django.conf import settings
 
+from core.egress import EgressPolicy, EgressRefused
+from core.egress_http import egress_client
 from gateway.models import ProviderCredential
 from workspaces.models import Member
 
@@ -55,26 +58,37 @@ def _request(credential: ProviderCredential, secret: str) -> tuple[str, dict[str
     return f"{adapter.base_url(cred)}/models", adapter.headers(cred)
 
 
+ACCEPTED = "The provider accepted the key."
+REJECTED = "The provider rejected the key."
+# One answer for closed, filtered, refused by the egress policy, not HTTP, or any other HTTP
+# status: anything finer turns this button into a port scanner.
+UNREACHABLE = "Could not reach the provider with this key and base URL."
+
+
+def _check(url: str, headers: dict[str, str]) -> CheckResult:
+    policy = EgressPolicy.from_settings(settings)
+    try:
+        with egress_client(policy, timeout=TIMEOUT_S) as client:
+            response = client.get(url, headers=headers)
+    except (httpx.HTTPError, EgressRefused, OSError, ValueError):
+        return CheckResult(False, None, UNREACHABLE)
+    if 200 <= response.status_code < 300:
+        return CheckResult(True, response.status_code, ACCEPTED)
+    if response.status_code in (401, 403):
+        return CheckResult(False, response.status_code, REJECTED)
+    return CheckResult(False, None, UNREACHABLE)
+
+
 def provider_key_test(*, credential: ProviderCredential, actor: Member | None) -> CheckResult:
     from gateway.services.keys import provider_key_reveal
     from workspaces.services.audit import audit_record
 
     try:
         url, headers = _request(credential, provider_key_reveal(credential=credential))
-        with httpx.Client(timeout=TIMEOUT_S, follow_redirects=False) as client:
-            response = client.get(url, headers=headers)
-        if response.status_code < 300:
-            result = CheckResult(True, response.status_code, "The provider accepted the key.")
-        elif response.status_code in (401, 403):
-            result = CheckResult(False, response.status_code, "The provider rejected the key.")
-        else:
-            result = CheckResult(
-                False, response.status_code, f"The provider answered HTTP {response.status_code}."
-            )
-    except httpx.HTTPError as exc:
-        result = CheckResult(False, None, f"Could not reach the provider ({type(exc).__name__}).")
-    except Exception as exc:  # a bad base URL, an undecryptable secret: report, don't 500
-        result = CheckResult(False, None, f"Check failed: {type(exc).__name__}.")
+    except Exception:  # an undecryptable secret, a bad stored URL: report, don't 500
+        result = CheckResult(False, None, UNREACHABLE)
+    else:
+        result = _check(url, headers)
     audit_record(
         workspace=credential.workspace,
         actor=actor,

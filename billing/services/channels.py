@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import json
-import socket
 import time
-from urllib.parse import urlsplit
 
 import httpx
 from django.conf import settings
@@ -21,6 +18,8 @@ from django.core.mail import send_mail
 
 from billing.models import Alert, AlertChannel, Budget
 from billing.models.alerts import ChannelKind
+from core.egress import EgressPolicy, EgressRefused
+from core.egress_http import egress_client
 from workspaces.models import SPEND_READER_ROLES, Agent, Member
 
 TIMEOUT = httpx.Timeout(5.0, connect=3.0)
@@ -39,20 +38,11 @@ def sign(secret: str, body: bytes, timestamp: int) -> str:
 
 
 def check_url(url: str) -> None:
-    """Only http(s), and no private/loopback targets unless ALEPHANT_ALLOW_PRIVATE_UPSTREAMS."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise DeliveryError("the URL must be http(s)://host/...", permanent=True)
-    if getattr(settings, "ALEPHANT_ALLOW_PRIVATE_UPSTREAMS", False):
-        return
+    """Vet a channel URL against the egress policy now (delivery checks again, pinned)."""
     try:
-        infos = socket.getaddrinfo(parts.hostname, parts.port or 443)
-    except OSError as exc:
-        raise DeliveryError(f"cannot resolve {parts.hostname}") from exc
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global:
-            raise DeliveryError("the URL points to a private address", permanent=True)
+        EgressPolicy.from_settings(settings).check_url(url)
+    except EgressRefused as exc:
+        raise DeliveryError(str(exc), permanent=True) from exc
 
 
 def alert_payload(alert: Alert) -> dict:
@@ -101,11 +91,16 @@ def email_recipients(channel: AlertChannel, alert: Alert) -> list[str]:
 
 
 def _post(url: str, body: bytes, headers: dict[str, str]) -> None:
-    check_url(url)
+    # Resolve once, vet, connect to that address (no second lookup to rebind), no redirects.
+    policy = EgressPolicy.from_settings(settings)
     try:
-        response = httpx.post(url, content=body, headers=headers, timeout=TIMEOUT)
+        with egress_client(policy, timeout=TIMEOUT) as client:
+            response = client.post(url, content=body, headers=headers)
+    except EgressRefused as exc:
+        raise DeliveryError(str(exc), permanent=True) from exc
     except httpx.HTTPError as exc:
-        raise DeliveryError(f"{type(exc).__name__}: {exc}") from exc
+        # The exception text can carry the URL (a Slack URL is a credential): name the class only.
+        raise DeliveryError(f"could not deliver ({type(exc).__name__})") from exc
     if response.status_code >= 300:
         permanent = 400 <= response.status_code < 500 and response.status_code not in (408, 429)
         raise DeliveryError(f"HTTP {response.status_code}", permanent=permanent)

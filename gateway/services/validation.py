@@ -2,35 +2,15 @@
 
 from __future__ import annotations
 
-import ipaddress
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
+from core.egress import EgressPolicy, EgressRefused
 from gateway.models import PROVIDERS_NEEDING_BASE_URL, Provider
 
 MAX_SECRET_CHARS = 4096
-
-
-def _private_host(host: str) -> bool:
-    lowered = host.lower().rstrip(".")
-    if lowered == "localhost" or lowered.endswith(".localhost"):
-        return True
-    try:
-        ip = ipaddress.ip_address(lowered.strip("[]"))
-    except ValueError:
-        return False  # a DNS name; resolution happens at the gateway (see README)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
-    return (
-        ip.is_private
-        or ip.is_loopback
-        or ip.is_link_local
-        or ip.is_reserved
-        or ip.is_multicast
-        or ip.is_unspecified
-    )
 
 
 def validate_base_url(url: str, *, allow_private: bool | None = None) -> str:
@@ -54,12 +34,17 @@ def validate_base_url(url: str, *, allow_private: bool | None = None) -> str:
         raise ValidationError({"base_url": "Credentials in the URL are not allowed."})
     if parts.query or parts.fragment:
         raise ValidationError({"base_url": "Query strings and fragments are not allowed."})
-    if allow_private is None:
-        allow_private = settings.ALEPHANT_ALLOW_PRIVATE_UPSTREAMS
-    if not allow_private and _private_host(host):
+    policy = EgressPolicy.from_settings(settings)
+    if allow_private is not None:
+        policy = EgressPolicy(allow_private=allow_private, allow=policy.allow)
+    try:
+        # The same policy every connection applies; names are resolved now too, and again
+        # (authoritatively) on each connection, since DNS can change after saving.
+        policy.check_url(url, must_resolve=False)
+    except EgressRefused as exc:
         raise ValidationError(
-            {"base_url": "Private, loopback and link-local hosts are not allowed here."}
-        )
+            {"base_url": f"{exc} Private, loopback and link-local hosts are not allowed here."}
+        ) from exc
     return url.rstrip("/")
 
 
