@@ -17,7 +17,11 @@ from django.utils import timezone
 from gateway import keyhash, vault
 from gateway.models import GatewayKey, ProviderCredential
 from gateway.services.datakeys import datakey_active
-from gateway.services.validation import validate_base_url, validate_credential_fields
+from gateway.services.validation import (
+    require_secret_for_new_destination,
+    validate_base_url,
+    validate_credential_fields,
+)
 from gateway.snapshots import publish_key_on_commit, publish_workspace_on_commit
 from workspaces.models import Agent, Member, Workspace
 from workspaces.services.audit import audit_record
@@ -127,6 +131,13 @@ def provider_key_update(
     timeout_s: int = _UNSET,
 ) -> ProviderCredential:
     _require_manager(actor)
+    require_secret_for_new_destination(
+        current_base_url=credential.base_url,
+        current_provider=credential.provider,
+        base_url=None if base_url is _UNSET else base_url,
+        provider=None,
+        secret_given=secret is not _UNSET,
+    )
     before = credential_summary(credential)
     if name is not _UNSET:
         name = name.strip()

@@ -69,3 +69,29 @@ def validate_credential_fields(
         errors["timeout_s"] = "Must be between 1 and 600 seconds."
     if errors:
         raise ValidationError(errors)
+
+
+def require_secret_for_new_destination(
+    *,
+    current_base_url: str,
+    current_provider: str,
+    base_url: str | None,
+    provider: str | None,
+    secret_given: bool,
+) -> None:
+    """Changing where a stored secret is sent requires re-entering the secret.
+
+    Otherwise an admin could point a key they cannot read at their own host and have the gateway
+    (or "test connection") hand it over.
+    """
+    if secret_given:
+        return
+    errors = {}
+    old_url = (current_base_url or "").rstrip("/")
+    if base_url is not None and base_url.strip().rstrip("/") != old_url:
+        errors["base_url"] = "Changing the base URL requires re-entering the secret."
+    if provider is not None and provider != current_provider:
+        errors["provider"] = "Changing the provider requires re-entering the secret."
+    if errors:
+        errors["secret"] = "Re-enter the secret to change where it is sent."
+        raise ValidationError(errors)
