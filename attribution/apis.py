@@ -10,7 +10,8 @@ from rest_framework.response import Response
 from attribution import selectors
 from attribution.models import Dimension, UsageRollup
 from attribution.periods import KINDS, period_from_params
-from workspaces.api_base import ALL_ROLES, SPEND_READERS, ErrorSerializer, WorkspaceViewSet
+from workspaces.api_base import ALL_ROLES, ErrorSerializer, WorkspaceViewSet
+from workspaces.models import SPEND_READER_ROLES
 
 GROUPS = [d for d in Dimension.values if d != Dimension.WORKSPACE]
 
@@ -76,7 +77,7 @@ class SpendViewSet(WorkspaceViewSet):
         group_by = request.query_params.get("group_by", "member")
         if group_by not in GROUPS:
             raise serializers.ValidationError({"group_by": [f"one of {', '.join(GROUPS)}"]})
-        if self.member.role in SPEND_READERS:
+        if self.member.role in SPEND_READER_ROLES:
             dimension, key = "workspace", ""
             groups = selectors.top_rows(
                 workspace=ws, period=period, dimension=group_by, limit=500, with_spark=False

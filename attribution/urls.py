@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from attribution import admin_views, views
+from attribution import views
 
 urlpatterns = [
     # Named like the placeholder it replaces, so the nav highlights it.
@@ -19,41 +19,7 @@ urlpatterns = [
     path("spend/<str:segment>/", views.spend_list, name="spend-list"),
     path("alerts/", views.alerts_feed, name="alerts"),
     path("budgets/", views.budgets_page, name="budgets"),
-    # Admin pages (keys, budgets, channels) over the owning apps' services.
-    path("manage/", admin_views.manage_index, name="manage"),
-    path("manage/provider-keys/", admin_views.provider_keys, name="manage-provider-keys"),
-    path(
-        "manage/provider-keys/<int:pk>/rotate/",
-        admin_views.provider_key_rotate,
-        name="manage-provider-key-rotate",
-    ),
-    path(
-        "manage/provider-keys/<int:pk>/test/",
-        admin_views.provider_key_test_view,
-        name="manage-provider-key-test",
-    ),
-    path(
-        "manage/provider-keys/<int:pk>/delete/",
-        admin_views.provider_key_delete_view,
-        name="manage-provider-key-delete",
-    ),
-    path("manage/gateway-keys/", admin_views.gateway_keys, name="manage-gateway-keys"),
-    path("manage/gateway-keys/<int:pk>/", admin_views.gateway_key_edit, name="manage-gateway-key"),
-    path(
-        "manage/gateway-keys/<int:pk>/revoke/",
-        admin_views.gateway_key_revoke_view,
-        name="manage-gateway-key-revoke",
-    ),
-    path("manage/budgets/", admin_views.budgets_manage, name="manage-budgets"),
-    path("manage/budgets/<int:pk>/", admin_views.budget_edit, name="manage-budget"),
-    path(
-        "manage/budgets/<int:pk>/delete/",
-        admin_views.budget_delete_view,
-        name="manage-budget-delete",
-    ),
-    path("manage/channels/", admin_views.channels, name="manage-channels"),
-    path("manage/channels/<int:pk>/test/", admin_views.channel_test, name="manage-channel-test"),
-    path(
-        "manage/channels/<int:pk>/delete/", admin_views.channel_delete, name="manage-channel-delete"
-    ),
+    # The index of the admin pages; the pages themselves live with their models
+    # (`gateway.urls`: keys, `billing.urls`: budgets and channels).
+    path("manage/", views.manage_index, name="manage"),
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from django.http import Http404, HttpResponse
-from django.shortcuts import redirect
+from django.shortcuts import redirect, render
 from django.template.loader import select_template
 from django.utils import timezone
 
@@ -14,11 +14,15 @@ from attribution.budget_burn import budget_burns
 from attribution.charts import spend_bars
 from attribution.models import RollupState
 from attribution.periods import period_from_params
-from attribution.permissions import require_self_or_reader, workspace_page
 from attribution.tables import Table, render_with_export
 from workspaces.access import get_in_workspace
-from workspaces.decorators import WorkspaceRequest
-from workspaces.models import Agent, Department, Member
+from workspaces.decorators import (
+    WorkspaceRequest,
+    require_self_or_reader,
+    role_required,
+    workspace_required,
+)
+from workspaces.models import SPEND_READER_ROLES, Agent, Department, Member
 
 # URL segment -> (rollup dimension, heading)
 SEGMENTS = {
@@ -86,7 +90,7 @@ def link_for(dimension: str, key: str) -> str | None:
     return f"/spend/{segment}/{key}/"
 
 
-@workspace_page(readers_only=False)
+@workspace_required
 def overview(request: WorkspaceRequest) -> HttpResponse:
     member = request.member
     if not member.can_read_spend:
@@ -155,7 +159,7 @@ def overview(request: WorkspaceRequest) -> HttpResponse:
     )
 
 
-@workspace_page(readers_only=True)
+@role_required(*SPEND_READER_ROLES)
 def spend_list(request: WorkspaceRequest, segment: str) -> HttpResponse:
     if segment not in SEGMENTS:
         raise Http404("Unknown list.")
@@ -288,7 +292,7 @@ def _drilldown(
     )
 
 
-@workspace_page(readers_only=False)
+@workspace_required
 def member_detail(request: WorkspaceRequest, pk: int) -> HttpResponse:
     member = get_in_workspace(
         Member.objects.select_related("user", "department"), workspace=request.workspace, pk=pk
@@ -307,7 +311,7 @@ def member_detail(request: WorkspaceRequest, pk: int) -> HttpResponse:
     )
 
 
-@workspace_page(readers_only=True)
+@role_required(*SPEND_READER_ROLES)
 def agent_detail(request: WorkspaceRequest, pk: int) -> HttpResponse:
     agent = get_in_workspace(
         Agent.objects.select_related("owner__user"), workspace=request.workspace, pk=pk
@@ -321,7 +325,7 @@ def agent_detail(request: WorkspaceRequest, pk: int) -> HttpResponse:
     )
 
 
-@workspace_page(readers_only=True)
+@role_required(*SPEND_READER_ROLES)
 def department_detail(request: WorkspaceRequest, pk: int) -> HttpResponse:
     department = get_in_workspace(Department, workspace=request.workspace, pk=pk)
     return _drilldown(
@@ -332,7 +336,7 @@ def department_detail(request: WorkspaceRequest, pk: int) -> HttpResponse:
     )
 
 
-@workspace_page(readers_only=False)
+@workspace_required
 def key_detail(request: WorkspaceRequest, pk: int) -> HttpResponse:
     from gateway.models import GatewayKey
 
@@ -347,31 +351,31 @@ def key_detail(request: WorkspaceRequest, pk: int) -> HttpResponse:
     )
 
 
-@workspace_page(readers_only=True)
+@role_required(*SPEND_READER_ROLES)
 def model_detail(request: WorkspaceRequest, key: str) -> HttpResponse:
     if "/" not in key:
         raise Http404("Models are provider/model.")
     return _drilldown(request, dimension="model", key=key, title=f"Model {key}", by="member")
 
 
-@workspace_page(readers_only=True)
+@role_required(*SPEND_READER_ROLES)
 def provider_detail(request: WorkspaceRequest, key: str) -> HttpResponse:
     return _drilldown(request, dimension="provider", key=key, title=f"Provider {key}")
 
 
-@workspace_page(readers_only=True)
+@role_required(*SPEND_READER_ROLES)
 def property_detail(request: WorkspaceRequest, key: str) -> HttpResponse:
     if "=" not in key:
         raise Http404("Properties are name=value.")
     return _drilldown(request, dimension="property", key=key, title=f"Property {key}")
 
 
-@workspace_page(readers_only=True)
+@role_required(*SPEND_READER_ROLES)
 def session_detail(request: WorkspaceRequest, key: str) -> HttpResponse:
     return _drilldown(request, dimension="session", key=key, title=f"Session {key}", by="agent")
 
 
-@workspace_page(readers_only=True)
+@role_required(*SPEND_READER_ROLES)
 def sessions_list(request: WorkspaceRequest) -> HttpResponse:
     ws, period = request.workspace, _period(request)
     sort = request.GET.get("sort", "cost")
@@ -425,7 +429,7 @@ def _recent_alerts(workspace, *, limit: int | None = None) -> list:
     return list(qs[:limit] if limit else qs[:500])
 
 
-@workspace_page(readers_only=True)
+@role_required(*SPEND_READER_ROLES)
 def alerts_feed(request: WorkspaceRequest) -> HttpResponse:
     alerts = _recent_alerts(request.workspace)
     table = Table(
@@ -438,7 +442,7 @@ def alerts_feed(request: WorkspaceRequest) -> HttpResponse:
     )
 
 
-@workspace_page(readers_only=True)
+@role_required(*SPEND_READER_ROLES)
 def budgets_page(request: WorkspaceRequest) -> HttpResponse:
     burns = budget_burns(workspace=request.workspace)
     table = Table(
@@ -465,3 +469,9 @@ def budgets_page(request: WorkspaceRequest) -> HttpResponse:
         [table],
         slug="budgets",
     )
+
+
+@workspace_required
+def manage_index(request: WorkspaceRequest) -> HttpResponse:
+    """The index of the admin pages (keys live in `gateway`, budgets and channels in `billing`)."""
+    return render(request, "attribution/manage/index.html")

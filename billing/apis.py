@@ -10,12 +10,13 @@ from __future__ import annotations
 from django.db.models import QuerySet
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import OpenApiParameter, extend_schema
+from gateway.hotpath.usage import FIELDS as USAGE_FIELDS
 from rest_framework import exceptions, serializers
 from rest_framework.response import Response
 
 from billing.models import UsageRecord
-from gateway.usage import FIELDS as USAGE_FIELDS
-from workspaces.api_base import ALL_ROLES, SPEND_READERS, ErrorSerializer, WorkspaceViewSet
+from workspaces.api_base import ALL_ROLES, ErrorSerializer, WorkspaceViewSet
+from workspaces.models import SPEND_READER_ROLES
 
 ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 403: ErrorSerializer, 404: ErrorSerializer}
 
@@ -57,7 +58,7 @@ class UsageViewSet(WorkspaceViewSet):
     }
 
     def narrow_queryset(self, queryset: QuerySet) -> QuerySet:
-        if self.member.role not in SPEND_READERS:
+        if self.member.role not in SPEND_READER_ROLES:
             queryset = queryset.filter(member_id=self.member.pk)
         since, until = _when(self.request, "since"), _when(self.request, "until")
         if since:

@@ -27,11 +27,11 @@ from billing.services.alerts import (
     alert_channel_update,
 )
 from billing.services.budgets import budget_create, budget_delete, budget_update, guardrails_update
-from workspaces.api_base import ALL_ROLES, SPEND_READERS, ErrorSerializer, WorkspaceViewSet
-from workspaces.models import Role
+from workspaces.api_base import ALL_ROLES, ErrorSerializer, WorkspaceViewSet
+from workspaces.models import MANAGER_ROLES, SPEND_READER_ROLES
 
 ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 403: ErrorSerializer, 404: ErrorSerializer}
-EDITORS = frozenset({Role.OWNER, Role.ADMIN, Role.FINANCE})
+EDITORS = SPEND_READER_ROLES  # finance manages budgets as well as reading them
 
 
 def _redis():
@@ -322,8 +322,8 @@ class GuardrailsViewSet(WorkspaceViewSet):
     """Workspace guardrails: loop breaker (refuse vs. alert only) and the per-key RPM floor."""
 
     queryset = GuardrailSettings.objects.all()
-    action_roles = {"current": SPEND_READERS}
-    default_roles = frozenset({Role.OWNER, Role.ADMIN})
+    action_roles = {"current": SPEND_READER_ROLES}
+    default_roles = MANAGER_ROLES
 
     def _data(self, settings: GuardrailSettings | None) -> dict:
         return {

@@ -24,12 +24,11 @@ from efficiency.models import (
 from workspaces.api_base import (
     ALL_ROLES,
     LIMIT_OFFSET_PARAMETERS,
-    SPEND_READERS,
     ErrorSerializer,
     WorkspaceViewSet,
     id_in_workspace,
 )
-from workspaces.models import Agent
+from workspaces.models import SPEND_READER_ROLES, Agent
 
 ERRORS = {401: ErrorSerializer, 403: ErrorSerializer, 404: ErrorSerializer}
 
@@ -77,7 +76,7 @@ class EfficiencyViewSet(WorkspaceViewSet):
                      "verdict": ("verdict", str)}  # fmt: skip
 
     def narrow_queryset(self, queryset: QuerySet) -> QuerySet:
-        if self.member.role in SPEND_READERS:
+        if self.member.role in SPEND_READER_ROLES:
             return queryset
         own = Q(entity_kind=EntityKind.MEMBER, member_id=self.member.pk) | Q(
             entity_kind=EntityKind.AGENT, agent__owner_id=self.member.pk
@@ -123,7 +122,7 @@ class CachePolicyViewSet(WorkspaceViewSet):
     Owners and admins write; finance reads."""
 
     queryset = ResponseCachePolicy.objects.all()
-    action_roles = {"list": SPEND_READERS}
+    action_roles = {"list": SPEND_READER_ROLES}
 
     @extend_schema(responses={200: CachePolicyOut(many=True), **ERRORS})
     def list(self, request):

@@ -18,8 +18,8 @@ from efficiency.models import (
     ResponseCachePolicy,
 )
 from efficiency.signals import SIGNAL_LABELS
-from workspaces.decorators import MANAGERS, SPEND_READERS, role_required, workspace_required
-from workspaces.models import Agent
+from workspaces.decorators import role_required, workspace_required
+from workspaces.models import MANAGER_ROLES, SPEND_READER_ROLES, Agent
 
 
 def _period(request: HttpRequest) -> str:
@@ -27,7 +27,7 @@ def _period(request: HttpRequest) -> str:
     return period if period in Period.values else Period.WEEK
 
 
-@role_required(*SPEND_READERS)
+@role_required(*SPEND_READER_ROLES)
 def ranking(request: HttpRequest) -> HttpResponse:
     workspace = request.workspace  # type: ignore[attr-defined]
     period = _period(request)
@@ -50,7 +50,7 @@ def ranking(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-@role_required(*SPEND_READERS)
+@role_required(*SPEND_READER_ROLES)
 def recompute(request: HttpRequest) -> HttpResponse:
     period = _period(request)
     services.efficiency_compute(workspace=request.workspace, period=period)  # type: ignore[attr-defined]
@@ -59,7 +59,7 @@ def recompute(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-@role_required(*MANAGERS)
+@role_required(*MANAGER_ROLES)
 def cache_settings(request: HttpRequest) -> HttpResponse:
     """The workspace-wide response-cache opt-in (keys and agents: the API)."""
     try:

@@ -18,12 +18,11 @@ from gateway.services import keys as key_services
 from gateway.services.validation import MAX_SECRET_CHARS
 from workspaces.api_base import (
     ALL_ROLES,
-    MANAGERS,
     ErrorSerializer,
     WorkspaceViewSet,
     id_in_workspace,
 )
-from workspaces.models import Agent, Member
+from workspaces.models import MANAGER_ROLES, Agent, Member
 
 ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 403: ErrorSerializer, 404: ErrorSerializer}
 
@@ -99,7 +98,7 @@ class ProviderKeyViewSet(WorkspaceViewSet):
     """Provider credentials (BYO keys). Owners/admins only. The secret is write-only."""
 
     queryset = ProviderCredential.objects.all()
-    default_roles = MANAGERS
+    default_roles = MANAGER_ROLES
     filter_fields = {"provider": ("provider", str), "name": ("name", str)}
 
     @extend_schema(responses={200: ProviderKeyOut(many=True)})

@@ -11,3 +11,7 @@ class GatewayConfig(AppConfig):
         from gateway.services.vault_check import check_master_key
 
         check_master_key()
+        # why: receivers import models, which may load only once the app registry is ready.
+        from gateway import receivers
+
+        receivers.connect()

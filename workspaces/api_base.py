@@ -36,12 +36,10 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from workspaces import system
 from workspaces.authentication import token_from_header
-from workspaces.models import Member, Role, Workspace
+from workspaces.models import MANAGER_ROLES, Member, Role, Workspace
 from workspaces.tenancy import workspace_scope
 
 ALL_ROLES = frozenset(Role.values)
-MANAGERS = frozenset({Role.OWNER, Role.ADMIN})
-SPEND_READERS = frozenset({Role.OWNER, Role.ADMIN, Role.FINANCE})
 
 
 # --- errors ---------------------------------------------------------------------------------
@@ -208,7 +206,7 @@ class WorkspaceViewSet(viewsets.GenericViewSet):
     filter_fields: ClassVar[dict[str, tuple[str, type]]] = {}
     # action name -> roles allowed; actions not listed get `default_roles`.
     action_roles: ClassVar[dict[str, frozenset[str]]] = {}
-    default_roles: ClassVar[frozenset[str]] = MANAGERS
+    default_roles: ClassVar[frozenset[str]] = MANAGER_ROLES
     lookup_value_regex = r"[0-9]+"
 
     workspace: Workspace

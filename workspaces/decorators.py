@@ -1,11 +1,12 @@
-"""Page guards: a signed-in user with a workspace, in one of the allowed roles.
+"""The one page guard: a signed-in user with a workspace, in one of the allowed roles.
 
-    @role_required(Role.OWNER, Role.ADMIN)      # manage
-    @role_required(*SPEND_READERS)              # owner, admin, finance: all spend and budgets
+    @role_required(*MANAGER_ROLES)              # owner, admin: manage
+    @role_required(*SPEND_READER_ROLES)         # owner, admin, finance: all spend and budgets
     @workspace_required                         # any member (members see their own usage)
 
 Not signed in: redirect to log in. Signed in but in no workspace: redirect to create one.
-Wrong role: 403. The workspace scope itself is set by `WorkspaceScopeMiddleware`.
+Wrong role: 403. The view runs in the workspace's time zone (dates on every page read the
+same). The workspace scope itself is set by `WorkspaceScopeMiddleware`.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
+from django.utils import timezone
 
-from workspaces.models import MANAGER_ROLES, SPEND_READER_ROLES, Member, Role, User, Workspace
+from workspaces.models import Member, Role, User, Workspace
 from workspaces.system import Membership
 
 
@@ -31,9 +33,6 @@ class WorkspaceRequest(HttpRequest):
     member: Member
     memberships: list[Membership]
 
-
-MANAGERS = tuple(MANAGER_ROLES)
-SPEND_READERS = tuple(SPEND_READER_ROLES)
 
 View = Callable[..., HttpResponse]
 
@@ -54,7 +53,11 @@ def role_required(*roles: str) -> Callable[[View], View]:
                 return redirect("workspace_new")
             if member.role not in allowed:
                 raise PermissionDenied("Your role does not allow this.")
-            return view(request, *args, **kwargs)
+            timezone.activate(member.workspace.tz)
+            try:
+                return view(request, *args, **kwargs)
+            finally:
+                timezone.deactivate()
 
         wrapper.allowed_roles = allowed  # type: ignore[attr-defined]
         return wrapper
@@ -63,3 +66,12 @@ def role_required(*roles: str) -> Callable[[View], View]:
 
 
 workspace_required = role_required()
+
+
+def require_self_or_reader(request: WorkspaceRequest, *, member_id: int | None) -> None:
+    """A member reads only their own usage; owners, admins and finance read everyone's."""
+    member = request.member
+    if member.can_read_spend:
+        return
+    if member_id is None or member_id != member.pk:
+        raise PermissionDenied("Members see their own usage only.")

@@ -9,6 +9,7 @@ from decimal import Decimal, InvalidOperation
 from django import template
 from django.contrib.humanize.templatetags.humanize import intcomma
 
+from attribution.budget_burn import budget_burns
 from attribution.charts import sparkline
 from core.money import format_usd
 
@@ -25,6 +26,13 @@ def usd(value) -> str:
         return format_usd(amount)
     except (InvalidOperation, TypeError, ValueError):
         return str(value)
+
+
+@register.simple_tag(takes_context=True)
+def workspace_budget_burns(context) -> list:
+    """Burn bars of every budget in the request's workspace (for billing's budget page, which
+    must not import the rollups it reads: they live here, above billing)."""
+    return budget_burns(workspace=context["request"].workspace)
 
 
 @register.filter

@@ -64,8 +64,8 @@ def test_create_budget_validates_scope_and_publishes(
     assert r.status_code == 201, r.content
     body = r.json()
     assert body["amount_usd"] == "25.500000" and body["ladder"] == [50, 75, 90, 100]
-    assert body["throttle_at"] == 90 and body["status"]["used"] == "0.000000"
-    assert body["status"]["remaining"] == "25.500000" and body["status"]["resets_at"]
+    assert body["throttle_at"] == 90 and body["status"]["used"] == "0.00"  # exact
+    assert body["status"]["remaining"] == "25.50" and body["status"]["resets_at"]
     # The workspace snapshot the gateway reads now carries the budget.
     snapshot = json.loads(redis_client.get(f"alephant:ws:{cast.workspace.pk}"))
     entry = next(b for b in snapshot["budgets"] if b["id"] == body["id"])

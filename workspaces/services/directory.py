@@ -1,7 +1,7 @@
 """Admin writes on the workspace directory (members, departments, agents), each audited.
 
 Gateway key snapshots denormalise a member's department and agents, so every change here
-republishes the affected keys on commit (`gateway.snapshots.publish_member_keys_on_commit`).
+sends a `workspaces.hooks` event; the gateway republishes the affected keys on commit.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from typing import Any
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 
+from workspaces import hooks
 from workspaces.models import Agent, Department, Member, Role, Workspace
 from workspaces.services.audit import audit_record
 from workspaces.services.workspaces import agent_create, department_create
@@ -19,16 +20,7 @@ _UNSET: Any = object()
 
 
 def _republish_member(member: Member) -> None:
-    from gateway.snapshots import publish_member_keys_on_commit
-
-    publish_member_keys_on_commit(member.workspace_id, member.pk)
-
-
-def _revoke_key_hashes_on_commit(hashes: list[str]) -> None:
-    from gateway.snapshots import publish_key_on_commit
-
-    for key_hash in hashes:
-        publish_key_on_commit(key_hash)  # a deleted key publishes the revoked marker
+    hooks.member_changed(workspace_id=member.workspace_id, member_id=member.pk)
 
 
 def _member_summary(member: Member) -> dict:
@@ -82,8 +74,6 @@ def member_update(
 def member_remove(*, member: Member, actor: Member) -> None:
     """Remove a member: their gateway keys and API tokens go with them (keys revoked at the
     gateway on commit). Their agents must be reassigned or deleted first."""
-    from gateway.models import GatewayKey
-
     _require_manager(actor)
     if member.role == Role.OWNER:
         if actor.role != Role.OWNER:
@@ -94,7 +84,7 @@ def member_remove(*, member: Member, actor: Member) -> None:
         raise ValidationError(
             {"non_field_errors": ["This member owns agents: reassign or delete them first."]}
         )
-    hashes = list(GatewayKey.objects.filter(member=member).values_list("key_hash", flat=True))
+    hooks.send(hooks.MEMBER_REMOVING, member=member)
     audit_record(
         workspace=member.workspace,
         actor=actor,
@@ -104,7 +94,6 @@ def member_remove(*, member: Member, actor: Member) -> None:
         before=_member_summary(member),
     )
     member.delete()
-    _revoke_key_hashes_on_commit(hashes)
 
 
 @transaction.atomic
@@ -167,10 +156,8 @@ def department_delete(*, department: Department, actor: Member) -> None:
         before={"name": department.name},
     )
     department.delete()
-    from gateway.snapshots import publish_member_keys_on_commit
-
     for member_id in {m.pk for m in members} | owners:
-        publish_member_keys_on_commit(department.workspace_id, member_id)
+        hooks.member_changed(workspace_id=department.workspace_id, member_id=member_id)
 
 
 def _agent_summary(agent: Agent) -> dict:
@@ -275,10 +262,8 @@ def agent_update(
 @transaction.atomic
 def agent_delete(*, agent: Agent, actor: Member) -> None:
     """Deletes the agent and its gateway keys (revoked at the gateway on commit)."""
-    from gateway.models import GatewayKey
-
     _check_agent_owner(actor, agent.owner)
-    hashes = list(GatewayKey.objects.filter(agent=agent).values_list("key_hash", flat=True))
+    hooks.send(hooks.AGENT_DELETING, agent=agent)
     audit_record(
         workspace=agent.workspace,
         actor=actor,
@@ -288,7 +273,6 @@ def agent_delete(*, agent: Agent, actor: Member) -> None:
     )
     owner = agent.owner
     agent.delete()
-    _revoke_key_hashes_on_commit(hashes)
     _republish_member(owner)
 
 

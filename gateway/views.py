@@ -1,9 +1,8 @@
-"""Admin pages for provider keys, gateway keys, budgets and alert channels.
+"""Pages for provider keys and gateway keys.
 
-Thin HTML over the owning apps' services (`gateway.services.keys`, `billing.services.*`),
-which validate, audit-log and publish snapshots. Roles: owners and admins change everything;
-finance reads everything and changes only budgets and channels; a member sees and issues only
-their own keys (and their own agents').
+Thin HTML over `gateway.services.keys`, which validates, audit-logs and publishes snapshots.
+Roles: owners and admins change provider keys; finance reads them; a member sees and issues
+only their own keys (and their own agents').
 """
 
 from __future__ import annotations
@@ -14,20 +13,22 @@ from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from attribution.forms import (
-    BudgetForm,
-    ChannelForm,
-    GatewayKeyForm,
-    KeyLimitsForm,
-    ProviderKeyForm,
-    RotateSecretForm,
-    apply_service_errors,
-)
-from attribution.permissions import workspace_page
+from attribution.services.provider_check import provider_key_test
 from attribution.tables import Table, csv_response
+from gateway.forms import GatewayKeyForm, KeyLimitsForm, ProviderKeyForm, RotateSecretForm
+from gateway.models import GatewayKey, ProviderCredential
+from gateway.services.keys import (
+    gateway_key_create,
+    gateway_key_revoke,
+    gateway_key_update,
+    provider_key_create,
+    provider_key_delete,
+    provider_key_update,
+)
 from workspaces.access import get_in_workspace
-from workspaces.decorators import WorkspaceRequest
-from workspaces.models import Agent, Member
+from workspaces.decorators import WorkspaceRequest, role_required, workspace_required
+from workspaces.forms import apply_service_errors
+from workspaces.models import SPEND_READER_ROLES, Agent, Member, Role
 
 
 def _require_manager(request: WorkspaceRequest) -> None:
@@ -35,24 +36,11 @@ def _require_manager(request: WorkspaceRequest) -> None:
         raise PermissionDenied("Only owners and admins can change this.")
 
 
-def _require_reader(request: WorkspaceRequest) -> None:
-    if not request.member.can_read_spend:
-        raise PermissionDenied("Only owners, admins and finance can see this.")
-
-
-@workspace_page(readers_only=False)
-def manage_index(request: WorkspaceRequest) -> HttpResponse:
-    return render(request, "attribution/manage/index.html")
-
-
 # --- provider keys ---------------------------------------------------------------------------
 
 
-@workspace_page(readers_only=True)
+@role_required(*SPEND_READER_ROLES)
 def provider_keys(request: WorkspaceRequest) -> HttpResponse:
-    from gateway.models import ProviderCredential
-    from gateway.services.keys import provider_key_create
-
     form = ProviderKeyForm(request.POST or None)
     if request.method == "POST":
         _require_manager(request)
@@ -85,7 +73,7 @@ def provider_keys(request: WorkspaceRequest) -> HttpResponse:
         )
     return render(
         request,
-        "attribution/manage/provider_keys.html",
+        "gateway/manage/provider_keys.html",
         {
             "form": form,
             "credentials": credentials,
@@ -97,17 +85,13 @@ def provider_keys(request: WorkspaceRequest) -> HttpResponse:
 
 
 def _credential(request: WorkspaceRequest, pk: int):
-    from gateway.models import ProviderCredential
-
     _require_manager(request)
     return get_in_workspace(ProviderCredential, workspace=request.workspace, pk=pk)
 
 
 @require_POST
-@workspace_page(readers_only=True)
+@role_required(*SPEND_READER_ROLES)
 def provider_key_rotate(request: WorkspaceRequest, pk: int) -> HttpResponse:
-    from gateway.services.keys import provider_key_update
-
     credential = _credential(request, pk)
     form = RotateSecretForm(request.POST)
     if not form.is_valid():
@@ -125,10 +109,8 @@ def provider_key_rotate(request: WorkspaceRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
-@workspace_page(readers_only=True)
+@role_required(*SPEND_READER_ROLES)
 def provider_key_test_view(request: WorkspaceRequest, pk: int) -> HttpResponse:
-    from attribution.services.provider_check import provider_key_test
-
     credential = _credential(request, pk)
     result = provider_key_test(credential=credential, actor=request.member)
     level = messages.success if result.ok else messages.error
@@ -137,10 +119,8 @@ def provider_key_test_view(request: WorkspaceRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
-@workspace_page(readers_only=True)
+@role_required(*SPEND_READER_ROLES)
 def provider_key_delete_view(request: WorkspaceRequest, pk: int) -> HttpResponse:
-    from gateway.services.keys import provider_key_delete
-
     credential = _credential(request, pk)
     provider_key_delete(credential=credential, actor=request.member)
     messages.success(request, f"Deleted provider key {credential.name}.")
@@ -151,8 +131,6 @@ def provider_key_delete_view(request: WorkspaceRequest, pk: int) -> HttpResponse
 
 
 def _visible_keys(request: WorkspaceRequest):
-    from gateway.models import GatewayKey
-
     qs = GatewayKey.objects.filter(workspace=request.workspace).select_related(
         "member__user", "agent"
     )
@@ -162,13 +140,11 @@ def _visible_keys(request: WorkspaceRequest):
 
 
 def _can_issue(member: Member) -> bool:
-    return member.can_manage or member.role == "member"
+    return member.can_manage or member.role == Role.MEMBER
 
 
-@workspace_page(readers_only=False)
+@workspace_required
 def gateway_keys(request: WorkspaceRequest) -> HttpResponse:
-    from gateway.services.keys import gateway_key_create
-
     member = request.member
     form = GatewayKeyForm(request.POST or None, workspace=request.workspace, actor=member)
     raw_key = None
@@ -232,7 +208,7 @@ def gateway_keys(request: WorkspaceRequest) -> HttpResponse:
         )
     return render(
         request,
-        "attribution/manage/gateway_keys.html",
+        "gateway/manage/gateway_keys.html",
         {
             "form": form,
             "keys": _visible_keys(request),
@@ -248,10 +224,8 @@ def _key(request: WorkspaceRequest, pk: int):
     return key
 
 
-@workspace_page(readers_only=False)
+@workspace_required
 def gateway_key_edit(request: WorkspaceRequest, pk: int) -> HttpResponse:
-    from gateway.services.keys import gateway_key_update
-
     key = _key(request, pk)
     initial = {
         "expires_at": key.expires_at,
@@ -275,7 +249,7 @@ def gateway_key_edit(request: WorkspaceRequest, pk: int) -> HttpResponse:
                 return redirect("manage-gateway-keys")
     return render(
         request,
-        "attribution/manage/gateway_key_edit.html",
+        "gateway/manage/gateway_key_edit.html",
         {
             "form": form,
             "key": key,
@@ -286,140 +260,11 @@ def gateway_key_edit(request: WorkspaceRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
-@workspace_page(readers_only=False)
+@workspace_required
 def gateway_key_revoke_view(request: WorkspaceRequest, pk: int) -> HttpResponse:
-    from gateway.services.keys import gateway_key_revoke
-
     key = _key(request, pk)
     if not _can_issue(request.member):
         raise PermissionDenied("Finance reads keys but does not revoke them.")
     gateway_key_revoke(key=key, actor=request.member)
     messages.success(request, f"Revoked {key.name} ({key.prefix}). Calls with it now fail.")
     return redirect("manage-gateway-keys")
-
-
-# --- budgets ---------------------------------------------------------------------------------
-
-
-@workspace_page(readers_only=True)
-def budgets_manage(request: WorkspaceRequest) -> HttpResponse:
-    from attribution.budget_burn import budget_burns
-    from billing.services.budgets import budget_create
-
-    form = BudgetForm(request.POST or None, workspace=request.workspace)
-    if request.method == "POST" and form.is_valid():
-        try:
-            budget = budget_create(
-                workspace=request.workspace, actor=request.member, **form.service_data()
-            )
-        except ValidationError as exc:
-            apply_service_errors(form, exc)
-        else:
-            messages.success(request, f"Budget saved: {budget.limit_display} per {budget.period}.")
-            return redirect("manage-budgets")
-    return render(
-        request,
-        "attribution/manage/budgets.html",
-        {
-            "form": form,
-            "burns": budget_burns(workspace=request.workspace),
-        },
-        status=400 if form.errors else 200,
-    )
-
-
-@workspace_page(readers_only=True)
-def budget_edit(request: WorkspaceRequest, pk: int) -> HttpResponse:
-    from billing.models import Budget
-    from billing.services.budgets import budget_update
-
-    budget = get_in_workspace(Budget, workspace=request.workspace, pk=pk)
-    form = BudgetForm(
-        request.POST or None, workspace=request.workspace, initial=BudgetForm.initial_for(budget)
-    )
-    if request.method == "POST" and form.is_valid():
-        try:
-            budget_update(budget=budget, actor=request.member, **form.service_data())
-        except ValidationError as exc:
-            apply_service_errors(form, exc)
-        else:
-            messages.success(request, "Budget updated.")
-            return redirect("manage-budgets")
-    return render(
-        request,
-        "attribution/manage/budget_edit.html",
-        {"form": form, "budget": budget},
-        status=400 if form.errors else 200,
-    )
-
-
-@require_POST
-@workspace_page(readers_only=True)
-def budget_delete_view(request: WorkspaceRequest, pk: int) -> HttpResponse:
-    from billing.models import Budget
-    from billing.services.budgets import budget_delete
-
-    budget = get_in_workspace(Budget, workspace=request.workspace, pk=pk)
-    budget_delete(budget=budget, actor=request.member)
-    messages.success(request, "Budget deleted.")
-    return redirect("manage-budgets")
-
-
-# --- alert channels --------------------------------------------------------------------------
-
-
-@workspace_page(readers_only=True)
-def channels(request: WorkspaceRequest) -> HttpResponse:
-    from billing.models import AlertChannel
-    from billing.services.alerts import alert_channel_create
-
-    form = ChannelForm(request.POST or None)
-    created = None
-    if request.method == "POST" and form.is_valid():
-        try:
-            created = alert_channel_create(
-                workspace=request.workspace, actor=request.member, **form.cleaned_data
-            )
-        except ValidationError as exc:
-            apply_service_errors(form, exc)
-        else:
-            messages.success(request, f"Channel {created.name} added.")
-            form = ChannelForm()
-    return render(
-        request,
-        "attribution/manage/channels.html",
-        {
-            "form": form,
-            "channels": AlertChannel.objects.filter(workspace=request.workspace),
-            # A webhook's signing secret is shown once, on the page that created it.
-            "new_secret": created.secret if created is not None and created.secret else None,
-        },
-        status=400 if form.errors else 200,
-    )
-
-
-@require_POST
-@workspace_page(readers_only=True)
-def channel_test(request: WorkspaceRequest, pk: int) -> HttpResponse:
-    from billing.models import AlertChannel
-    from billing.services.alerts import alert_channel_test
-
-    channel = get_in_workspace(AlertChannel, workspace=request.workspace, pk=pk)
-    _alert, error = alert_channel_test(channel=channel, actor=request.member)
-    if error:
-        messages.error(request, f"Test to {channel.name} failed: {error}")
-    else:
-        messages.success(request, f"Test alert sent to {channel.name}.")
-    return redirect("manage-channels")
-
-
-@require_POST
-@workspace_page(readers_only=True)
-def channel_delete(request: WorkspaceRequest, pk: int) -> HttpResponse:
-    from billing.models import AlertChannel
-    from billing.services.alerts import alert_channel_delete
-
-    channel = get_in_workspace(AlertChannel, workspace=request.workspace, pk=pk)
-    alert_channel_delete(channel=channel, actor=request.member)
-    messages.success(request, f"Channel {channel.name} removed.")
-    return redirect("manage-channels")

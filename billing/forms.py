@@ -1,0 +1,116 @@
+"""Forms for the budget and alert-channel pages. They parse and validate input; the services in
+`billing.services` write."""
+
+from __future__ import annotations
+
+from django import forms
+from django.core.exceptions import ValidationError
+
+from billing.models.alerts import ChannelKind
+from billing.models.budgets import Metric, Period
+from gateway.models import GatewayKey
+from workspaces.forms import csv_list, set_choices
+from workspaces.models import Agent, Department, Member, Workspace
+
+
+class BudgetForm(forms.Form):
+    name = forms.CharField(max_length=120, required=False)
+    scope = forms.ChoiceField()
+    metric = forms.ChoiceField(choices=[])
+    amount_usd = forms.DecimalField(
+        required=False, min_value=0, max_digits=14, decimal_places=6, label="Amount (USD)"
+    )
+    limit_count = forms.IntegerField(
+        required=False, min_value=0, label="Limit (requests or tokens)"
+    )
+    period = forms.ChoiceField(choices=[])
+    ladder = forms.CharField(initial="50, 75, 90, 100", help_text="Alert at these percentages.")
+    throttle_at = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=100,
+        initial=90,
+        help_text="Past this percentage the rate cap drops.",
+    )
+    throttle_rpm = forms.IntegerField(required=False, min_value=1, initial=10)
+    hard_stop = forms.BooleanField(
+        required=False, initial=True, help_text="Refuse calls (HTTP 402) at 100%."
+    )
+    model_filter = forms.CharField(
+        required=False, max_length=200, help_text="Optional glob, e.g. gpt-4o* or anthropic/*"
+    )
+
+    def __init__(self, *args, workspace: Workspace, **kwargs):
+        super().__init__(*args, **kwargs)
+        set_choices(self, "metric", Metric.choices)
+        set_choices(self, "period", Period.choices)
+        scopes = [(f"workspace:{workspace.pk}", f"Workspace {workspace.name}")]
+        scopes += [
+            (f"department:{d.pk}", f"Department {d.name}")
+            for d in Department.objects.filter(workspace=workspace)
+        ]
+        scopes += [
+            (f"member:{m.pk}", f"Member {m.user.email}")
+            for m in Member.objects.filter(workspace=workspace).select_related("user")
+        ]
+        scopes += [
+            (f"agent:{a.pk}", f"Agent {a.slug}") for a in Agent.objects.filter(workspace=workspace)
+        ]
+        scopes += [
+            (f"key:{k.pk}", f"Key {k.name} ({k.prefix})")
+            for k in GatewayKey.objects.filter(workspace=workspace, revoked_at__isnull=True)
+        ]
+        set_choices(self, "scope", scopes)
+
+    def clean_ladder(self) -> list[int]:
+        try:
+            return [int(p) for p in csv_list(self.cleaned_data["ladder"])]
+        except ValueError as exc:
+            raise ValidationError(
+                "Whole percentages separated by commas, e.g. 50, 75, 90, 100."
+            ) from exc
+
+    def service_data(self) -> dict:
+        data = dict(self.cleaned_data)
+        scope_type, _, scope_id = data.pop("scope").partition(":")
+        data["scope_type"], data["scope_id"] = scope_type, int(scope_id)
+        return data
+
+    @staticmethod
+    def initial_for(budget) -> dict:
+        return {
+            "name": budget.name,
+            "scope": f"{budget.scope_type}:{budget.scope_id}",
+            "metric": budget.metric,
+            "amount_usd": budget.amount_usd,
+            "limit_count": budget.limit_count,
+            "period": budget.period,
+            "ladder": ", ".join(str(s) for s in budget.ladder or []),
+            "throttle_at": budget.throttle_at,
+            "throttle_rpm": budget.throttle_rpm,
+            "hard_stop": budget.hard_stop,
+            "model_filter": budget.model_filter,
+        }
+
+
+class ChannelForm(forms.Form):
+    kind = forms.ChoiceField(choices=[])
+    name = forms.CharField(max_length=120)
+    url = forms.URLField(
+        required=False,
+        max_length=500,
+        assume_scheme="https",
+        help_text="Slack incoming webhook or your webhook URL.",
+    )
+    emails = forms.CharField(
+        required=False, max_length=2000, help_text="Extra email addresses, comma-separated."
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        set_choices(self, "kind", ChannelKind.choices)
+
+    def clean_emails(self) -> list[str]:
+        emails = csv_list(self.cleaned_data["emails"])
+        field = forms.EmailField()
+        return [field.clean(e) for e in emails]
