@@ -22,6 +22,7 @@ import redis
 from django.conf import settings
 from django.db import transaction
 
+from core.limits import Limits, effective
 from workspaces import system
 from workspaces.tenancy import workspace_scope
 
@@ -63,9 +64,17 @@ def register_workspace_extender(fn: Callable[[int, dict], None]) -> None:
 # --- building -------------------------------------------------------------------------------
 
 
+def _other_department(agent: Any, member: Any) -> int | None:
+    """An agent's department when it is not its owner's: charged in addition to the owner's."""
+    if agent is None or agent.department_id is None:
+        return None
+    return None if agent.department_id == member.department_id else agent.department_id
+
+
 def _key_snapshot_in_scope(key_id: int) -> dict | None:
     from gateway.models import GatewayKey
     from workspaces.models import Agent
+    from workspaces.services.limits import member_key_limits
 
     key = (
         GatewayKey.objects.select_related("member", "agent", "agent__owner")
@@ -79,28 +88,44 @@ def _key_snapshot_in_scope(key_id: int) -> dict | None:
     agent = key.agent
     member = key.member if agent is None else agent.owner
     assert member is not None  # the check constraint: a member or an agent (with an owner)
-    department_id = (agent.department_id if agent else None) or member.department_id
     member_agents: dict[str, dict] = {}
     if agent is None:
         for item in Agent.objects.filter(workspace_id=key.workspace_id, owner=member):
             member_agents[item.slug] = {
                 "agent_id": item.pk,
-                "department_id": item.department_id or member.department_id,
+                "agent_department_id": _other_department(item, member),
             }
+    # Limits bind whoever minted the key: the key's own, narrowed by its member's (and by the
+    # workspace floor, which the Enforcer applies from the workspace snapshot).
+    allowlists, rpm, tpm, expires_at = effective(
+        Limits(
+            allowed_models=key.allowed_models or None,
+            rpm=key.rpm,
+            tpm=key.tpm,
+            expires_at=key.expires_at,
+        ),
+        member_key_limits(member=member, created_at=key.created_at),
+    )
     return {
         "v": SNAPSHOT_VERSION,
         "workspace_id": key.workspace_id,
         "key_id": key.pk,
         "prefix": key.prefix,
         "member_id": member.pk,
-        "department_id": department_id,
+        # The member's own chain, whichever agent the call goes through; an agent placed in
+        # another department charges that department too (README "Budgets").
+        "department_id": member.department_id,
+        "agent_department_id": _other_department(agent, member),
         "agent_id": agent.pk if agent else None,
         "member_agents": member_agents,
-        "expires_at": int(key.expires_at.timestamp()) if key.expires_at else None,
+        "expires_at": int(expires_at.timestamp()) if expires_at else None,
         "revoked": False,
-        "allowed_models": key.allowed_models,
-        "rpm": key.rpm,
-        "tpm": key.tpm,
+        # The first allow-list (the key's own if set) for readers that list models; a call must
+        # match every list in `model_allowlists`.
+        "allowed_models": allowlists[0] if allowlists else None,
+        "model_allowlists": allowlists,
+        "rpm": rpm,
+        "tpm": tpm,
     }
 
 

@@ -5,6 +5,7 @@ writes go through services, which also append the audit entries."""
 from __future__ import annotations
 
 from django.db.models import QuerySet
+from django.http import Http404
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.decorators import action
@@ -12,12 +13,12 @@ from rest_framework.response import Response
 
 from workspaces.api_base import (
     ALL_ROLES,
+    MANAGERS,
     ErrorSerializer,
     WorkspaceViewSet,
     id_in_workspace,
 )
 from workspaces.models import (
-    MANAGER_ROLES,
     Agent,
     APIToken,
     AuditLog,
@@ -27,6 +28,12 @@ from workspaces.models import (
     Role,
 )
 from workspaces.services import directory
+from workspaces.services.limits import (
+    MAX_INT,
+    MAX_LIFETIME_DAYS,
+    member_limits_of,
+    member_limits_set,
+)
 from workspaces.services.tokens import api_token_create, api_token_revoke
 
 ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 403: ErrorSerializer, 404: ErrorSerializer}
@@ -53,11 +60,53 @@ class MemberUpdateIn(serializers.Serializer):
     department_id = _id_field(required=False, allow_null=True)
 
 
+class MemberLimitsIn(serializers.Serializer):
+    allowed_models = serializers.ListField(
+        child=serializers.CharField(max_length=200),
+        max_length=200,
+        required=False,
+        allow_null=True,
+        help_text="Model names or globs (`gpt-4o-mini*`) the member's keys may call; null: any.",
+    )
+    rpm = serializers.IntegerField(min_value=1, max_value=MAX_INT, required=False, allow_null=True)
+    tpm = serializers.IntegerField(min_value=1, max_value=MAX_INT, required=False, allow_null=True)
+    key_lifetime_days = serializers.IntegerField(
+        min_value=1,
+        max_value=MAX_LIFETIME_DAYS,
+        required=False,
+        allow_null=True,
+        help_text="A key of this member expires at most this many days after it was created.",
+    )
+    keys_expire_at = serializers.DateTimeField(
+        required=False, allow_null=True, help_text="Every key of this member expires by then."
+    )
+
+
+class MemberLimitsOut(MemberLimitsIn):
+    member_id = serializers.IntegerField()
+    updated_at = serializers.DateTimeField(allow_null=True)
+
+
+def _limits_out(member: Member) -> dict:
+    row = member_limits_of(member=member)
+    return MemberLimitsOut(
+        {
+            "member_id": member.pk,
+            "allowed_models": row.allowed_models if row else None,
+            "rpm": row.rpm if row else None,
+            "tpm": row.tpm if row else None,
+            "key_lifetime_days": row.key_lifetime_days if row else None,
+            "keys_expire_at": row.keys_expire_at if row else None,
+            "updated_at": row.updated_at if row else None,
+        }
+    ).data
+
+
 class MemberViewSet(WorkspaceViewSet):
-    """Members of the workspace. Everyone reads; owners/admins change roles and remove."""
+    """Members of the workspace. Everyone reads; owners/admins change roles, limits and remove."""
 
     queryset = Member.objects.select_related("user", "department")
-    action_roles = {"list": ALL_ROLES, "retrieve": ALL_ROLES}
+    action_roles = {"list": ALL_ROLES, "retrieve": ALL_ROLES, "limits": ALL_ROLES}
     filter_fields = {"role": ("role", str), "department_id": ("department_id", int)}
 
     @extend_schema(responses={200: MemberOut(many=True)})
@@ -90,6 +139,26 @@ class MemberViewSet(WorkspaceViewSet):
     def destroy(self, request, pk=None):
         directory.member_remove(member=self.get_object(), actor=self.member)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(responses={200: MemberLimitsOut, **ERRORS})
+    @action(detail=True, methods=["get"], url_path="limits")
+    def limits(self, request, pk=None):
+        """A member's limits: owners/admins read anyone's, a member only their own."""
+        member = self.get_object()
+        if not self.member.can_manage and member.pk != self.member.pk:
+            raise Http404("Not found.")
+        return Response(_limits_out(member))
+
+    @extend_schema(request=MemberLimitsIn, responses={200: MemberLimitsOut, **ERRORS})
+    @limits.mapping.patch
+    def limits_update(self, request, pk=None):
+        """Set a member's limits (owners/admins): every key the member or their agents hold,
+        whoever minted it, is bound within about a second. `null` clears a limit."""
+        member = self.get_object()
+        data = MemberLimitsIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        member_limits_set(member=member, actor=self.member, **data.validated_data)
+        return Response(_limits_out(member))
 
 
 # --- invitations ----------------------------------------------------------------------------
@@ -333,7 +402,7 @@ class AuditLogViewSet(WorkspaceViewSet):
     """Append-only history of admin actions, newest first. Owners/admins read; nobody writes."""
 
     queryset = AuditLog.objects.all()
-    default_roles = MANAGER_ROLES
+    default_roles = MANAGERS
     filter_fields = {
         "action": ("action", str),
         "target_type": ("target_type", str),

@@ -134,6 +134,23 @@ class Member(TenantModel):
         return self.role in SPEND_READER_ROLES
 
 
+class MemberLimits(TenantModel):
+    """Limits an owner/admin sets on a member. They bind every key the member or their agents
+    hold, whoever minted it (`core/limits.py` says how they combine with a key's own limits);
+    `None` / empty means "no member-level limit". Only owners and admins write this row."""
+
+    member = models.OneToOneField(Member, on_delete=models.CASCADE, related_name="limits")
+    allowed_models = models.JSONField(null=True, blank=True)  # globs, e.g. ["gpt-4o-mini*"]
+    rpm = models.PositiveIntegerField(null=True, blank=True)
+    tpm = models.PositiveIntegerField(null=True, blank=True)
+    key_lifetime_days = models.PositiveIntegerField(null=True, blank=True)
+    keys_expire_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"limits of member {self.member_id}"
+
+
 class Agent(TenantModel):
     slug = models.SlugField(max_length=64)
     name = models.CharField(max_length=120)

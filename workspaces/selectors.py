@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from django.db.models import Count, QuerySet
 from django.utils import timezone
 
-from workspaces.models import Agent, Department, Invitation, Member, Workspace
+from workspaces.models import Agent, Department, Invitation, Member, MemberLimits, Workspace
 
 
 def member_list(*, workspace: Workspace) -> QuerySet[Member]:
@@ -17,6 +17,11 @@ def member_list(*, workspace: Workspace) -> QuerySet[Member]:
         .select_related("user", "department")
         .order_by("user__email")
     )
+
+
+def member_limits_by_member(*, workspace: Workspace) -> dict[int, MemberLimits]:
+    """Every member's limits row (members without one have no limits), by member id."""
+    return {row.member_id: row for row in MemberLimits.objects.filter(workspace=workspace)}
 
 
 def invitation_list_pending(*, workspace: Workspace) -> QuerySet[Invitation]:

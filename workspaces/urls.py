@@ -10,6 +10,7 @@ urlpatterns = [
     path("members/invite/", views.member_invite, name="member_invite"),
     path("members/<int:member_id>/update/", views.member_update_view, name="member_update"),
     path("members/<int:member_id>/remove/", views.member_remove_view, name="member_remove"),
+    path("members/<int:member_id>/limits/", views.member_limits_view, name="member_limits"),
     path(
         "members/invitations/<int:invitation_id>/revoke/",
         views.invitation_revoke_view,

@@ -21,6 +21,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from workspaces.access import get_in_workspace
 from workspaces.adapters import PENDING_INVITATION_KEY
 from workspaces.decorators import (
+    MANAGERS,
     WorkspaceRequest,
     role_required,
     workspace_required,
@@ -30,20 +31,23 @@ from workspaces.forms import (
     DepartmentForm,
     InvitationForm,
     MemberForm,
+    MemberLimitsForm,
     WorkspaceForm,
 )
 from workspaces.middleware import SESSION_KEY
-from workspaces.models import MANAGER_ROLES, Agent, Department, Invitation, Member
+from workspaces.models import Agent, Department, Invitation, Member
 from workspaces.selectors import (
     agent_list,
     department_list,
     department_members,
     invitation_list_pending,
+    member_limits_by_member,
     member_list,
     workspace_summary,
 )
 from workspaces.services import directory
 from workspaces.services.invitations import InvitationError, invitation_accept, invitation_check
+from workspaces.services.limits import member_limits_set
 from workspaces.services.workspaces import workspace_create
 
 # Services key some errors by API field name; pages show them on the matching form field.
@@ -118,6 +122,9 @@ def workspace_new(request: WorkspaceRequest) -> HttpResponse:
 def _members_page(request: WorkspaceRequest, *, form: InvitationForm | None, status: int = 200):
     workspace = request.workspace
     members = list(member_list(workspace=workspace))
+    limits = member_limits_by_member(workspace=workspace)
+    for m in members:
+        m.limits_row = limits.get(m.pk)  # type: ignore[attr-defined]
     if request.member.can_manage:
         for m in members:  # one small edit form per row
             m.edit_form = MemberForm(  # type: ignore[attr-defined]
@@ -125,6 +132,7 @@ def _members_page(request: WorkspaceRequest, *, form: InvitationForm | None, sta
                 initial={"role": m.role, "department": m.department_id},
                 prefix=f"m{m.pk}",
             )
+            m.limits_form = _limits_form(m.limits_row, prefix=f"l{m.pk}")  # type: ignore[attr-defined]
     context = {
         "members": members,
         "invitations": (
@@ -142,7 +150,7 @@ def members(request: WorkspaceRequest) -> HttpResponse:
 
 
 @require_POST
-@role_required(*MANAGER_ROLES)
+@role_required(*MANAGERS)
 def member_invite(request: WorkspaceRequest) -> HttpResponse:
     form = InvitationForm(request.POST, workspace=request.workspace)
     if form.is_valid():
@@ -163,7 +171,7 @@ def member_invite(request: WorkspaceRequest) -> HttpResponse:
 
 
 @require_POST
-@role_required(*MANAGER_ROLES)
+@role_required(*MANAGERS)
 def invitation_revoke_view(request: WorkspaceRequest, invitation_id: int) -> HttpResponse:
     invitation = get_in_workspace(Invitation, workspace=request.workspace, pk=invitation_id)
     directory.invitation_withdraw(invitation=invitation, actor=request.member)
@@ -176,7 +184,7 @@ def _service_error_message(error: ValidationError) -> str:
 
 
 @require_POST
-@role_required(*MANAGER_ROLES)
+@role_required(*MANAGERS)
 def member_update_view(request: WorkspaceRequest, member_id: int) -> HttpResponse:
     workspace = request.workspace
     target = get_in_workspace(
@@ -200,8 +208,54 @@ def member_update_view(request: WorkspaceRequest, member_id: int) -> HttpRespons
     return redirect("members")
 
 
+def _limits_form(row, *, prefix: str, data=None) -> MemberLimitsForm:
+    initial = {}
+    if row is not None:
+        initial = {
+            "allowed_models": ", ".join(row.allowed_models or ()),
+            "rpm": row.rpm,
+            "tpm": row.tpm,
+            "key_lifetime_days": row.key_lifetime_days,
+            "keys_expire_at": row.keys_expire_at,
+        }
+    return MemberLimitsForm(data, initial=initial, prefix=prefix)
+
+
 @require_POST
-@role_required(*MANAGER_ROLES)
+@role_required(*MANAGERS)
+def member_limits_view(request: WorkspaceRequest, member_id: int) -> HttpResponse:
+    """Set a member's limits from the members page (owners/admins; the API is the same
+    service, `PATCH /api/v1/members/<id>/limits/`)."""
+    target = get_in_workspace(
+        Member.objects.select_related("user", "workspace"),
+        workspace=request.workspace,
+        pk=member_id,
+    )
+    form = _limits_form(None, prefix=f"l{target.pk}", data=request.POST)
+    if not form.is_valid():
+        messages.error(request, f"{target.user.email}: " + form.errors.as_text())
+        return redirect("members")
+    data = form.cleaned_data
+    try:
+        member_limits_set(
+            member=target,
+            actor=request.member,
+            allowed_models=[m.strip() for m in data["allowed_models"].split(",") if m.strip()]
+            or None,
+            rpm=data["rpm"],
+            tpm=data["tpm"],
+            key_lifetime_days=data["key_lifetime_days"],
+            keys_expire_at=data["keys_expire_at"],
+        )
+    except ValidationError as exc:
+        messages.error(request, f"{target.user.email}: {_service_error_message(exc)}")
+    else:
+        messages.success(request, f"Limits of {target.user.email} saved; their keys follow them.")
+    return redirect("members")
+
+
+@require_POST
+@role_required(*MANAGERS)
 def member_remove_view(request: WorkspaceRequest, member_id: int) -> HttpResponse:
     target = get_in_workspace(
         Member.objects.select_related("user", "workspace"),
@@ -306,7 +360,7 @@ def departments(request: WorkspaceRequest) -> HttpResponse:
 
 
 @require_POST
-@role_required(*MANAGER_ROLES)
+@role_required(*MANAGERS)
 def department_new(request: WorkspaceRequest) -> HttpResponse:
     form = DepartmentForm(request.POST)
     if form.is_valid():
@@ -351,7 +405,7 @@ def agents(request: WorkspaceRequest) -> HttpResponse:
 
 
 @require_POST
-@role_required(*MANAGER_ROLES)
+@role_required(*MANAGERS)
 def agent_new(request: WorkspaceRequest) -> HttpResponse:
     form = AgentForm(request.POST, workspace=request.workspace)
     if form.is_valid():

@@ -8,13 +8,13 @@ is replaced (and so forgotten) at most once a second.
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from core.limits import model_in_allowlists
 from core.modelnames import model_name_problem
 from core.pricing import ModelPricing, UnpricedModel, catalog_price, find_override, resolve_price
 from gateway.hotpath.http import GatewayError
@@ -123,15 +123,17 @@ def model_allowed(key: dict[str, Any], ref: str, route: Route) -> bool:
     provider or credential name), never against the raw `ref`: what the client wrote may differ
     from what is called only by that routing prefix.
     """
-    patterns = key.get("allowed_models")
-    if not patterns:
-        return True
+    # `model_allowlists`: the key's own list and its member's (core/limits.py); the call must
+    # match every one. Older snapshots carry only `allowed_models`.
+    allowlists = key.get("model_allowlists")
+    if allowlists is None:
+        allowlists = [key.get("allowed_models") or ()]
     names = (
         route.model,
         f"{route.provider}/{route.model}",
         f"{route.credential.get('name')}/{route.model}",
     )
-    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns for name in names)
+    return model_in_allowlists(allowlists, names)
 
 
 @dataclass
@@ -143,12 +145,14 @@ class Attribution:
     session_path: str
     session_name: str
     properties: dict[str, str]
+    agent_department_id: int | None = None  # charged besides `department_id`, never instead
 
 
 def attribution(key: dict[str, Any], headers: dict[bytes, bytes]) -> Attribution:
     """Owner from the key; `Alephant-Agent` only names an agent the key's member owns."""
     member_id = key.get("member_id")
-    department_id = key.get("department_id")
+    department_id = key.get("department_id")  # always the member's own (gateway/snapshots.py)
+    agent_department_id = key.get("agent_department_id")
     agent_id = key.get("agent_id")
     slug = headers.get(b"alephant-agent")
     if slug:
@@ -156,7 +160,8 @@ def attribution(key: dict[str, Any], headers: dict[bytes, bytes]) -> Attribution
         owned = (key.get("member_agents") or {}).get(name)
         if agent_id is None and owned is not None:
             agent_id = owned.get("agent_id")
-            department_id = owned.get("department_id") or department_id
+            # An agent in another department charges it too; it never replaces the member's.
+            agent_department_id = owned.get("agent_department_id")
         elif owned is None:
             raise GatewayError(
                 403,
@@ -177,6 +182,7 @@ def attribution(key: dict[str, Any], headers: dict[bytes, bytes]) -> Attribution
         member_id=member_id,
         department_id=department_id,
         agent_id=agent_id,
+        agent_department_id=agent_department_id,
         session_id=text(b"alephant-session-id", 128),
         session_path=text(b"alephant-session-path", 512),
         session_name=text(b"alephant-session-name", 256),

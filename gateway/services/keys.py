@@ -17,6 +17,7 @@ from django.utils import timezone
 from gateway import keyhash, vault
 from gateway.models import GatewayKey, ProviderCredential
 from gateway.services.datakeys import datakey_active
+from gateway.services.key_limits import key_limits_check
 from gateway.services.validation import (
     require_secret_for_new_destination,
     validate_base_url,
@@ -283,6 +284,15 @@ def gateway_key_create(
         tpm=tpm,
         creating=True,
     )
+    created_at = timezone.now()
+    expires_at = key_limits_check(
+        member=member if member is not None else agent.owner,  # type: ignore[union-attr]
+        created_at=created_at,
+        allowed_models=allowed_models,
+        rpm=rpm,
+        tpm=tpm,
+        expires_at=expires_at,
+    )
     raw, prefix = keyhash.generate_key()
     key = GatewayKey.objects.create(
         workspace=workspace,
@@ -292,6 +302,7 @@ def gateway_key_create(
         member=member,
         agent=agent,
         created_by=actor,
+        created_at=created_at,
         expires_at=expires_at,
         allowed_models=allowed_models,
         rpm=rpm,
@@ -326,6 +337,19 @@ def gateway_key_update(
     before = gateway_key_summary(key)
     if name is not _UNSET:
         key.name = name.strip()
+    holder = key.member if key.agent is None else key.agent.owner
+    if any(value is not _UNSET for value in (expires_at, allowed_models, rpm, tpm)):
+        # Only what this update sets: limits tightened after minting bind through the snapshot.
+        checked = key_limits_check(
+            member=holder,  # type: ignore[arg-type]
+            created_at=key.created_at,
+            allowed_models=allowed_models,
+            rpm=rpm,
+            tpm=tpm,
+            expires_at=expires_at,
+        )
+        if expires_at is not _UNSET:
+            expires_at = checked
     for field, value in (
         ("expires_at", expires_at),
         ("allowed_models", allowed_models),

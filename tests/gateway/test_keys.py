@@ -63,7 +63,7 @@ def test_gateway_key_create_publishes_snapshot_and_revoke_marks_it(cast, redis_c
     assert snap["member_id"] == cast.member.pk
     assert snap["department_id"] == cast.member.department_id
     assert snap["member_agents"] == {
-        "bot": {"agent_id": agent.pk, "department_id": cast.member.department_id}
+        "bot": {"agent_id": agent.pk, "agent_department_id": None}  # same department as owner
     }
     assert snap["allowed_models"] == ["gpt-4o-mini"] and snap["rpm"] == 30
     assert isinstance(snap["expires_at"], int)
