@@ -171,6 +171,30 @@ class OpenAIAdapter:
         return OpenAIStream(endpoint, client_wants_usage, added_usage=added)
 
 
+_TEXT_KEYS = ("content", "text", "refusal", "reasoning_content", "reasoning")
+
+
+def _choices_text(choices: Any) -> int:
+    """Characters produced in a chunk's choices (the estimate when no usage ever comes)."""
+    total = 0
+    for choice in choices if isinstance(choices, list) else ():
+        if not isinstance(choice, dict):
+            continue
+        delta = choice.get("delta")
+        part = delta if isinstance(delta, dict) else choice
+        for key in _TEXT_KEYS:
+            value = part.get(key)
+            if isinstance(value, str):
+                total += len(value)
+        calls = part.get("tool_calls")
+        for call in calls if isinstance(calls, list) else ():
+            fn = call.get("function") if isinstance(call, dict) else None
+            args = fn.get("arguments") if isinstance(fn, dict) else None
+            if isinstance(args, str):
+                total += len(args)
+    return total
+
+
 TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
 
 
@@ -216,17 +240,22 @@ class OpenAIStream:
 
     def _observe(self, data: bytes) -> bool:
         """Read one event; False when it is the usage chunk to drop."""
-        self.text_chars += text_length(data)
         if not may_name(data, b"usage"):
+            self.text_chars += text_length(data)
             return True
         event = parse_json(data)
         if event is None:
+            self.text_chars += text_length(data)
             return True
         if self.endpoint == "responses":
+            delta = event.get("delta")
+            if isinstance(delta, str):
+                self.text_chars += len(delta)
             if event.get("type") in TERMINAL:
                 self.usage = usage_from("responses", section(event, "response"))
                 self.done = True
             return True
+        self.text_chars += _choices_text(event.get("choices"))
         usage = usage_from(self.endpoint, event)
         if not usage.reported:
             return True

