@@ -16,10 +16,12 @@ from workspaces.services.workspaces import member_add
 from workspaces.tenancy import workspace_scope
 
 
-def test_token_schemes_and_last_used(api, cast):
+def test_token_schemes_and_last_used(api, cast, django_capture_on_commit_callbacks):
     raw = api.tokens["member"]
     for header in (f"Bearer {raw}", f"Token {raw}"):
-        r = Client().get("/api/v1/members/", HTTP_AUTHORIZATION=header)
+        # last_used_at is written after the request commits (see api_token_authenticate)
+        with django_capture_on_commit_callbacks(execute=True):
+            r = Client().get("/api/v1/members/", HTTP_AUTHORIZATION=header)
         assert r.status_code == 200
     with workspace_scope(cast.workspace.pk):
         token = APIToken.objects.get(token_hash=hash_token(raw))

@@ -117,6 +117,11 @@ def api_token_lookup(raw: str) -> TokenMatch | None:
     return TokenMatch(*found) if found else None
 
 
+def _touch_last_used(workspace_id: int, token_id: int, now: dt.datetime) -> None:
+    with workspace_scope(workspace_id):
+        APIToken.objects.filter(pk=token_id).update(last_used_at=now)
+
+
 def api_token_authenticate(match: TokenMatch) -> APIToken | None:
     """Load the token with its member and user, inside the token's workspace, and note its use."""
 
@@ -130,7 +135,12 @@ def api_token_authenticate(match: TokenMatch) -> APIToken | None:
             return None
         now = timezone.now()
         if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
-            APIToken.objects.filter(pk=token.pk).update(last_used_at=now)
+            # After the request's transaction, in its own: an UPDATE here would hold the token
+            # row locked for the whole request, and two owners removing each other (each
+            # delete cascading to the other's token) would deadlock on it.
+            transaction.on_commit(
+                lambda: _touch_last_used(match.workspace_id, token.pk, now), robust=True
+            )
             token.last_used_at = now
         return token
 
