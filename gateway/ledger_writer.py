@@ -10,6 +10,9 @@
   they have been idle for `claim_idle_ms`).
 * An event that cannot be stored (bad JSON, a workspace that no longer exists) goes to
   `alephant:usage:dead` with the reason, and is acknowledged, so it can't block the stream.
+* `run_forever` never exits on an outage: a flushed Redis, a
+  deleted stream or group (recreated), Redis or Postgres down or restarted (retried with
+  backoff, entries stay pending until their batch commits).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import datetime as dt
 import logging
 import os
 import socket
+import threading
 import time
 from collections import defaultdict
 from decimal import Decimal, InvalidOperation
@@ -26,10 +30,12 @@ from typing import Any
 import orjson
 import redis
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections
+from django.db import DataError, IntegrityError, connections
+from django.db import Error as DjangoDBError
 
 from billing.models import UsageRecord
-from gateway.usage import GROUP, STREAM
+from core.backoff import Backoff
+from gateway.hotpath.usage import GROUP, STREAM
 from workspaces.tenancy import workspace_scope
 
 logger = logging.getLogger("alephant.ledger")
@@ -92,15 +98,20 @@ class LedgerWriter:
         block_ms: int = 1000,
         claim_idle_ms: int = 30_000,
         stream: str = STREAM,
+        create_group: bool = True,
     ) -> None:
-        self.redis = client or redis.Redis.from_url(settings.REDIS_URL)
+        # A socket timeout above the blocking read, so a hung (not dead) Redis is noticed too.
+        self.redis = client or redis.Redis.from_url(
+            settings.REDIS_URL, socket_timeout=block_ms / 1000 + 10, socket_connect_timeout=5
+        )
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self.batch_size = batch_size
         self.block_ms = block_ms
         self.claim_idle_ms = claim_idle_ms
         self.stream = stream
         self._last_claim = 0.0
-        self.ensure_group()
+        if create_group:  # `run_forever` creates it itself, so a writer can start before Redis
+            self.ensure_group()
 
     def ensure_group(self) -> None:
         try:
@@ -179,15 +190,14 @@ class LedgerWriter:
         for workspace_id, items in by_workspace.items():
             try:
                 self._insert(workspace_id, [record for _e, record, _r in items])
-            except DatabaseError:
-                close_old_connections()
-                # One bad row (e.g. its workspace was deleted) must not hold back the rest.
+            except (IntegrityError, DataError):
+                # One bad row (e.g. its workspace was deleted) must not hold back the rest. An
+                # outage (OperationalError, InterfaceError) is raised instead: the whole batch
+                # stays pending and is retried.
                 for entry_id, record, raw in items:
                     try:
                         self._insert(workspace_id, [record])
-                    except DatabaseError as exc:
-                        if not _permanent(exc):
-                            raise
+                    except (IntegrityError, DataError) as exc:
                         self._dead(entry_id, raw, f"{type(exc).__name__}: {exc}")
                     done.append(entry_id)
                 continue
@@ -209,24 +219,82 @@ class LedgerWriter:
             total += self.write(entries)
         return total
 
-    def run_forever(self, stop: Any = None) -> None:
+    def run_forever(self, stop: threading.Event | None = None) -> None:
+        """Write batches until `stop` is set; no outage makes it return (see module docstring)."""
+        stop = stop or threading.Event()
+        backoff = Backoff(initial=0.2, maximum=5.0, reset_after=5.0)
+        outages = _Outages()
+        group_ready = False
         logger.info("ledger writer %s reading %s", self.consumer, self.stream)
-        while stop is None or not stop.is_set():
+        while not stop.is_set():
             try:
+                if not group_ready:
+                    self.ensure_group()
+                    group_ready = True
                 entries = self.read()
                 if entries:
                     self.write(entries)
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
-                logger.warning("ledger: redis unavailable (%s); retrying", exc)
-                time.sleep(1)
-            except DatabaseError as exc:
-                logger.warning("ledger: database unavailable (%s); retrying", exc)
-                close_old_connections()
-                time.sleep(1)
+            except redis.RedisError as exc:
+                # A flush, a restart without persistence, XGROUP DESTROY or DEL of the stream
+                # ("NOGROUP", "UNBLOCKED the stream key no longer exists") all mean: make the
+                # group again (MKSTREAM, from id 0 so nothing appended meanwhile is skipped).
+                group_ready = False
+                self._failed(outages, backoff, stop, _redis_trouble(exc), exc)
+            except DjangoDBError as exc:
+                # The connection may be dead (Postgres restarted, backend terminated): drop it
+                # so the next attempt reconnects; the batch stays pending in the group.
+                connections.close_all()
+                self._failed(outages, backoff, stop, "postgres", exc)
+            except Exception as exc:  # a loop that must not die: log it, back off, go on
+                self._failed(outages, backoff, stop, "unexpected error", exc)
+            else:
+                outages.recovered()
+                backoff.healthy()
+        logger.info("ledger writer %s stopped", self.consumer)
+
+    def _failed(
+        self, outages: _Outages, backoff: Backoff, stop: threading.Event, what: str, exc: Exception
+    ) -> None:
+        outages.failed(what, exc)
+        self._last_claim = 0.0  # next read starts with our own pending entries (the failed batch)
+        stop.wait(backoff.failure())
 
 
-def _permanent(exc: DatabaseError) -> bool:
-    """Integrity errors (a deleted workspace, bad values) won't fix themselves; outages will."""
-    from django.db import DataError, IntegrityError
+class _Outages:
+    """One warning when something breaks and one line when it works again, not one per retry."""
 
-    return isinstance(exc, IntegrityError | DataError)
+    def __init__(self) -> None:
+        self._down: dict[str, tuple[float, int]] = {}
+
+    def failed(self, what: str, exc: Exception) -> None:
+        if what in self._down:
+            since, attempts = self._down[what]
+            self._down[what] = (since, attempts + 1)
+            return
+        self._down[what] = (time.monotonic(), 1)
+        logger.warning(
+            "ledger: %s (%s: %s); retrying with backoff",
+            what,
+            type(exc).__name__,
+            exc,
+            exc_info=what == "unexpected error",
+        )
+
+    def recovered(self) -> None:
+        for what, (since, attempts) in self._down.items():
+            logger.warning(
+                "ledger: recovered from %s after %.1f s (%d failed attempts)",
+                what,
+                time.monotonic() - since,
+                attempts,
+            )
+        self._down.clear()
+
+
+def _redis_trouble(exc: redis.RedisError) -> str:
+    if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+        return "redis unavailable"
+    text = str(exc)
+    if "NOGROUP" in text or "no longer exists" in text:
+        return "usage stream or consumer group missing (flushed or deleted); recreating"
+    return "redis error"

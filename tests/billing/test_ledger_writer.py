@@ -9,8 +9,8 @@ import orjson
 import pytest
 
 from billing.models import UsageRecord
+from gateway.hotpath.usage import GROUP, STREAM
 from gateway.ledger_writer import DEAD_STREAM, LedgerWriter
-from gateway.usage import GROUP, STREAM
 from workspaces.tenancy import workspace_scope
 
 pytestmark = pytest.mark.django_db(transaction=True)

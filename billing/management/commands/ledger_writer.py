@@ -6,6 +6,7 @@ import signal
 import threading
 
 from django.core.management.base import BaseCommand
+from django.db import connections
 
 from gateway.ledger_writer import LedgerWriter
 
@@ -29,7 +30,11 @@ class Command(BaseCommand):
             batch_size=options["batch_size"],
             claim_idle_ms=options["claim_idle_ms"],
             consumer=options["consumer"],
+            create_group=options["once"],  # the loop makes it, and waits for Redis if it's down
         )
+        # Named in pg_stat_activity, so an operator (or a test) can find this writer's backend.
+        options_ = connections["default"].settings_dict.setdefault("OPTIONS", {})
+        options_["application_name"] = f"alephant-ledger-{writer.consumer}"[:63]
         if options["once"]:
             self.stdout.write(f"wrote {writer.drain()} usage events")
             return
