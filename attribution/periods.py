@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
+from core.periods import calendar_period
+
 KINDS = ("day", "week", "month", "custom")
 MAX_CUSTOM_DAYS = 366
 
@@ -76,14 +78,9 @@ def _parse_date(value: str | None) -> dt.date | None:
 
 
 def period_for(kind: str, anchor: dt.date, tz: ZoneInfo) -> Period:
-    if kind == "day":
-        return Period("day", anchor, anchor + dt.timedelta(days=1), tz)
-    if kind == "week":
-        start = anchor - dt.timedelta(days=anchor.weekday())
-        return Period("week", start, start + dt.timedelta(days=7), tz)
-    start = anchor.replace(day=1)
-    end = (start + dt.timedelta(days=32)).replace(day=1)
-    return Period("month", start, end, tz)
+    kind = kind if kind in ("day", "week") else "month"
+    start, end = calendar_period(kind, anchor)
+    return Period(kind, start, end, tz)
 
 
 def period_from_params(params: Mapping[str, str], *, tz: ZoneInfo, now: dt.datetime) -> Period:

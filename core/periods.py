@@ -7,7 +7,7 @@ both call `period_bounds`, so they agree on every boundary, DST changes included
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -22,31 +22,39 @@ def _zone(name: str) -> ZoneInfo:
         return ZoneInfo("UTC")
 
 
+def calendar_period(period: str, day: date) -> tuple[date, date]:
+    """(first day, day after the last) of the day, week (Monday first) or month holding `day`."""
+    if period == "day":
+        return day, day + timedelta(days=1)
+    if period == "week":
+        start = day - timedelta(days=day.weekday())
+        return start, start + timedelta(days=7)
+    if period == "month":
+        start = day.replace(day=1)
+        return start, (start + timedelta(days=32)).replace(day=1)
+    raise ValueError(f"unknown period {period!r}")
+
+
+def period_key(period: str, start: date) -> str:
+    """The counter suffix of a period: d20261201, w202649 (ISO week), m202612, life."""
+    if period == "day":
+        return f"d{start:%Y%m%d}"
+    if period == "week":
+        iso = start.isocalendar()
+        return f"w{iso.year}{iso.week:02d}"
+    return f"m{start:%Y%m}"
+
+
 def period_bounds(period: str, time_zone: str, now: float) -> Bounds:
     """(period key, start, end) of the period holding `now` in the workspace's time zone."""
     if period == "lifetime":
         return "life", None, None
     tz = _zone(time_zone)
-    local = datetime.fromtimestamp(now, tz)
-    day = local.replace(hour=0, minute=0, second=0, microsecond=0)
-    if period == "day":
-        start, end = day, day + timedelta(days=1)
-        key = f"d{start:%Y%m%d}"
-    elif period == "week":
-        start = day - timedelta(days=day.weekday())
-        end = start + timedelta(days=7)
-        iso = start.isocalendar()
-        key = f"w{iso.year}{iso.week:02d}"
-    elif period == "month":
-        start = day.replace(day=1)
-        end = (start + timedelta(days=32)).replace(day=1)
-        key = f"m{start:%Y%m}"
-    else:
-        raise ValueError(f"unknown period {period!r}")
-    # Wall-clock arithmetic across a DST change: re-resolve the local midnight in the zone.
-    start = start.replace(tzinfo=None).replace(tzinfo=tz)
-    end = end.replace(tzinfo=None).replace(tzinfo=tz)
-    return key, start, end
+    first, after = calendar_period(period, datetime.fromtimestamp(now, tz).date())
+    # Local midnights resolved in the zone, so a DST change inside the period is honoured.
+    start = datetime.combine(first, time(), tzinfo=tz)
+    end = datetime.combine(after, time(), tzinfo=tz)
+    return period_key(period, first), start, end
 
 
 class PeriodCache:

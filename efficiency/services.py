@@ -16,6 +16,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from billing.models import UsageRecord
+from core.periods import period_bounds as core_period_bounds
 from efficiency import grading
 from efficiency.conf import Thresholds, thresholds
 from efficiency.models import EfficiencyGrade, EfficiencyReport, EfficiencySignal, Period
@@ -32,18 +33,11 @@ ROW_FIELDS = (
 
 def period_bounds(*, workspace: Workspace, period: str, at: datetime) -> tuple[datetime, datetime]:
     """The calendar week (Monday 00:00) or month holding `at`, in the workspace's time zone."""
-    local = at.astimezone(workspace.tz)
-    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
-    if period == Period.WEEK:
-        start = midnight - timedelta(days=midnight.weekday())
-        end = start.replace(tzinfo=None) + timedelta(days=7)
-    elif period == Period.MONTH:
-        start = midnight.replace(day=1)
-        end = (start.replace(tzinfo=None) + timedelta(days=32)).replace(day=1)
-    else:
+    if period not in (Period.WEEK, Period.MONTH):
         raise ValueError(f"unknown period {period!r}")
-    # Re-attach the zone to the naive end so a DST change inside the period is honoured.
-    return start, end.replace(tzinfo=workspace.tz)
+    _key, start, end = core_period_bounds(str(period), workspace.time_zone, at.timestamp())
+    assert start is not None and end is not None
+    return start, end
 
 
 def ledger_rows(*, workspace: Workspace, start: datetime, end: datetime) -> list[Row]:

@@ -23,7 +23,6 @@ from core.money import NANOS_PER_USD
 from core.periods import period_bounds
 from gateway.hotpath.admission import AdmitRequest
 from gateway.hotpath.enforcer import Enforcer
-from gateway.loader import ledger_loader
 
 USD = NANOS_PER_USD
 CAP_USD = 1
@@ -264,6 +263,9 @@ def test_flushed_redis_is_rebuilt_from_the_ledger_not_reset_to_zero(redis_client
         },
     ]
     ws = _workspace(ws_id, budgets)
+
+    # Django side: imported here, since WORKER imports this module without Django set up.
+    from gateway.loader import ledger_loader
 
     async def scenario():
         client = _client()
