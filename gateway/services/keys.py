@@ -14,7 +14,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from gateway import keyhash, vault
+from core import keyhash, vault
 from gateway.models import GatewayKey, ProviderCredential
 from gateway.services.datakeys import datakey_active
 from gateway.services.key_limits import key_limits_check
