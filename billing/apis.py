@@ -10,11 +10,11 @@ from __future__ import annotations
 from django.db.models import QuerySet
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from gateway.hotpath.usage import FIELDS as USAGE_FIELDS
 from rest_framework import exceptions, serializers
 from rest_framework.response import Response
 
 from billing.models import UsageRecord
+from gateway.hotpath.usage import FIELDS as USAGE_FIELDS
 from workspaces.api_base import ALL_ROLES, ErrorSerializer, WorkspaceViewSet
 from workspaces.models import SPEND_READER_ROLES
 
