@@ -7,6 +7,8 @@ from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
+from alephant.celery import app
+
 
 def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
@@ -26,8 +28,6 @@ def _check_redis() -> None:
 
 
 def _check_broker() -> None:
-    from alephant.celery import app
-
     # The URL is read from settings at check time (not from the app's config, cached at first
     # use), so the probe reports on the broker that is configured now.
     with app.connection_for_write(url=settings.CELERY_BROKER_URL) as conn:

@@ -19,6 +19,8 @@ from django.utils import timezone
 
 from attribution.models import Granularity, UsageRollup
 from attribution.periods import period_for
+from attribution.selectors import labels_for
+from billing.models import Alert, Budget, UsageRecord
 from workspaces.models import Workspace
 
 SCOPE_DIMENSION = {
@@ -75,8 +77,6 @@ def _window(budget, workspace: Workspace, now: dt.datetime):
 
 
 def _scope_label(budget, workspace: Workspace) -> str:
-    from attribution.selectors import labels_for
-
     if budget.scope_type == "workspace":
         return f"Workspace {workspace.name}"
     dim = SCOPE_DIMENSION.get(budget.scope_type, budget.scope_type)
@@ -114,8 +114,6 @@ def _glob_regex(glob: str) -> str:
 
 
 def _used_from_ledger(budget, workspace: Workspace, start, end) -> Decimal:
-    from billing.models import UsageRecord
-
     qs = UsageRecord.objects.filter(workspace=workspace)
     if budget.scope_type != "workspace":
         qs = qs.filter(**{f"{SCOPE_DIMENSION[budget.scope_type]}_id": budget.scope_id})
@@ -136,8 +134,6 @@ def _used_from_ledger(budget, workspace: Workspace, start, end) -> Decimal:
 def _blocked(budget, start) -> bool:
     """The gateway refuses a call whose worst case does not fit, so a scope can be blocked
     below 100 % of its spend; its ledger-based 100 % alert says so."""
-    from billing.models import Alert
-
     qs = Alert.objects.filter(budget=budget, step__gte=100)
     if start is not None:
         qs = qs.filter(created_at__gte=start)
@@ -146,8 +142,6 @@ def _blocked(budget, start) -> bool:
 
 def budget_burns(*, workspace: Workspace, now: dt.datetime | None = None) -> list[Burn]:
     """Every budget of the workspace, fullest first."""
-    from billing.models import Budget
-
     now = now or timezone.now()
     burns = []
     for budget in Budget.objects.filter(workspace=workspace):

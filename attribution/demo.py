@@ -21,6 +21,12 @@ from decimal import Decimal
 from django.utils import timezone
 
 from alephant.env import BASE_DIR
+from attribution.services.rollups import rollup_rebuild_range, rollup_workspace
+from billing.models import Budget, UsageRecord
+from billing.pricing import cost_usd
+from billing.services.budgets import budget_create
+from gateway.models import GatewayKey, ProviderCredential
+from gateway.services.keys import gateway_key_create, gateway_key_revoke, provider_key_create
 
 KEYS_FILE = BASE_DIR / ".run" / "demo_keys.json"
 HISTORY_DAYS = 30
@@ -49,9 +55,6 @@ def _load_keys() -> dict[str, str]:
 
 
 def seed_provider_keys(demo) -> list[str]:
-    from gateway.models import ProviderCredential
-    from gateway.services.keys import provider_key_create
-
     ws, sim = demo.workspace, simulator_url()
     made = []
     for provider, name, base_url in (
@@ -72,9 +75,6 @@ def seed_provider_keys(demo) -> list[str]:
 
 def seed_gateway_keys(demo) -> dict[str, str]:
     """One key per demo member (dev1, dev2, analyst, admin) and per agent."""
-    from gateway.models import GatewayKey
-    from gateway.services.keys import gateway_key_create, gateway_key_revoke
-
     ws = demo.workspace
     raw_keys = _load_keys()
     holders = [
@@ -98,10 +98,6 @@ def seed_gateway_keys(demo) -> dict[str, str]:
 
 def seed_history(demo, *, now: dt.datetime | None = None) -> int:
     """Insert 30 days of plausible ledger rows once; return how many were added."""
-    from billing.models import UsageRecord
-    from billing.pricing import cost_usd
-    from gateway.models import GatewayKey
-
     ws = demo.workspace
     if UsageRecord.objects.filter(workspace=ws, request_id__startswith="demo-hist-").exists():
         return 0
@@ -167,9 +163,6 @@ def seed_history(demo, *, now: dt.datetime | None = None) -> int:
 
 
 def seed_budgets(demo) -> int:
-    from billing.models import Budget
-    from billing.services.budgets import budget_create
-
     ws = demo.workspace
     if Budget.objects.filter(workspace=ws).exists():
         return 0
@@ -207,8 +200,6 @@ def seed_budgets(demo) -> int:
 
 
 def seed(demo, *, stdout) -> None:
-    from attribution.services.rollups import rollup_rebuild_range, rollup_workspace
-
     made = seed_provider_keys(demo)
     raw_keys = seed_gateway_keys(demo)
     added = seed_history(demo)

@@ -18,6 +18,8 @@ from django.db.models import Count, F, Q, Sum
 
 from attribution.models import Granularity, SessionRollup, UsageRollup
 from attribution.periods import Period
+from billing.models import UsageRecord
+from gateway.models import GatewayKey
 from workspaces.models import Agent, Department, Member, Workspace
 
 ZERO = Decimal(0)
@@ -146,8 +148,6 @@ def labels_for(*, workspace: Workspace, dimension: str, keys: list[str]) -> dict
             )
         }
     elif dimension == "gateway_key":
-        from gateway.models import GatewayKey
-
         for pk, name, prefix in GatewayKey.objects.filter(
             workspace=workspace, pk__in=ids
         ).values_list("pk", "name", "prefix"):
@@ -226,8 +226,6 @@ def ledger_filter(dimension: str, key: str) -> Q:
 
 
 def _ledger(*, workspace: Workspace, period: Period, dimension: str, key: str):
-    from billing.models import UsageRecord
-
     return UsageRecord.objects.filter(
         ledger_filter(dimension, key),
         workspace=workspace,

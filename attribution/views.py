@@ -15,6 +15,8 @@ from attribution.charts import spend_bars
 from attribution.models import RollupState
 from attribution.periods import period_from_params
 from attribution.tables import Table, render_with_export
+from billing.models import Alert
+from gateway.models import GatewayKey
 from workspaces.access import get_in_workspace
 from workspaces.decorators import (
     WorkspaceRequest,
@@ -298,7 +300,6 @@ def member_detail(request: WorkspaceRequest, pk: int) -> HttpResponse:
         Member.objects.select_related("user", "department"), workspace=request.workspace, pk=pk
     )
     require_self_or_reader(request, member_id=member.pk)
-    from gateway.models import GatewayKey
 
     keys = GatewayKey.objects.filter(workspace=request.workspace, member=member)
     return _drilldown(
@@ -338,8 +339,6 @@ def department_detail(request: WorkspaceRequest, pk: int) -> HttpResponse:
 
 @workspace_required
 def key_detail(request: WorkspaceRequest, pk: int) -> HttpResponse:
-    from gateway.models import GatewayKey
-
     key = get_in_workspace(GatewayKey, workspace=request.workspace, pk=pk)
     require_self_or_reader(request, member_id=key.member_id)
     return _drilldown(
@@ -423,8 +422,6 @@ def sessions_list(request: WorkspaceRequest) -> HttpResponse:
 
 
 def _recent_alerts(workspace, *, limit: int | None = None) -> list:
-    from billing.models import Alert
-
     qs = Alert.objects.filter(workspace=workspace).order_by("-created_at", "-id")
     return list(qs[:limit] if limit else qs[:500])
 

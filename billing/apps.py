@@ -6,7 +6,11 @@ class BillingConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        # Budgets ride in the workspace snapshot the gateway enforces from.
-        from billing.snapshots import register
+        # why: both import models, which load only once the app registry is ready.
+        from billing import snapshots, tasks
 
-        register()
+        # Budgets ride in the workspace snapshot the gateway enforces from.
+        snapshots.register()
+        # The alert services enqueue deliveries by task name (billing.tasks imports them, so
+        # they cannot import it back): make sure every process has the task registered.
+        tasks.register()

@@ -27,6 +27,7 @@ from billing.services.alerts import (
     alert_channel_update,
 )
 from billing.services.budgets import budget_create, budget_delete, budget_update, guardrails_update
+from gateway.snapshots import redis_client
 from workspaces.api_base import ALL_ROLES, ErrorSerializer, WorkspaceViewSet
 from workspaces.models import MANAGER_ROLES, SPEND_READER_ROLES
 
@@ -35,8 +36,6 @@ EDITORS = SPEND_READER_ROLES  # finance manages budgets as well as reading them
 
 
 def _redis():
-    from gateway.snapshots import redis_client
-
     return redis_client()
 
 

@@ -12,16 +12,15 @@ from django.db.models import Q, QuerySet
 
 from billing.models import Alert, Budget
 from billing.services.counters import ledger_total
-from core.periods import period_bounds
 from core.money import usd_exact
+from core.periods import period_bounds
+from gateway.models import GatewayKey
 from workspaces.models import Agent, Member, Role, Workspace
 
 
 def member_scope_filter(member: Member) -> Q:
     """Budgets on this member's own chain: their keys, agents, themselves, their department,
     and the workspace."""
-    from gateway.models import GatewayKey
-
     agent_ids = list(
         Agent.objects.filter(workspace_id=member.workspace_id, owner=member).values_list(
             "id", flat=True

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 
 from billing.models import Budget, GuardrailSettings
+from gateway.snapshots import publish_workspace_on_commit, register_workspace_extender
 
 logger = logging.getLogger(__name__)
 
@@ -63,12 +64,8 @@ def extend_workspace_snapshot(workspace_id: int, snapshot: dict) -> None:
 
 
 def register() -> None:
-    from gateway.snapshots import register_workspace_extender
-
     register_workspace_extender(extend_workspace_snapshot)
 
 
 def publish_budgets_on_commit(workspace_id: int) -> None:
-    from gateway.snapshots import publish_workspace_on_commit
-
     publish_workspace_on_commit(workspace_id)

@@ -8,8 +8,15 @@ import socket
 from celery import shared_task
 from django.conf import settings
 
-from billing.services.alerts import alert_deliver, alerts_drain, budget_forecast_check
+from billing.services.alerts import (
+    DELIVER_TASK,
+    alert_deliver,
+    alerts_drain,
+    budget_forecast_check,
+)
 from billing.services.channels import DeliveryError
+from billing.services.counters import counters_reconcile
+from gateway.snapshots import redis_client
 from workspaces.models import Workspace
 from workspaces.system import all_workspace_ids
 from workspaces.tenancy import scoped_task
@@ -20,13 +27,11 @@ MAX_DELIVERY_ATTEMPTS = 6
 @shared_task(name="billing.alerts_drain")
 def alerts_drain_task() -> int:
     """Beat, every few seconds: record the gateway's alert events and fan out deliveries."""
-    from gateway.snapshots import redis_client
-
     consumer = f"{socket.gethostname()}-{os.getpid()}"
     return alerts_drain(client=redis_client(), consumer=consumer)
 
 
-@shared_task(name="billing.alert_deliver", bind=True, max_retries=MAX_DELIVERY_ATTEMPTS - 1)
+@shared_task(name=DELIVER_TASK, bind=True, max_retries=MAX_DELIVERY_ATTEMPTS - 1)
 def alert_deliver_task(self, *, workspace_id: int, alert_id: int, channel_id: int) -> None:
     attempt = self.request.retries + 1
     error = _deliver_scoped(
@@ -75,8 +80,9 @@ def counters_reconcile_all() -> int:
 @shared_task(name="billing.counters_reconcile")
 @scoped_task
 def counters_reconcile_task(*, workspace_id: int) -> int:
-    from billing.services.counters import counters_reconcile
-    from gateway.snapshots import redis_client
-
     workspace = Workspace.objects.get(pk=workspace_id)
     return len(counters_reconcile(workspace=workspace, client=redis_client()))
+
+
+def register() -> None:
+    """Called from `BillingConfig.ready()`: importing this module registered the tasks."""

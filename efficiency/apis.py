@@ -21,6 +21,7 @@ from efficiency.models import (
     Period,
     ResponseCachePolicy,
 )
+from gateway.models import GatewayKey
 from workspaces.api_base import (
     ALL_ROLES,
     LIMIT_OFFSET_PARAMETERS,
@@ -131,8 +132,6 @@ class CachePolicyViewSet(WorkspaceViewSet):
     @extend_schema(request=CachePolicyIn, responses={201: CachePolicyOut, 400: ErrorSerializer,
                                                      **ERRORS})  # fmt: skip
     def create(self, request):
-        from gateway.models import GatewayKey
-
         data = CachePolicyIn(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data

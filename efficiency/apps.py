@@ -6,7 +6,8 @@ class EfficiencyConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        # Response-cache opt-ins ride in the workspace snapshot the gateway reads.
+        # why: efficiency.snapshots imports models, which load only once the registry is ready.
         from efficiency.snapshots import register
 
+        # Response-cache opt-ins ride in the workspace snapshot the gateway reads.
         register()

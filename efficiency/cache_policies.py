@@ -8,12 +8,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from efficiency.models import CacheScope, ResponseCachePolicy
+from gateway.snapshots import publish_workspace_on_commit
 from workspaces.models import Agent, Workspace
 
 
 def _publish(workspace_id: int) -> None:
-    from gateway.snapshots import publish_workspace_on_commit
-
     publish_workspace_on_commit(workspace_id)
 
 

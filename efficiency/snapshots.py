@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import logging
 
+from efficiency.models import CacheScope, ResponseCachePolicy
+from gateway.snapshots import register_workspace_extender
+
 logger = logging.getLogger(__name__)
 
 
 def cache_section(workspace_id: int) -> dict:
-    from efficiency.models import CacheScope, ResponseCachePolicy
-
     section: dict = {"workspace": None, "keys": {}, "agents": {}}
     for p in ResponseCachePolicy.objects.filter(workspace_id=workspace_id).order_by("id"):
         rule = {"enabled": p.enabled, "ttl_s": p.ttl_seconds}
@@ -29,6 +30,4 @@ def extend_workspace_snapshot(workspace_id: int, snapshot: dict) -> None:
 
 
 def register() -> None:
-    from gateway.snapshots import register_workspace_extender
-
     register_workspace_extender(extend_workspace_snapshot)

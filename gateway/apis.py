@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from gateway import selectors
 from gateway.models import GatewayKey, Provider, ProviderCredential
 from gateway.services import keys as key_services
+from gateway.services.provider_check import provider_key_test
 from gateway.services.validation import MAX_SECRET_CHARS
 from workspaces.api_base import (
     ALL_ROLES,
@@ -138,8 +139,6 @@ class ProviderKeyViewSet(WorkspaceViewSet):
     def test(self, request, pk=None):
         """Test connection: list the provider's models with the stored key (no tokens spent).
         Answers whether the provider accepted it; never the secret."""
-        from attribution.services.provider_check import provider_key_test
-
         result = provider_key_test(credential=self.get_object(), actor=self.member)
         return Response({"ok": result.ok, "status": result.status, "message": result.message})
 

@@ -13,7 +13,7 @@ from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from attribution.services.provider_check import provider_key_test
+from gateway.services.provider_check import provider_key_test
 from attribution.tables import Table, csv_response
 from gateway.forms import GatewayKeyForm, KeyLimitsForm, ProviderKeyForm, RotateSecretForm
 from gateway.models import GatewayKey, ProviderCredential

@@ -36,8 +36,10 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from workspaces import system
 from workspaces.authentication import token_from_header
-from workspaces.models import MANAGER_ROLES, Member, Role, Workspace
-from workspaces.tenancy import workspace_scope
+from workspaces.middleware import SESSION_KEY
+from workspaces.models import MANAGER_ROLES, APIToken, Member, Role, Workspace
+from workspaces.services.tokens import api_token_lookup
+from workspaces.tenancy import current_workspace_id_or_none, workspace_scope
 
 ALL_ROLES = frozenset(Role.values)
 
@@ -224,9 +226,6 @@ class WorkspaceViewSet(viewsets.GenericViewSet):
 
     def _resolve_workspace_id(self, request) -> int | None:
         """On the plain Django request, before DRF: which workspace this call runs in."""
-        from workspaces.middleware import SESSION_KEY
-        from workspaces.services.tokens import api_token_lookup
-
         raw = token_from_header(request.META.get("HTTP_AUTHORIZATION", ""))
         if raw is not None:
             match = api_token_lookup(raw)
@@ -261,9 +260,6 @@ class WorkspaceViewSet(viewsets.GenericViewSet):
     def resolve_member(self, request) -> Member | None:
         if getattr(self, "member", None) is not None:
             return self.member
-        from workspaces.models import APIToken
-        from workspaces.tenancy import current_workspace_id_or_none
-
         workspace_id = current_workspace_id_or_none()
         if workspace_id is None or not request.user.is_authenticated:
             return None

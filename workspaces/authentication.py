@@ -9,6 +9,8 @@ from __future__ import annotations
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 
+from workspaces.services.tokens import api_token_authenticate, api_token_lookup
+
 SCHEMES = ("bearer", "token")
 _UNSET = object()
 
@@ -25,8 +27,6 @@ class APITokenAuthentication(BaseAuthentication):
     keyword = "Bearer"
 
     def authenticate(self, request):
-        from workspaces.services.tokens import api_token_authenticate, api_token_lookup
-
         try:
             header = get_authorization_header(request).decode("latin-1")
         except UnicodeDecodeError:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse
 
 from workspaces import system
+from workspaces.models import Member
 from workspaces.tenancy import workspace_scope
 
 SESSION_KEY = "alephant_workspace_id"
@@ -34,8 +35,6 @@ class WorkspaceScopeMiddleware:
         chosen = next((m for m in memberships if m.workspace_id == wanted), memberships[0])
         if wanted != chosen.workspace_id:
             request.session[SESSION_KEY] = chosen.workspace_id
-
-        from workspaces.models import Member
 
         with workspace_scope(chosen.workspace_id):
             member = Member.objects.select_related("workspace", "department", "user").get(

@@ -27,6 +27,7 @@ from django.db import connection
 from django.utils import timezone
 
 from attribution.models import Granularity, RollupState, SessionRollup, UsageRollup
+from billing.models import UsageRecord
 from workspaces.models import Workspace
 
 RECENT_HOURS = 2
@@ -43,14 +44,10 @@ class RollupResult:
 
 
 def _ledger_table() -> str:
-    from billing.models import UsageRecord
-
     return UsageRecord._meta.db_table
 
 
 def _ledger_columns() -> set[str]:
-    from billing.models import UsageRecord
-
     return {f.column for f in UsageRecord._meta.concrete_fields if f.column}
 
 

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 import redis
+from celery import current_app
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -23,14 +24,15 @@ from billing.models import Alert, AlertChannel, Budget
 from billing.models.alerts import AlertKind, ChannelKind
 from billing.services.channels import DeliveryError, deliver
 from billing.services.counters import ledger_total
-from core.periods import period_bounds
 from core.money import format_usd, usd_exact
+from core.periods import period_bounds
 from workspaces.models import Member, Workspace
 from workspaces.services.audit import audit_record
 from workspaces.tenancy import workspace_scope
 
 logger = logging.getLogger(__name__)
 
+DELIVER_TASK = "billing.alert_deliver"  # billing.tasks.alert_deliver_task
 STREAM = "alephant:alerts"
 GROUP = "alerts"
 
@@ -89,8 +91,8 @@ def alert_record(
 
 
 def _enqueue_deliveries(workspace_id: int, alert_id: int, channel_ids: list[int]) -> None:
-    from billing.tasks import alert_deliver_task
-
+    # By name: billing.tasks wraps this module's services, so it cannot be imported here.
+    alert_deliver_task = current_app.tasks[DELIVER_TASK]
     for channel_id in channel_ids:
         alert_deliver_task.delay(
             workspace_id=workspace_id, alert_id=alert_id, channel_id=channel_id

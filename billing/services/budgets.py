@@ -13,6 +13,7 @@ from django.http import Http404
 from billing.models import Budget, GuardrailSettings
 from billing.models.budgets import MONEY_METRICS, Metric, Period, ScopeType, default_ladder
 from billing.snapshots import publish_budgets_on_commit
+from gateway.models import GatewayKey
 from workspaces.access import get_in_workspace
 from workspaces.models import Agent, Department, Member, Workspace
 from workspaces.services.audit import audit_record
@@ -50,8 +51,6 @@ def scope_resolve(*, workspace: Workspace, scope_type: str, scope_id: object) ->
         return workspace.pk
     model: Any
     if scope_type == ScopeType.KEY:
-        from gateway.models import GatewayKey
-
         model = GatewayKey
     else:
         model = {"department": Department, "member": Member, "agent": Agent}[scope_type]

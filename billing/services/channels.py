@@ -20,6 +20,7 @@ from billing.models import Alert, AlertChannel, Budget
 from billing.models.alerts import ChannelKind
 from core.egress import EgressPolicy, EgressRefused
 from core.egress_http import egress_client
+from gateway.models import GatewayKey
 from workspaces.models import SPEND_READER_ROLES, Agent, Member
 
 TIMEOUT = httpx.Timeout(5.0, connect=3.0)
@@ -76,8 +77,6 @@ def email_recipients(channel: AlertChannel, alert: Alert) -> list[str]:
             .first()
         )
     elif budget is not None and budget.scope_type == "key":
-        from gateway.models import GatewayKey
-
         key = GatewayKey.objects.filter(
             workspace_id=channel.workspace_id, pk=budget.scope_id
         ).first()

@@ -10,7 +10,7 @@ import pytest
 from aiohttp.abc import AbstractResolver
 
 import core.egress
-from attribution.services import provider_check
+from gateway.services import provider_check
 from billing.services.channels import DeliveryError, _post
 from core.egress import EgressPolicy, EgressRefused, address_is_public, parse_allow_list, parse_host
 from core.egress_aiohttp import EgressGuard

@@ -15,6 +15,7 @@ from workspaces import hooks
 from workspaces.models import Agent, Department, Member, Role, Workspace
 from workspaces.services.audit import audit_record
 from workspaces.services.workspaces import agent_create, department_create
+from workspaces.services.invitations import invitation_create, invitation_revoke
 
 _UNSET: Any = object()
 
@@ -32,27 +33,8 @@ def _require_manager(actor: Member) -> None:
         raise PermissionDenied("Only owners and admins can do this.")
 
 
-def _lock_owners(*, member: Member, actor: Member) -> set[int]:
-    """Lock the workspace's owner rows, always in id order, and re-read who holds what.
-
-    Two owners demoting or removing each other at once would otherwise each count two owners
-    and leave none, or lock each other's rows in opposite orders and deadlock. With one lock
-    order the second change waits for the first, then sees its result: the actor or the target
-    may no longer be an owner (or a member) by then. Returns the ids of the current owners.
-    """
-    owners = {
-        m.pk
-        for m in Member.objects.select_for_update()
-        .filter(workspace_id=member.workspace_id, role=Role.OWNER)
-        .order_by("pk")
-        .only("pk")
-    }
-    fresh = Member.objects.filter(pk__in=[member.pk, actor.pk]).values_list("pk", "role")
-    roles = dict(fresh)
-    if actor.pk not in roles or member.pk not in roles:
-        raise ValidationError({"non_field_errors": ["This member changed meanwhile; reload."]})
-    actor.role, member.role = roles[actor.pk], roles[member.pk]
-    return owners
+def _owners(workspace_id: int) -> int:
+    return Member.objects.filter(workspace_id=workspace_id, role=Role.OWNER).count()
 
 
 @transaction.atomic
@@ -62,15 +44,13 @@ def member_update(
     """Change a member's role and/or department. Only an owner grants or takes the owner role;
     the last owner cannot be demoted."""
     _require_manager(actor)
-    owners = _lock_owners(member=member, actor=actor) if role is not _UNSET else set()
-    _require_manager(actor)
     before = _member_summary(member)
     if role is not _UNSET and role != member.role:
         if role not in Role.values:
             raise ValidationError({"role": f"Unknown role {role!r}."})
         if Role.OWNER in (role, member.role) and actor.role != Role.OWNER:
             raise PermissionDenied("Only an owner can grant or remove the owner role.")
-        if member.role == Role.OWNER and len(owners) <= 1:
+        if member.role == Role.OWNER and _owners(member.workspace_id) <= 1:
             raise ValidationError({"role": "A workspace needs at least one owner."})
         member.role = role
     if department is not _UNSET:
@@ -96,12 +76,10 @@ def member_remove(*, member: Member, actor: Member) -> None:
     """Remove a member: their gateway keys and API tokens go with them (keys revoked at the
     gateway on commit). Their agents must be reassigned or deleted first."""
     _require_manager(actor)
-    owners = _lock_owners(member=member, actor=actor)
-    _require_manager(actor)
     if member.role == Role.OWNER:
         if actor.role != Role.OWNER:
             raise PermissionDenied("Only an owner can remove an owner.")
-        if len(owners) <= 1:
+        if _owners(member.workspace_id) <= 1:
             raise ValidationError({"non_field_errors": ["A workspace needs at least one owner."]})
     if Agent.objects.filter(workspace_id=member.workspace_id, owner=member).exists():
         raise ValidationError(
@@ -309,8 +287,6 @@ def invitation_send(
     department: Department | None = None,
 ):
     """`invitations.invitation_create` (which emails the link on commit) plus the audit entry."""
-    from workspaces.services.invitations import invitation_create
-
     _require_manager(actor)
     issued = invitation_create(
         workspace=workspace, invited_by=actor, email=email, role=role, department=department
@@ -333,8 +309,6 @@ def invitation_send(
 
 @transaction.atomic
 def invitation_withdraw(*, invitation, actor: Member):
-    from workspaces.services.invitations import invitation_revoke
-
     _require_manager(actor)
     before = invitation.status
     invitation = invitation_revoke(invitation=invitation)

@@ -13,8 +13,14 @@ from django.conf import settings
 
 from core.egress import EgressPolicy, EgressRefused
 from core.egress_http import egress_client
+from gateway.hotpath.providers import adapter_for
+from gateway.hotpath.providers.anthropic import DEFAULT_BASE_URL as ANTHROPIC_BASE
+from gateway.hotpath.providers.base import Credential
+from gateway.hotpath.providers.gemini import DEFAULT_BASE_URL as GEMINI_BASE
 from gateway.models import ProviderCredential
+from gateway.services.keys import provider_key_reveal
 from workspaces.models import Member
+from workspaces.services.audit import audit_record
 
 TIMEOUT_S = 8.0
 
@@ -27,11 +33,6 @@ class CheckResult:
 
 
 def _request(credential: ProviderCredential, secret: str) -> tuple[str, dict[str, str]]:
-    from gateway.hotpath.providers import adapter_for
-    from gateway.hotpath.providers.anthropic import DEFAULT_BASE_URL as ANTHROPIC_BASE
-    from gateway.hotpath.providers.base import Credential
-    from gateway.hotpath.providers.gemini import DEFAULT_BASE_URL as GEMINI_BASE
-
     cred = Credential(
         id=credential.pk,
         provider=credential.provider,
@@ -80,9 +81,6 @@ def _check(url: str, headers: dict[str, str]) -> CheckResult:
 
 
 def provider_key_test(*, credential: ProviderCredential, actor: Member | None) -> CheckResult:
-    from gateway.services.keys import provider_key_reveal
-    from workspaces.services.audit import audit_record
-
     try:
         url, headers = _request(credential, provider_key_reveal(credential=credential))
     except Exception:  # an undecryptable secret, a bad stored URL: report, don't 500
