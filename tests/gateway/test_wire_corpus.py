@@ -169,3 +169,55 @@ def test_every_upstream_is_asked_for_the_identity_encoding(provider: str):
     body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
     up = adapter.build(endpoint, body, orjson.dumps(body), "gemini-2.5-flash", cred, True)
     assert up.headers["accept-encoding"] == "identity"
+
+
+sse_text = st.text(
+    alphabet=st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)), max_size=12
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    events=st.lists(
+        st.tuples(
+            st.none() | sse_text.filter(lambda s: s.strip() == s and s),
+            st.lists(sse_text, min_size=1, max_size=3),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    eols=st.lists(st.sampled_from(EOLS), min_size=1, max_size=3),
+    space=st.booleans(),
+    comments=st.booleans(),
+    data=st.data(),
+)
+def test_sse_decoder_reads_any_valid_spelling(events, eols, space, comments, data):
+    """Names and multi-line data survive any line endings (mixed), comments and splits; the
+    raw bytes of the blocks put back together are exactly the input."""
+    stream = []
+    for i, (name, lines) in enumerate(events):
+        eol = eols[i % len(eols)]
+        block = [f"event:{' ' if space else ''}{name}"] if name else []
+        if comments:
+            block.append(": keep-alive")
+        block += ["data:" + (" " if space else "") + line for line in lines]
+        stream.append(eol.join(block) + eol + eol)
+    upstream = "".join(stream).encode()
+    decoder = SSEDecoder()
+    cuts, bytewise = _draw_cuts(data, upstream)
+    decoded = []
+    points = sorted(set(cuts)) if not bytewise else list(range(1, len(upstream)))
+    for a, b in zip([0, *points], [*points, len(upstream)]):
+        decoded += decoder.feed(upstream[a:b])
+    decoded += decoder.close()
+    assert b"".join(e.raw for e in decoded) == upstream
+    real = [e for e in decoded if e.data is not None]
+
+    def value(line: str) -> str:  # the one optional space after `data:` is not data
+        return line if space or not line.startswith(" ") else line[1:]
+
+    want = [
+        (name.encode() if name else None, "\n".join(map(value, lines)).encode())
+        for name, lines in events
+    ]
+    assert [(e.name, e.data) for e in real] == want
