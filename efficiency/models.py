@@ -130,7 +130,7 @@ class CacheScope(models.TextChoices):
 
 
 class ResponseCachePolicy(TenantModel):
-    """Opt-in to the gateway's exact-match response cache (`gateway/cache.py`) for the whole
+    """Opt-in to the gateway's exact-match response cache (`gateway/hotpath/cache.py`) for the whole
     workspace, one gateway key or one agent; the most specific policy wins, and the request
     header `Alephant-Cache: on|off` beats them all. Published in the workspace snapshot."""
 

@@ -1,5 +1,5 @@
 """The response-cache opt-ins, published to the gateway in the workspace snapshot
-(`settings.response_cache`, read by `gateway/cache.py`)."""
+(`settings.response_cache`, read by `gateway/hotpath/cache.py`)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Gateway data: the workspace vault (data keys, provider credentials) and gateway keys.
 
-Secrets are stored only encrypted (see `gateway/vault.py`); gateway keys only as a keyed hash.
+Secrets are stored only encrypted (see `core/vault.py`); gateway keys only as a keyed hash.
 """
 
 from __future__ import annotations

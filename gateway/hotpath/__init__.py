@@ -1,1 +1,4 @@
-"""The gateway's request path helpers: raw ASGI I/O, snapshot cache, routing. No Django."""
+"""The gateway's `/v1` request path, Django-free (import-linter, `pyproject.toml`).
+
+Entry: `app.Gateway`. The call's path module by module: `docs/ARCHITECTURE.md`.
+"""

@@ -1,8 +1,10 @@
-"""Key and workspace snapshots for the request path: 1 s in process, then Redis, then the loader.
+"""Key and workspace snapshots for the request path: `ttl` (1 s) in process, then Redis, then
+the loader.
 
-The loader (`gateway.snapshots.load_snapshot`, Django side) is injected and runs in a thread on a
-Redis miss. Concurrent misses for one snapshot share a single load. Unknown keys are remembered
-(as None) for the same second, so a flood of random keys costs one lookup per second each.
+The loader (`gateway.loader.load_snapshot`, Django side) is injected by `gateway/asgi.py` and
+runs in a thread on a Redis miss. Concurrent misses for one snapshot share a single load. Unknown
+keys are remembered (as None) for the same `ttl`, so a flood of random keys costs one lookup per
+`ttl` each.
 """
 
 from __future__ import annotations

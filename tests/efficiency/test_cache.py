@@ -1,4 +1,4 @@
-"""gateway/cache.py on real Redis (the test's own logical db)."""
+"""gateway/hotpath/cache.py on real Redis (the test's own logical db)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,8 @@
 
 An adapter turns a client request (already parsed JSON, in the client's format) into one HTTP
 request to its provider, and the provider's answer back into the client's format. Adapters are
-Django-free and do no I/O: the funnel (`gateway/proxy.py`) sends, retries and streams.
+Django-free and do no I/O: the funnel (`gateway/hotpath/forward.py`, `relay.py`) sends,
+retries and streams.
 """
 
 from __future__ import annotations
