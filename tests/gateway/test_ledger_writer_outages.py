@@ -8,15 +8,18 @@ terminated backends of the writer's own connection (found by its application_nam
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
+import dj_database_url
 import pytest
 import redis
 from django.conf import settings
@@ -31,6 +34,54 @@ from workspaces.tenancy import workspace_scope
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+
+class OutageProxy:
+    """A TCP relay in front of Postgres that can go down: `down()` drops every connection and
+    refuses new ones (what a client sees while Postgres restarts), `up()` serves again."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target, self.port = target, servers.free_port()
+        self._conns: list[socket.socket] = []
+        self._listener: socket.socket | None = None
+        self._lock = threading.Lock()
+
+    def up(self) -> OutageProxy:
+        listener = socket.create_server(("127.0.0.1", self.port), reuse_port=False)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+        return self
+
+    def down(self) -> None:
+        with self._lock:
+            if self._listener is not None:
+                self._listener.close()
+                self._listener = None
+            for conn in self._conns:
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+                conn.close()
+            self._conns.clear()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _addr = listener.accept()
+            except OSError:
+                return  # closed by down()
+            upstream = socket.create_connection(self.target)
+            with self._lock:
+                self._conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=_pipe, args=(a, b), daemon=True).start()
+
+
+def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while data := src.recv(65536):
+            dst.sendall(data)
+    with contextlib.suppress(OSError):
+        dst.shutdown(socket.SHUT_WR)
 
 
 class PrivateRedis:
@@ -74,8 +125,8 @@ class PrivateRedis:
 class Writer:
     """`manage.py ledger_writer` as a subprocess, its log kept to count recovery lines."""
 
-    def __init__(self, redis_url: str, log: Path, consumer: str = "w1") -> None:
-        env = dict(servers.test_env(), REDIS_URL=redis_url)
+    def __init__(self, redis_url: str, log: Path, consumer: str = "w1", **env_: str) -> None:
+        env = dict(servers.test_env(), REDIS_URL=redis_url, **env_)
         self.log = log
         self.app_name = f"alephant-ledger-{consumer}"
         self.proc = subprocess.Popen(
@@ -123,8 +174,8 @@ def private_redis(tmp_path):
 def writer_factory(tmp_path):
     writers: list[Writer] = []
 
-    def make(redis_url: str) -> Writer:
-        writers.append(Writer(redis_url, tmp_path / f"writer{len(writers)}.log"))
+    def make(redis_url: str, **env: str) -> Writer:
+        writers.append(Writer(redis_url, tmp_path / f"writer{len(writers)}.log", **env))
         return writers[-1]
 
     yield make
@@ -252,3 +303,44 @@ def test_postgres_connection_killed_mid_batch_is_retried(cast, private_redis, wr
     assert writer.alive(), writer.log.read_text()
     assert len(sent) == 810
     assert writer.lines("recovered from postgres") >= 1, writer.log.read_text()
+
+
+def test_postgres_refusing_connections_for_a_while(cast, private_redis, writer_factory):
+    ws = cast.workspace.pk
+    server = private_redis()
+    env = servers.test_env()
+    db = dj_database_url.parse(env["DATABASE_URL"])
+    proxy = OutageProxy((db["HOST"], int(db["PORT"]))).up()
+    via_proxy = env["DATABASE_URL"].replace(
+        f"@{db['HOST']}:{db['PORT']}/", f"@127.0.0.1:{proxy.port}/"
+    )
+    writer = writer_factory(server.url, DATABASE_URL=via_proxy, DATABASE_OWNER_URL=via_proxy)
+    try:
+        sent = send(server.client(), ws, "warmup", 10)
+        wait_for(lambda: all_stored_once(ws, sent), 60, "the writer to start storing", writer)
+        for outage in range(2):
+            proxy.down()  # like a Postgres restart: connections cut, then refused
+            sent += send(server.client(), ws, f"down{outage}", 60)
+            time.sleep(3)
+            assert writer.alive(), writer.log.read_text()
+            assert not all_stored_once(ws, sent)  # nothing can have reached Postgres
+            proxy.up()
+            wait_for(lambda: all_stored_once(ws, sent), 60, f"events after outage {outage}", writer)
+    finally:
+        proxy.down()
+    assert writer.lines("postgres (") <= 2, writer.log.read_text()
+    assert writer.lines("recovered from postgres") >= 1
+
+
+def test_writer_started_before_redis_waits_for_it(cast, tmp_path, writer_factory):
+    ws = cast.workspace.pk
+    server = PrivateRedis(tmp_path, aof=False)  # not started yet: connection refused
+    writer = writer_factory(server.url)
+    try:
+        time.sleep(2)
+        assert writer.alive(), writer.log.read_text()
+        server.start()
+        sent = send(server.client(), ws, "late", 20)
+        wait_for(lambda: all_stored_once(ws, sent), 60, "events once Redis is up", writer)
+    finally:
+        server.kill()
