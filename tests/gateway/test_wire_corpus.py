@@ -9,6 +9,8 @@ pass-through client receives exactly the upstream's bytes minus what Alephant ad
 
 from __future__ import annotations
 
+import gzip
+import zlib
 from decimal import Decimal
 
 import orjson
@@ -20,7 +22,8 @@ from hypothesis import strategies as st
 
 from core.pricing import CATALOG_PROVIDER, resolve_price, usd_to_nanos
 from gateway.hotpath.providers import PROVIDERS, adapter_for
-from gateway.hotpath.providers.base import Credential, Usage
+from gateway.hotpath.providers.base import Credential, ProviderError, Usage
+from gateway.hotpath.providers.encoding import BodyDecoder, decode_body
 from gateway.hotpath.providers.sse import SSEDecoder
 from tests.gateway.wire.corpus import BODIES, OVERRIDES, STREAMS, TRANSLATED, BodyCase, StreamCase
 from tests.gateway.wire.render import EOLS, SPACINGS, Style, render_body, render_stream
@@ -221,3 +224,45 @@ def test_sse_decoder_reads_any_valid_spelling(events, eols, space, comments, dat
         for name, lines in events
     ]
     assert [(e.name, e.data) for e in real] == want
+
+
+def _compress(data: bytes, encoding: str) -> bytes:
+    if encoding == "gzip":
+        return gzip.compress(data)
+    if encoding == "raw-deflate":
+        z = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+        return z.compress(data) + z.flush()
+    return zlib.compress(data)
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "raw-deflate"])
+@WIRE
+@given(data=st.data())
+def test_a_compressed_stream_is_decoded_before_it_is_read(encoding: str, data):
+    case = STREAMS[0]
+    style = data.draw(styles, label="style")
+    upstream, client = render_stream(case.events, style, drop_added=True)
+    wire = _compress(upstream, encoding)
+    decoder = BodyDecoder("deflate" if encoding == "raw-deflate" else encoding)
+    streamer = adapter_for(case.provider).streamer(case.endpoint, False, case.model)
+    cuts, bytewise = _draw_cuts(data, wire)
+    points = list(range(1, len(wire))) if bytewise else sorted(set(cuts))
+    out = b"".join(
+        streamer.feed(decoder.feed(wire[a:b])) for a, b in zip([0, *points], [*points, len(wire)])
+    )
+    out += streamer.feed(decoder.flush()) + streamer.finish()
+    assert out == client
+    assert_billed(case, streamer.usage)
+
+
+def test_compressed_bodies_bombs_and_unknown_encodings():
+    body = render_body(BODIES[0].body, "spaced")
+    assert decode_body(gzip.compress(body), "gzip") == body
+    assert decode_body(body, None) == decode_body(body, "identity") == body
+    with pytest.raises(ProviderError) as bomb:
+        BodyDecoder("gzip", limit=1000).feed(gzip.compress(b"0" * 100_000))
+    assert bomb.value.status == 502 and bomb.value.error_type == "upstream_malformed"
+    with pytest.raises(ProviderError):
+        BodyDecoder("br")
+    with pytest.raises(ProviderError):
+        decode_body(b"not gzip at all", "gzip")
