@@ -15,6 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.limits import Limits, member_key_expiry
+from workspaces import hooks
 from workspaces.models import Member, MemberLimits
 from workspaces.services.audit import audit_record
 
@@ -119,7 +120,5 @@ def member_limits_set(
         before=before,
         after=member_limits_summary(row),
     )
-    from gateway.snapshots import publish_member_keys_on_commit  # gateway imports workspaces
-
-    publish_member_keys_on_commit(member.workspace_id, member.pk)
+    hooks.member_changed(workspace_id=member.workspace_id, member_id=member.pk)
     return row
