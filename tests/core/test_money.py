@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pathlib
 import re
 from decimal import ROUND_HALF_EVEN, Decimal
 
@@ -99,3 +100,19 @@ def test_exact_examples():
 def test_rejects_what_is_not_money(bad):
     with pytest.raises((TypeError, ValueError)):
         format_usd(bad)
+
+
+def test_no_other_module_formats_dollars_for_people():
+    """One display rule: app code shows money through `core.money.format_usd` (the `usd`
+    template filter calls it). The gateway's hot path writes exact values, not displays."""
+    root = pathlib.Path(__file__).resolve().parents[2]
+    pattern = re.compile(r'f"\$\{|:,\.2f|quantize\(Decimal\(["\']0\.01["\']\)')
+    offenders = []
+    for app in ("workspaces", "billing", "attribution", "efficiency", "alephant"):
+        for path in (root / app).rglob("*.py"):
+            if "migrations" in path.parts:
+                continue
+            for number, line in enumerate(path.read_text().splitlines(), 1):
+                if pattern.search(line):
+                    offenders.append(f"{path.relative_to(root)}:{number}: {line.strip()}")
+    assert offenders == []
