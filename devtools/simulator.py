@@ -872,7 +872,16 @@ def main(argv: list[str] | None = None) -> None:
     except ImportError:  # pragma: no cover
         pass
     sim = Sim(latency_ms=args.latency_ms, fail_rate=args.fail_rate)
-    web.run_app(make_app(sim), host=args.host, port=args.port, access_log=None, print=None)
+    # Stop within a second on SIGTERM: a `timeout` fault holds its handler for an hour, and
+    # aiohttp would otherwise wait 60 s for it (every test teardown and `make run` Ctrl-C).
+    web.run_app(
+        make_app(sim),
+        host=args.host,
+        port=args.port,
+        access_log=None,
+        print=None,
+        shutdown_timeout=0.5,
+    )
 
 
 if __name__ == "__main__":

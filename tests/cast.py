@@ -6,15 +6,16 @@ from dataclasses import dataclass
 
 import pytest
 
+from tests.factories import PASSWORD, UserFactory
 from workspaces.models import Member, Role, User, Workspace
 from workspaces.services.workspaces import department_create, member_add, workspace_create
 from workspaces.tenancy import workspace_scope
 
-PASSWORD = "correct-horse-battery-staple-42"
+__all__ = ["PASSWORD", "Cast", "build_cast", "cast", "make_user", "scoped"]
 
 
 def make_user(email: str) -> User:
-    return User.objects.create_user(email=email, password=PASSWORD)
+    return UserFactory(email=email)
 
 
 @dataclass

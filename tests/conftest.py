@@ -14,6 +14,7 @@ import dj_database_url
 import pytest
 
 from tests.cast import *  # noqa: F403
+from tests.gateway.servers import Stack, stack_start, start_simulator, test_env
 
 
 def _connect_as(url: str) -> None:
@@ -63,6 +64,35 @@ def django_db_setup(request, django_test_environment, django_db_blocker):
     with django_db_blocker.unblock():
         connect_as_owner()
         teardown_databases(config, verbosity=0)
+
+
+@pytest.fixture(scope="session")
+def simulator():
+    """The upstream simulator, one per session (`/_sim/reset` clears its counters)."""
+    proc, url = start_simulator()
+    yield url
+    proc.kill()
+
+
+@pytest.fixture(scope="session")
+def gateway_stack(simulator, django_db_setup, django_db_blocker) -> Stack:
+    """One real gateway process (uvicorn, `alephant.asgi`) for the whole session, on the test
+    database and Redis db, beside the simulator. Each test's data is its own (flushed after it);
+    the gateway re-reads snapshots after `SNAPSHOT_CACHE_TTL`."""
+    with django_db_blocker.unblock():
+        env = test_env()
+    env["ALEPHANT_UPSTREAM_RETRIES"] = "1"
+    stack = stack_start(env, simulator)
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway_pair(gateway_stack) -> Stack:
+    """`gateway_stack` plus a second gateway process, same environment: cross-process tests."""
+    second = stack_start(gateway_stack.env, gateway_stack.sim_url)
+    yield Stack(gateway_stack.sim_url, gateway_stack.gw_urls + second.gw_urls, gateway_stack.env)
+    second.stop()
 
 
 @pytest.fixture

@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
 from decimal import Decimal
 
-import httpx
 import pytest
 
 from workspaces.models import AuditLog
@@ -38,28 +33,6 @@ def _login(client, member):
 def _audit_actions(workspace) -> list[str]:
     with workspace_scope(workspace.pk):
         return list(AuditLog.objects.filter(workspace=workspace).values_list("action", flat=True))
-
-
-@pytest.fixture(scope="module")
-def simulator():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "devtools.simulator", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            httpx.get(url + "/_sim/stats", timeout=0.5)
-            break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=5)
 
 
 @pytest.mark.parametrize("role", ["owner", "admin", "finance", "member"])

@@ -12,27 +12,15 @@ import pytest
 
 from core.money import NANOS_PER_USD
 from core.periods import period_bounds
-from tests.gateway.servers import start_gateway, start_simulator
-from tests.gateway.servers import test_env as gateway_env
+from tests.gateway.servers import snapshots_expire
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def stack(django_db_setup, django_db_blocker):
-    with django_db_blocker.unblock():
-        env = gateway_env()
-    env["ALEPHANT_UPSTREAM_RETRIES"] = "1"
-    sim, sim_url = start_simulator()
-    gateways = []
-    try:
-        for _ in range(2):
-            gateways.append(start_gateway(env))
-        yield sim_url, [url for _proc, url in gateways]
-    finally:
-        for proc, _url in gateways:
-            proc.kill()
-        sim.kill()
+@pytest.fixture
+def stack(gateway_pair):
+    """The session's two gateway processes (tests/conftest.py) and its simulator."""
+    return gateway_pair.sim_url, gateway_pair.gw_urls
 
 
 @pytest.fixture
@@ -110,7 +98,7 @@ def test_zero_overshoot_through_two_gateway_processes(world, redis_client):
             throttle_at=None,
         )
     key = _issue(cast)
-    time.sleep(1.2)  # gateways re-read the workspace snapshot within 1 s
+    snapshots_expire()  # the gateways re-read the workspace snapshot
 
     responses = asyncio.run(_fire(gateways, key, 64))
     codes = [r.status_code for r in responses]
@@ -164,7 +152,7 @@ def test_reservation_released_on_upstream_error_and_client_disconnect(world, red
             throttle_at=None,
         )
     key = _issue(cast, name="rel")
-    time.sleep(1.2)
+    snapshots_expire()
     headers = {"Authorization": f"Bearer {key}"}
 
     def chat(content, timeout=30.0):
@@ -210,7 +198,7 @@ def test_streaming_call_settles_from_reported_usage(world, redis_client):
             throttle_at=None,
         )
     key = _issue(cast, name="stream")
-    time.sleep(1.2)
+    snapshots_expire()
     with httpx.stream(
         "POST",
         f"{gateways[1]}/v1/chat/completions",
@@ -257,7 +245,7 @@ def test_free_model_passes_an_exhausted_budget_and_unpriced_is_refused(world, re
         )
     publish_workspace(cast.workspace.pk)
     key = _issue(cast, name="free")
-    time.sleep(1.2)
+    snapshots_expire()
     headers = {"Authorization": f"Bearer {key}"}
 
     def chat(model):
@@ -320,7 +308,7 @@ def test_budget_remaining_header_on_successful_calls_with_the_openai_sdk(world):
             period="month",
             throttle_at=None,
         )
-    time.sleep(1.2)  # gateways re-read the workspace snapshot within 1 s
+    snapshots_expire()  # the gateways re-read the workspace snapshot
 
     # The earlier call ($0.05) predates the budgets but is in the ledger the counter is
     # rebuilt from; worst case $0.10 is reserved: 1.00 - 0.05 - 0.10.

@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from billing.models import UsageRecord
+from tests.factories import UsageRecordFactory
 from workspaces.services.tokens import api_token_create
 from workspaces.tenancy import workspace_scope
 
@@ -26,12 +26,10 @@ def api(member) -> APIClient:
 
 def row(workspace_id, request_id, member_id=None, **extra):
     with workspace_scope(workspace_id):
-        return UsageRecord.objects.create(
+        return UsageRecordFactory(
             workspace_id=workspace_id,
             request_id=request_id,
             member_id=member_id,
-            provider="openai",
-            model="gpt-4o-mini",
             endpoint="chat",
             input_tokens=10,
             output_tokens=5,

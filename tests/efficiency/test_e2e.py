@@ -11,7 +11,7 @@ import pytest
 from efficiency.models import EfficiencyGrade, EfficiencySignal
 from efficiency.services import efficiency_compute
 from tests.cast import build_cast
-from tests.gateway.conftest import GW, add_provider_keys, gateway_stack, issue_key  # noqa: F401
+from tests.gateway.conftest import GW, add_provider_keys, issue_key
 from workspaces.services.workspaces import agent_create
 from workspaces.tenancy import workspace_scope
 
@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
 @pytest.fixture
-def gw(transactional_db, gateway_stack, redis_client):  # noqa: F811
+def gw(transactional_db, gateway_stack, redis_client):
     cast = build_cast()
     add_provider_keys(cast, gateway_stack.sim_url)
     with workspace_scope(cast.workspace.pk):

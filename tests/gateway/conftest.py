@@ -1,6 +1,6 @@
 """Fixtures for end-to-end gateway tests (opt-in: nothing here is autouse).
 
-`gateway_stack` (module): the upstream simulator and a real uvicorn serving
+`gateway_stack` (session, tests/conftest.py): the upstream simulator and a real uvicorn serving
 `alephant.asgi:application` against the test database and Redis db.
 `gw` (function, transactional): the standard cast plus provider keys pointing at the
 simulator (OpenAI, Anthropic, Gemini) and a gateway key for `cast.member`.
@@ -10,38 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import httpx
 import pytest
 
 from tests.cast import Cast, build_cast
-from tests.gateway.servers import start_gateway, start_simulator, test_env
-
-
-@dataclass
-class Stack:
-    sim_url: str
-    gw_url: str
-    env: dict
-
-    def sim_stats(self) -> dict:
-        return httpx.get(self.sim_url + "/_sim/stats").json()
-
-    def sim_reset(self) -> None:
-        httpx.post(self.sim_url + "/_sim/reset")
-
-
-@pytest.fixture(scope="module")
-def gateway_stack(django_db_setup, django_db_blocker):
-    with django_db_blocker.unblock():
-        env = test_env()
-    sim, sim_url = start_simulator()
-    env["ALEPHANT_UPSTREAM_RETRIES"] = "1"
-    gw, gw_url = start_gateway(env)
-    try:
-        yield Stack(sim_url, gw_url, env)
-    finally:
-        gw.kill()
-        sim.kill()
+from tests.gateway.servers import Stack
 
 
 @dataclass

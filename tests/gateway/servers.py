@@ -1,4 +1,8 @@
-"""Real processes for end-to-end gateway tests: the simulator, uvicorn, the ledger writer."""
+"""Real processes for end-to-end gateway tests: the simulator, uvicorn, the ledger writer.
+
+The session's shared stack (`simulator`, `gateway_stack`, `gateway_pair` in tests/conftest.py) is
+built from these; tests that kill or reconfigure a process start their own.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,15 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
+# Seconds a gateway process trusts a key/workspace snapshot in memory (1 s in production): short,
+# so a test sees a revoked key or a new budget after a brief wait instead of a 1 s sleep.
+SNAPSHOT_CACHE_TTL = 0.05
 
 
 def free_port() -> int:
@@ -39,7 +47,23 @@ def test_env() -> dict[str, str]:
     env["REDIS_URL"] = settings.REDIS_URL
     env["ALEPHANT_KEY_HASH_SECRET"] = settings.ALEPHANT_KEY_HASH_SECRET
     env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env["ALEPHANT_SNAPSHOT_CACHE_TTL"] = str(SNAPSHOT_CACHE_TTL)
     return env
+
+
+def snapshots_expire() -> None:
+    """Let every gateway process drop the snapshots it holds in memory (they re-read Redis)."""
+    time.sleep(SNAPSHOT_CACHE_TTL * 2)
+
+
+def wait_until(condition, timeout: float = 10.0, interval: float = 0.02):
+    """Poll `condition()` until it returns a truthy value (returned) or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
 
 
 class Proc:
@@ -98,6 +122,15 @@ def start_simulator(port: int | None = None) -> tuple[Proc, str]:
 def start_gateway(
     env: dict[str, str], port: int | None = None, app: str = "alephant.asgi:application"
 ) -> tuple[Proc, str]:
+    proc, base = spawn_gateway(env, port, app)
+    wait_http(base + "/v1/models", timeout=60, proc=proc)
+    return proc, base
+
+
+def spawn_gateway(
+    env: dict[str, str], port: int | None = None, app: str = "alephant.asgi:application"
+) -> tuple[Proc, str]:
+    """Start a gateway without waiting for it (start several, then `wait_http` each)."""
     port = port or free_port()
     proc = Proc(
         [
@@ -121,12 +154,47 @@ def start_gateway(
         "gateway",
     )
     proc.start()
-    base = f"http://127.0.0.1:{port}"
-    wait_http(base + "/v1/models", timeout=60, proc=proc)
-    return proc, base
+    return proc, f"http://127.0.0.1:{port}"
 
 
 def start_ledger_writer(env: dict[str, str], *extra: str) -> Proc:
     return Proc(
         [sys.executable, "manage.py", "ledger_writer", *extra], env, "ledger_writer"
     ).start()
+
+
+@dataclass
+class Stack:
+    """The simulator and the gateway processes serving the test database and Redis db."""
+
+    sim_url: str
+    gw_urls: list[str]
+    env: dict[str, str]
+    procs: list[Proc] = field(default_factory=list, repr=False)
+
+    @property
+    def gw_url(self) -> str:
+        return self.gw_urls[0]
+
+    def sim_stats(self) -> dict:
+        return httpx.get(self.sim_url + "/_sim/stats").json()
+
+    def sim_reset(self) -> None:
+        httpx.post(self.sim_url + "/_sim/reset")
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            proc.kill()
+
+
+def stack_start(env: dict[str, str], sim_url: str, gateways: int = 1) -> Stack:
+    """Start `gateways` processes at once (their Django start-up overlaps), then wait for each."""
+    spawned = [spawn_gateway(env) for _ in range(gateways)]
+    stack = Stack(sim_url, [base for _proc, base in spawned], env, [p for p, _b in spawned])
+    try:
+        for proc, base in spawned:
+            wait_http(base + "/v1/models", timeout=60, proc=proc)
+    except BaseException:
+        stack.stop()
+        raise
+    return stack
