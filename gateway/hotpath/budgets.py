@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from core.periods import PeriodCache
+from core.rediskeys import budget_counter, workspace_tag
 from gateway.hotpath.admission import AdmitRequest
 
 DEFAULT_RPM_FLOOR = 100
@@ -36,6 +37,22 @@ def scope_ids(req: AdmitRequest) -> dict[str, int | None]:
         "department": req.department_id,
         "workspace": req.workspace_id,
     }
+
+
+def scope_chain(req: AdmitRequest) -> list[tuple[str, int]]:
+    """(scope type, id) of every scope the call counts on, key first. The department is the
+    member's own whichever agent the call goes through; an agent placed in another department
+    charges that one too (both caps hold; README "Budgets")."""
+    ids = scope_ids(req)
+    chain = []
+    for scope_type in CHAIN:
+        scope_id = ids[scope_type]
+        if scope_id is not None:
+            chain.append((scope_type, int(scope_id)))
+    extra = req.agent_department_id
+    if extra is not None and extra != ids["department"]:
+        chain.insert(len(chain) - 1, ("department", int(extra)))  # before the workspace
+    return chain
 
 
 def budget_index(workspace: dict) -> dict[tuple[str, int], list[dict]]:
@@ -66,9 +83,12 @@ class Compiled:
     budget_id: int
     ladder: str
     static: str  # "hard threshold throttle_rpm money budget_id" for the admit script
+    counter_prefix: str  # the counter key without its period key
+    throttle_key: str
 
 
-def compiled(budget: dict) -> Compiled:
+def compiled(budget: dict, workspace_id: int) -> Compiled:
+    """Cached on the budget dict, which belongs to one workspace snapshot."""
     found = budget.get("_alephant_compiled")
     if found is None:
         metric = budget.get("metric", MONEY)
@@ -86,6 +106,8 @@ def compiled(budget: dict) -> Compiled:
             budget_id=int(budget["id"]),
             ladder=_ladder_arg(budget),
             static=f"{hard} {threshold} {throttle_rpm} {money} {int(budget['id'])}",
+            counter_prefix=budget_counter(workspace_id, int(budget["id"]), ""),
+            throttle_key=f"{workspace_tag(workspace_id)}:th:{int(budget['id'])}",
         )
         budget["_alephant_compiled"] = found
     return found
@@ -107,13 +129,9 @@ def chain_for(
     req: AdmitRequest, workspace: dict, periods: PeriodCache, time_zone: str, now: float
 ) -> Chain:
     chain = Chain()
-    ids = scope_ids(req)
     index = budget_index(workspace)
-    for scope_type in CHAIN:
-        scope_id = ids[scope_type]
-        if scope_id is None:
-            continue
-        for budget in index.get((scope_type, int(scope_id)), ()):
+    for scope in scope_chain(req):
+        for budget in index.get(scope, ()):
             if not model_matches(budget.get("model"), req.provider, req.model):
                 continue
             metric = budget.get("metric", MONEY)

@@ -36,7 +36,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from core.periods import PeriodCache, period_bounds
-from core.rediskeys import ALERTS_STREAM, USAGE_STREAM, budget_counter, workspace_tag
+from core.rediskeys import ALERTS_STREAM, USAGE_STREAM, workspace_tag
 from gateway.hotpath import refusals
 from gateway.hotpath.admission import (
     Admission,
@@ -146,9 +146,11 @@ class Enforcer:
         tokens_estimate = max(0, int(req.estimated_input_tokens)) + max(
             0, int(req.max_output_tokens)
         )
-        # The key's own cap, else the workspace floor: never "no cap" (a 0 or a missing floor
+        # The workspace floor, narrowed (never replaced) by the key's effective cap (the key's
+        # own and its member's, gateway/snapshots.py): never "no cap" (a 0 or a missing floor
         # falls back to the default 100/min).
-        rpm = key.get("rpm") or workspace.get("rpm_floor") or DEFAULT_RPM_FLOOR
+        floor = int(workspace.get("rpm_floor") or DEFAULT_RPM_FLOOR)
+        rpm = min(int(key.get("rpm") or floor), floor)
         tpm = key.get("tpm") or 0
         settings = workspace.get("settings") or {}
         loop_max = int(settings.get("loop_max_repeats") or self.loop_max_repeats)
@@ -167,16 +169,25 @@ class Enforcer:
             ALERTS_STREAM,
             f"{tag}:resv",
         ]
-        args: list = [req.request_id, int(rpm or 0), int(tpm), tokens_estimate, loop_max]
-        args += [loop_window, 1 if settings.get("loop_breaker") else 0, len(chain.counted)]
-        args += [req.workspace_id, subject]
+        args: list = [
+            req.request_id,
+            int(rpm or 0),
+            int(tpm),
+            tokens_estimate,
+            loop_max,
+            loop_window,
+            1 if settings.get("loop_breaker") else 0,
+            len(chain.counted),
+            req.workspace_id,
+            subject,
+        ]
         throttle_keys, reserves, packed = [], [], []
         for budget, pkey, _end in chain.counted:
-            c = compiled(budget)
+            c = compiled(budget, req.workspace_id)
             reserve = reserve_for(c.metric, req, tokens_estimate)
             reserves.append(reserve)
-            keys.append(budget_counter(req.workspace_id, c.budget_id, pkey))
-            throttle_keys.append(f"{tag}:th:{c.budget_id}")
+            keys.append(c.counter_prefix + pkey)
+            throttle_keys.append(c.throttle_key)
             packed.append(f"{c.limit} {reserve} {c.static} {pkey} {c.ladder}")
         args += [" ".join(packed), self.reservation_ttl_ms]
         keys += throttle_keys
@@ -243,7 +254,7 @@ class Enforcer:
         epochs = [_s(e) for e in result[5:]]
         budgets = []
         for i, (budget, pkey, _end) in enumerate(chain.counted):
-            c = compiled(budget)
+            c = compiled(budget, req.workspace_id)
             budgets.append(
                 Budgeted(
                     key=call.keys[_COUNTERS_AT + i],
