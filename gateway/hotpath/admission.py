@@ -25,6 +25,8 @@ class AdmitRequest:
     reserve_nanos: int  # worst-case cost of this call, nano-USD
     fingerprint: str
     session_id: str | None
+    # An agent placed in another department than its owner's: charged besides the owner's.
+    agent_department_id: int | None = None
 
 
 @dataclass

@@ -134,6 +134,7 @@ async def _admit(rt: Runtime, call: Call, body: dict, route: Route, plan: list[R
         member_id=who.member_id,
         department_id=who.department_id,
         agent_id=who.agent_id,
+        agent_department_id=who.agent_department_id,
         provider=route.provider,
         model=route.model,
         estimated_input_tokens=call.estimated_input,
