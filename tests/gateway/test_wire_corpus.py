@@ -175,7 +175,7 @@ def test_every_upstream_is_asked_for_the_identity_encoding(provider: str):
 
 
 sse_text = st.text(
-    alphabet=st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)), max_size=12
+    alphabet=st.characters(blacklist_characters="\r\n", blacklist_categories=["Cs"]), max_size=12
 )
 
 

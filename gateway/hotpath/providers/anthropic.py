@@ -297,7 +297,7 @@ class AnthropicStream:
     def _events(self, events: list[Event]) -> list[tuple[Event, dict[str, Any] | None]]:
         """Each block with its JSON when it can matter. A `content_block_delta` named by its
         SSE `event:` line is text only (measured, not parsed: deltas are most of a stream)."""
-        out = []
+        out: list[tuple[Event, dict[str, Any] | None]] = []
         for event in events:
             if event.data is None:
                 out.append((event, None))

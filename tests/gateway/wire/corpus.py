@@ -22,6 +22,8 @@ from typing import Any
 
 from tests.gateway.wire.render import DONE
 
+Events = list[tuple[str | None, Any, bool]]  # (SSE event name, payload, usage-only chunk)
+
 
 @dataclass(frozen=True)
 class Expected:
@@ -38,7 +40,7 @@ class StreamCase:
     endpoint: str  # the client's route
     model: str
     expected: Expected
-    events: list[tuple[str | None, Any, bool]]  # (event name, payload, usage-only chunk)
+    events: Events
     text: str = ""  # the answer's text, for translated streams
     passthrough: bool = True  # the client gets the upstream's own bytes
 
@@ -95,7 +97,7 @@ def _usage(prompt: int, completion: int, cached: int = 0, reasoning: int = 0, **
 def _chat_stream(deltas: list[dict], usage: dict, *, null_usage: bool = True) -> list:
     """OpenAI's shape with include_usage: `usage: null` on every chunk, then a usage chunk."""
     nothing = {"usage": None} if null_usage else {}
-    events = [(None, {**_chunk([d]), **nothing}, False) for d in deltas]
+    events: Events = [(None, {**_chunk([d]), **nothing}, False) for d in deltas]
     events.append((None, _chunk([], usage=usage), True))
     events.append((None, DONE, False))
     return events
@@ -581,7 +583,7 @@ STREAMS: list[StreamCase] = [
 ]
 
 # Translated streams: the client gets another format; usage and text must survive.
-ANTHROPIC_TEXT = [
+ANTHROPIC_TEXT: Events = [
     (
         "message_start",
         {
@@ -628,7 +630,7 @@ ANTHROPIC_TEXT = [
     ),
     ("message_stop", {"type": "message_stop"}, False),
 ]
-GEMINI_TEXT = [
+GEMINI_TEXT: Events = [
     (
         None,
         {
