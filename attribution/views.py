@@ -14,7 +14,6 @@ from attribution.budget_burn import budget_burns
 from attribution.charts import spend_bars
 from attribution.models import RollupState
 from attribution.periods import period_from_params
-from attribution.tables import Table, render_with_export
 from billing.models import Alert
 from gateway.models import GatewayKey
 from workspaces.access import get_in_workspace
@@ -25,6 +24,7 @@ from workspaces.decorators import (
     workspace_required,
 )
 from workspaces.models import SPEND_READER_ROLES, Agent, Department, Member
+from workspaces.tables import Table, render_with_export
 
 # URL segment -> (rollup dimension, heading)
 SEGMENTS = {

@@ -13,8 +13,6 @@ from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from gateway.services.provider_check import provider_key_test
-from attribution.tables import Table, csv_response
 from gateway.forms import GatewayKeyForm, KeyLimitsForm, ProviderKeyForm, RotateSecretForm
 from gateway.models import GatewayKey, ProviderCredential
 from gateway.services.keys import (
@@ -25,10 +23,12 @@ from gateway.services.keys import (
     provider_key_delete,
     provider_key_update,
 )
+from gateway.services.provider_check import provider_key_test
 from workspaces.access import get_in_workspace
 from workspaces.decorators import WorkspaceRequest, role_required, workspace_required
 from workspaces.forms import apply_service_errors
 from workspaces.models import SPEND_READER_ROLES, Agent, Member, Role
+from workspaces.tables import Table, csv_response
 
 
 def _require_manager(request: WorkspaceRequest) -> None:
@@ -152,60 +152,11 @@ def gateway_keys(request: WorkspaceRequest) -> HttpResponse:
         if not _can_issue(member):
             raise PermissionDenied("Finance reads keys but does not issue them.")
         if form.is_valid():
-            data = dict(form.cleaned_data)
-            kind, _, holder_id = data.pop("holder").partition(":")
-            holder_member = holder_agent = None
-            if kind == "member":
-                holder_member = get_in_workspace(Member, workspace=request.workspace, pk=holder_id)
-            else:
-                holder_agent = get_in_workspace(Agent, workspace=request.workspace, pk=holder_id)
-            try:
-                key, raw_key = gateway_key_create(
-                    workspace=request.workspace,
-                    actor=member,
-                    member=holder_member,
-                    agent=holder_agent,
-                    **data,
-                )
-            except ValidationError as exc:
-                apply_service_errors(form, exc)
-            else:
+            raw_key = _issue_key(request, form)
+            if raw_key is not None:
                 form = GatewayKeyForm(workspace=request.workspace, actor=member)
-                messages.success(
-                    request, f"Key {key.name} created. Copy it now: it is shown only once."
-                )
     if request.method == "GET" and request.GET.get("export") == "gateway-keys":
-        return csv_response(
-            Table(
-                "gateway-keys",
-                [
-                    "name",
-                    "prefix",
-                    "member",
-                    "agent",
-                    "status",
-                    "rpm",
-                    "tpm",
-                    "expires_at",
-                    "created_at",
-                ],
-                [
-                    [
-                        k.name,
-                        k.prefix,
-                        k.member.user.email if k.member else "",
-                        k.agent.slug if k.agent else "",
-                        k.status,
-                        k.rpm,
-                        k.tpm,
-                        k.expires_at,
-                        k.created_at,
-                    ]
-                    for k in _visible_keys(request)
-                ],
-            ),
-            filename="gateway-keys",
-        )
+        return csv_response(_keys_table(request), filename="gateway-keys")
     return render(
         request,
         "gateway/manage/gateway_keys.html",
@@ -217,6 +168,50 @@ def gateway_keys(request: WorkspaceRequest) -> HttpResponse:
         },
         status=400 if form.errors else 200,
     )
+
+
+def _issue_key(request: WorkspaceRequest, form: GatewayKeyForm) -> str | None:
+    """Create the key the valid form describes; the raw key (shown once), or None with the
+    service's errors on the form."""
+    data = dict(form.cleaned_data)
+    kind, _, holder_id = data.pop("holder").partition(":")
+    holder_member = holder_agent = None
+    if kind == "member":
+        holder_member = get_in_workspace(Member, workspace=request.workspace, pk=holder_id)
+    else:
+        holder_agent = get_in_workspace(Agent, workspace=request.workspace, pk=holder_id)
+    try:
+        key, raw_key = gateway_key_create(
+            workspace=request.workspace,
+            actor=request.member,
+            member=holder_member,
+            agent=holder_agent,
+            **data,
+        )
+    except ValidationError as exc:
+        apply_service_errors(form, exc)
+        return None
+    messages.success(request, f"Key {key.name} created. Copy it now: it is shown only once.")
+    return raw_key
+
+
+def _keys_table(request: WorkspaceRequest) -> Table:
+    headers = ["name", "prefix", "member", "agent", "status", "rpm", "tpm", "expires_at"]
+    rows = [
+        [
+            k.name,
+            k.prefix,
+            k.member.user.email if k.member else "",
+            k.agent.slug if k.agent else "",
+            k.status,
+            k.rpm,
+            k.tpm,
+            k.expires_at,
+            k.created_at,
+        ]
+        for k in _visible_keys(request)
+    ]
+    return Table("gateway-keys", [*headers, "created_at"], rows)
 
 
 def _key(request: WorkspaceRequest, pk: int):

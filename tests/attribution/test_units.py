@@ -9,9 +9,9 @@ from zoneinfo import ZoneInfo
 from attribution.budget_burn import budget_burns
 from attribution.periods import period_from_params
 from attribution.services.rollups import rollup_workspace
-from attribution.tables import Table, csv_response
 from attribution.templatetags.spend import pct_change, usd
 from tests.attribution.factories import usage
+from workspaces.tables import Table, csv_response
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NOW = dt.datetime(2026, 3, 29, 12, 0, tzinfo=dt.UTC)  # the day Berlin moves to summer time

@@ -1,4 +1,4 @@
-"""CSV export of any table on a spend page: `?export=<table name>` on the same URL.
+"""CSV export of any table on a page, in any app: `?export=<table name>` on the same URL.
 
 A view builds its tables once (headers + plain values); the template renders rich cells from
 the same rows, the export writes the plain values (exact Decimals, ISO times in the
