@@ -13,12 +13,12 @@ from rest_framework.response import Response
 
 from workspaces.api_base import (
     ALL_ROLES,
-    MANAGERS,
     ErrorSerializer,
     WorkspaceViewSet,
     id_in_workspace,
 )
 from workspaces.models import (
+    MANAGER_ROLES,
     Agent,
     APIToken,
     AuditLog,
@@ -402,7 +402,7 @@ class AuditLogViewSet(WorkspaceViewSet):
     """Append-only history of admin actions, newest first. Owners/admins read; nobody writes."""
 
     queryset = AuditLog.objects.all()
-    default_roles = MANAGERS
+    default_roles = MANAGER_ROLES
     filter_fields = {
         "action": ("action", str),
         "target_type": ("target_type", str),

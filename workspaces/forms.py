@@ -5,6 +5,7 @@ from __future__ import annotations
 import zoneinfo
 
 from django import forms
+from django.core.exceptions import ValidationError
 
 from workspaces.models import Department, Member, Role, Workspace
 from workspaces.selectors import department_list, member_list
@@ -114,3 +115,32 @@ def _time_zone_choices() -> list[tuple[str, str]]:
 class WorkspaceForm(forms.Form):
     name = forms.CharField(max_length=120)
     time_zone = forms.ChoiceField(choices=_time_zone_choices, initial="UTC")
+
+
+# --- helpers for every app's forms ---------------------------------------------------------
+
+
+def set_choices(form: forms.Form, name: str, choices: list) -> None:
+    field = form.fields[name]
+    assert isinstance(field, forms.ChoiceField)
+    field.choices = choices
+
+
+def csv_list(value: str) -> list[str]:
+    return [p.strip() for p in (value or "").split(",") if p.strip()]
+
+
+def apply_service_errors(form: forms.Form, exc: ValidationError) -> None:
+    """Show a service's ValidationError on the form: on the field it names, else on top."""
+    if hasattr(exc, "error_dict"):
+        for field, errors in exc.message_dict.items():
+            target = field if field in form.fields else None
+            if field == "scope_id" or field == "scope_type":
+                target = "scope" if "scope" in form.fields else None
+            if field in ("member_id", "agent_id"):
+                target = "holder" if "holder" in form.fields else None
+            for error in errors:
+                form.add_error(target, error if target else f"{field}: {error}")
+    else:
+        for error in exc.messages:
+            form.add_error(None, error)

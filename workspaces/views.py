@@ -21,7 +21,6 @@ from django.views.decorators.http import require_http_methods, require_POST
 from workspaces.access import get_in_workspace
 from workspaces.adapters import PENDING_INVITATION_KEY
 from workspaces.decorators import (
-    MANAGERS,
     WorkspaceRequest,
     role_required,
     workspace_required,
@@ -35,7 +34,7 @@ from workspaces.forms import (
     WorkspaceForm,
 )
 from workspaces.middleware import SESSION_KEY
-from workspaces.models import Agent, Department, Invitation, Member
+from workspaces.models import MANAGER_ROLES, Agent, Department, Invitation, Member
 from workspaces.selectors import (
     agent_list,
     department_list,
@@ -150,7 +149,7 @@ def members(request: WorkspaceRequest) -> HttpResponse:
 
 
 @require_POST
-@role_required(*MANAGERS)
+@role_required(*MANAGER_ROLES)
 def member_invite(request: WorkspaceRequest) -> HttpResponse:
     form = InvitationForm(request.POST, workspace=request.workspace)
     if form.is_valid():
@@ -171,7 +170,7 @@ def member_invite(request: WorkspaceRequest) -> HttpResponse:
 
 
 @require_POST
-@role_required(*MANAGERS)
+@role_required(*MANAGER_ROLES)
 def invitation_revoke_view(request: WorkspaceRequest, invitation_id: int) -> HttpResponse:
     invitation = get_in_workspace(Invitation, workspace=request.workspace, pk=invitation_id)
     directory.invitation_withdraw(invitation=invitation, actor=request.member)
@@ -184,7 +183,7 @@ def _service_error_message(error: ValidationError) -> str:
 
 
 @require_POST
-@role_required(*MANAGERS)
+@role_required(*MANAGER_ROLES)
 def member_update_view(request: WorkspaceRequest, member_id: int) -> HttpResponse:
     workspace = request.workspace
     target = get_in_workspace(
@@ -222,7 +221,7 @@ def _limits_form(row, *, prefix: str, data=None) -> MemberLimitsForm:
 
 
 @require_POST
-@role_required(*MANAGERS)
+@role_required(*MANAGER_ROLES)
 def member_limits_view(request: WorkspaceRequest, member_id: int) -> HttpResponse:
     """Set a member's limits from the members page (owners/admins; the API is the same
     service, `PATCH /api/v1/members/<id>/limits/`)."""
@@ -255,7 +254,7 @@ def member_limits_view(request: WorkspaceRequest, member_id: int) -> HttpRespons
 
 
 @require_POST
-@role_required(*MANAGERS)
+@role_required(*MANAGER_ROLES)
 def member_remove_view(request: WorkspaceRequest, member_id: int) -> HttpResponse:
     target = get_in_workspace(
         Member.objects.select_related("user", "workspace"),
@@ -360,7 +359,7 @@ def departments(request: WorkspaceRequest) -> HttpResponse:
 
 
 @require_POST
-@role_required(*MANAGERS)
+@role_required(*MANAGER_ROLES)
 def department_new(request: WorkspaceRequest) -> HttpResponse:
     form = DepartmentForm(request.POST)
     if form.is_valid():
@@ -405,7 +404,7 @@ def agents(request: WorkspaceRequest) -> HttpResponse:
 
 
 @require_POST
-@role_required(*MANAGERS)
+@role_required(*MANAGER_ROLES)
 def agent_new(request: WorkspaceRequest) -> HttpResponse:
     form = AgentForm(request.POST, workspace=request.workspace)
     if form.is_valid():
