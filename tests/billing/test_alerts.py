@@ -197,7 +197,7 @@ def receiver():
     _Receiver.requests = []
     _Receiver.statuses = []
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}/hook", _Receiver
     server.shutdown()

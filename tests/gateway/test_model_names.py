@@ -258,7 +258,7 @@ def counting_upstream():
     """A provider host that counts every request, at any path (the simulator routes a few)."""
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Counter)
     _Counter.hits = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}", _Counter.hits
     server.shutdown()
