@@ -11,6 +11,10 @@ from __future__ import annotations
 import httpx
 
 from core.egress import EgressPolicy, EgressRefused, Resolver
+from core.logmask import quiet_http_client_loggers
+
+# Every caller of the egress client may carry a credential in its URL (a Slack webhook).
+quiet_http_client_loggers()
 
 
 class EgressTransport(httpx.HTTPTransport):

@@ -22,12 +22,23 @@ class ChannelKind(models.TextChoices):
 class AlertChannel(TenantModel):
     kind = models.CharField(max_length=16, choices=ChannelKind.choices)
     name = models.CharField(max_length=120)
-    # Slack / webhook URL. Email: blank (owners, admins, finance and the scope's member get it).
+    # Webhook URL, or for Slack only a masked hint (a Slack webhook URL is itself a credential).
+    # Email: blank (owners, admins, finance and the scope's member get it).
     url = models.URLField(max_length=500, blank=True, default="")
     # Extra email addresses for an email channel.
     emails = models.JSONField(default=list, blank=True)
-    # HMAC-SHA256 key for webhooks; shown once at creation, never again.
+    # Legacy plaintext column, always blank now: the webhook signing key and the Slack URL live
+    # sealed below (billing/services/channel_secrets.py), shown once at creation, never again.
     secret = models.CharField(max_length=128, blank=True, default="")
+    data_key = models.ForeignKey(
+        "gateway.WorkspaceDataKey",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    sealed_nonce = models.CharField(max_length=64, blank=True, default="")
+    sealed = models.TextField(blank=True, default="")
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now)
 

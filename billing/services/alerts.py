@@ -10,7 +10,6 @@ and enqueues one delivery task per enabled channel on commit.
 from __future__ import annotations
 
 import logging
-import secrets
 import uuid
 from datetime import datetime
 from typing import Any
@@ -22,6 +21,11 @@ from django.utils import timezone
 
 from billing.models import Alert, AlertChannel, Budget
 from billing.models.alerts import AlertKind, ChannelKind
+from billing.services.channel_secrets import (
+    channel_secrets_open,
+    channel_secrets_seal,
+    new_signing_secret,
+)
 from billing.services.channels import DeliveryError, deliver
 from billing.services.counters import ledger_total
 from core.money import format_usd, usd_exact
@@ -255,18 +259,24 @@ def alert_channel_create(
         url=url,
         emails=emails or [],
         enabled=enabled,
-        secret=secrets.token_urlsafe(32) if kind == ChannelKind.WEBHOOK else "",
     )
     channel.full_clean()
+    signing_secret = new_signing_secret() if kind == ChannelKind.WEBHOOK else ""
     with transaction.atomic():
+        channel_secrets_seal(
+            channel=channel, url=url if kind == ChannelKind.SLACK else "", secret=signing_secret
+        )
         channel.save()
         audit_record(
             workspace=workspace,
             actor=actor,
             action="alert_channel.create",
             target=channel,
-            after={"kind": kind, "name": channel.name, "url": url, "enabled": enabled},
+            after={"kind": kind, "name": channel.name, "url": channel.url, "enabled": enabled},
         )
+    # Shown once: the create answer (API and page) reads it from this instance; the row holds
+    # only the sealed copy. Nothing saves this instance again.
+    channel.secret = signing_secret
     return channel
 
 
@@ -279,6 +289,9 @@ def alert_channel_update(
             setattr(channel, name, data[name])
     channel.full_clean()
     with transaction.atomic():
+        if "url" in data and channel.kind == ChannelKind.SLACK:
+            kept = channel_secrets_open(channel=channel).secret if channel.sealed else ""
+            channel_secrets_seal(channel=channel, url=data["url"], secret=kept)
         channel.save()
         audit_record(
             workspace=channel.workspace,

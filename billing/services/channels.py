@@ -18,8 +18,10 @@ from django.core.mail import send_mail
 
 from billing.models import Alert, AlertChannel, Budget
 from billing.models.alerts import ChannelKind
+from billing.services.channel_secrets import ChannelSecrets, channel_secrets_open
 from core.egress import EgressPolicy, EgressRefused
 from core.egress_http import egress_client
+from core.vault import VaultError
 from gateway.models import GatewayKey
 from workspaces.models import SPEND_READER_ROLES, Agent, Member
 
@@ -105,6 +107,13 @@ def _post(url: str, body: bytes, headers: dict[str, str]) -> None:
         raise DeliveryError(f"HTTP {response.status_code}", permanent=permanent)
 
 
+def _opened(channel: AlertChannel) -> ChannelSecrets:
+    try:
+        return channel_secrets_open(channel=channel)
+    except VaultError as exc:
+        raise DeliveryError("the channel's stored credentials cannot be decrypted") from exc
+
+
 def deliver(channel: AlertChannel, alert: Alert) -> None:
     """Send one alert to one channel; raises DeliveryError."""
     if channel.kind == ChannelKind.EMAIL:
@@ -122,14 +131,15 @@ def deliver(channel: AlertChannel, alert: Alert) -> None:
             raise DeliveryError(f"email: {exc}") from exc
     elif channel.kind == ChannelKind.SLACK:
         body = json.dumps({"text": f"*{alert.title}*\n{alert.message}"}).encode()
-        _post(channel.url, body, {"Content-Type": "application/json"})
+        _post(_opened(channel).url, body, {"Content-Type": "application/json"})
     elif channel.kind == ChannelKind.WEBHOOK:
+        opened = _opened(channel)
         body = json.dumps(alert_payload(alert), separators=(",", ":"), sort_keys=True).encode()
         headers = {
             "Content-Type": "application/json",
             "Alephant-Event": f"alert.{alert.kind}",
-            SIGNATURE_HEADER: sign(channel.secret, body, int(time.time())),
+            SIGNATURE_HEADER: sign(opened.secret, body, int(time.time())),
         }
-        _post(channel.url, body, headers)
+        _post(opened.url, body, headers)
     else:
         raise DeliveryError(f"unknown channel kind {channel.kind!r}", permanent=True)

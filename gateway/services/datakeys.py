@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.db import transaction
 from django.utils import timezone
 
+from billing.models import AlertChannel
 from core import vault
 from gateway.models import ProviderCredential, WorkspaceDataKey
 from workspaces.models import Workspace
@@ -62,9 +63,16 @@ def datakey_rotate(*, workspace: Workspace) -> WorkspaceDataKey:
         credential.data_key = new
         credential.updated_at = timezone.now()
         credential.save(update_fields=["nonce", "ciphertext", "data_key", "updated_at"])
+    # Alert channels hold sealed secrets too (Slack URLs, webhook keys). Imported here: billing's
+    # channel module builds on this one (datakey_active), so a top-level import would be a cycle.
+    from billing.services.channel_secrets import channel_secrets_reseal
+
+    channel_secrets_reseal(workspace_id=workspace.pk, key=new, dek=new_dek)
     # Retired keys that nothing points at any more can go.
     WorkspaceDataKey.objects.filter(workspace=workspace, active=False).exclude(
         pk__in=ProviderCredential.objects.filter(workspace=workspace).values("data_key_id")
+    ).exclude(
+        pk__in=AlertChannel.objects.filter(workspace=workspace).values("data_key_id")
     ).delete()
     from gateway.snapshots import publish_workspace_on_commit
 

@@ -21,12 +21,14 @@ class Recorder:
     """A local HTTP server that records every request it gets and answers with `respond`."""
 
     def __init__(self, respond: Handler) -> None:
-        self.requests: list[tuple[str, dict[str, str]]] = []
+        self.requests: list[tuple[str, dict[str, str], bytes]] = []
         recorder = self
 
         class _Handler(BaseHTTPRequestHandler):
             def _any(self) -> None:
-                recorder.requests.append((self.path, dict(self.headers)))
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                recorder.requests.append((self.path, dict(self.headers), body))
                 respond(self)
 
             do_GET = do_POST = _any
@@ -37,7 +39,7 @@ class Recorder:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True).start()
 
     def close(self) -> None:
         self.server.shutdown()
