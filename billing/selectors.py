@@ -14,6 +14,7 @@ from billing.models import Alert, Budget
 from billing.services.counters import ledger_total
 from core.money import usd_exact
 from core.periods import period_bounds
+from core.rediskeys import budget_counter
 from gateway.models import GatewayKey
 from workspaces.models import Agent, Member, Role, Workspace
 
@@ -106,7 +107,7 @@ def budget_statuses(
             continue
         key, start, end = period_bounds(budget.period, workspace.time_zone, now)
         periods[budget.pk] = (key, start, end)
-        pipe.hmget(f"alephant:{{w{workspace.pk}}}:b:{budget.pk}:{key}", "spent", "reserved")
+        pipe.hmget(budget_counter(workspace.pk, budget.pk, key), "spent", "reserved")
     try:
         rows = pipe.execute()
     except redis.RedisError:

@@ -30,6 +30,7 @@ from billing.services.channels import DeliveryError, deliver
 from billing.services.counters import ledger_total
 from core.money import format_usd, usd_exact
 from core.periods import period_bounds
+from core.rediskeys import ALERTS_STREAM
 from workspaces.models import Member, Workspace
 from workspaces.services.audit import audit_record
 from workspaces.tenancy import workspace_scope
@@ -37,7 +38,7 @@ from workspaces.tenancy import workspace_scope
 logger = logging.getLogger(__name__)
 
 DELIVER_TASK = "billing.alert_deliver"  # billing.tasks.alert_deliver_task
-STREAM = "alephant:alerts"
+STREAM = ALERTS_STREAM
 GROUP = "alerts"
 
 
