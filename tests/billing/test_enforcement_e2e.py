@@ -173,7 +173,7 @@ def test_reservation_released_on_upstream_error_and_client_disconnect(world, red
     assert int(state["reserved"]) == 0 and int(state["spent"]) == 0
 
     with pytest.raises(httpx.ReadTimeout):
-        chat("slow [[sim:latency=3000]]", timeout=0.5)  # the client hangs up mid-call
+        chat("slow [[sim:latency=1500]]", timeout=0.5)  # the client hangs up mid-call
     deadline = time.time() + 10
     while time.time() < deadline and int(_counter(redis_client, cast, budget)["reserved"]):
         time.sleep(0.2)
