@@ -37,7 +37,15 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from workspaces import system
 from workspaces.authentication import token_from_header
 from workspaces.middleware import SESSION_KEY
-from workspaces.models import MANAGER_ROLES, APIToken, Member, Role, Workspace
+from workspaces.models import (
+    MANAGER_ROLES,
+    TOKEN_SCOPE_RANK,
+    APIToken,
+    Member,
+    Role,
+    TokenScope,
+    Workspace,
+)
 from workspaces.services.tokens import api_token_lookup
 from workspaces.tenancy import current_workspace_id_or_none, workspace_scope
 
@@ -186,7 +194,19 @@ class WorkspaceRolePermission(permissions.BasePermission):
         member = view.resolve_member(request)
         if member is None:
             return False
-        return member.role in view.roles_for_action()
+        if member.role not in view.roles_for_action():
+            return False
+        token = request.auth
+        if isinstance(token, APIToken):  # a browser session acts with the member's full role
+            needed = (
+                TokenScope.READ if request.method in permissions.SAFE_METHODS else view.write_scope
+            )
+            if TOKEN_SCOPE_RANK[token.scope] < TOKEN_SCOPE_RANK[needed]:
+                self.message = (
+                    f"This token's scope ({token.scope}) does not allow this; {needed} does."
+                )
+                return False
+        return True
 
 
 class _RollbackWith(Exception):
@@ -209,6 +229,8 @@ class WorkspaceViewSet(viewsets.GenericViewSet):
     # action name -> roles allowed; actions not listed get `default_roles`.
     action_roles: ClassVar[dict[str, frozenset[str]]] = {}
     default_roles: ClassVar[frozenset[str]] = MANAGER_ROLES
+    # The token scope a change needs here (reads need `read`); who-is-in and tokens need admin.
+    write_scope: ClassVar[str] = TokenScope.WRITE
     lookup_value_regex = r"[0-9]+"
 
     workspace: Workspace

@@ -26,6 +26,7 @@ from workspaces.models import (
     Invitation,
     Member,
     Role,
+    TokenScope,
 )
 from workspaces.services import directory
 from workspaces.services.limits import (
@@ -107,6 +108,7 @@ class MemberViewSet(WorkspaceViewSet):
 
     queryset = Member.objects.select_related("user", "department")
     action_roles = {"list": ALL_ROLES, "retrieve": ALL_ROLES, "limits": ALL_ROLES}
+    write_scope = TokenScope.ADMIN
     filter_fields = {"role": ("role", str), "department_id": ("department_id", int)}
 
     @extend_schema(responses={200: MemberOut(many=True)})
@@ -199,6 +201,7 @@ class InvitationViewSet(WorkspaceViewSet):
 
     queryset = Invitation.objects.all()
     filter_fields = {"email": ("email__iexact", str), "role": ("role", str)}
+    write_scope = TokenScope.ADMIN
 
     @extend_schema(responses={200: InvitationOut(many=True)})
     def list(self, request):
@@ -430,6 +433,7 @@ class APITokenOut(serializers.ModelSerializer):
             "name",
             "prefix",
             "member_id",
+            "scope",
             "status",
             "created_at",
             "last_used_at",
@@ -440,6 +444,11 @@ class APITokenOut(serializers.ModelSerializer):
 
 class APITokenCreateIn(serializers.Serializer):
     name = serializers.CharField(max_length=100)
+    scope = serializers.ChoiceField(
+        choices=TokenScope.choices,
+        help_text="read: GET only; write: also change keys, budgets, agents, channels; "
+        "admin: also members, invitations and tokens. Always within your role.",
+    )
     expires_at = serializers.DateTimeField(required=False, allow_null=True)
 
 
@@ -456,6 +465,7 @@ class APITokenViewSet(WorkspaceViewSet):
     queryset = APIToken.objects.all()
     default_roles = ALL_ROLES
     filter_fields = {"member_id": ("member_id", int)}
+    write_scope = TokenScope.ADMIN
 
     def narrow_queryset(self, queryset: QuerySet) -> QuerySet:
         if self.member.can_manage:
@@ -477,6 +487,7 @@ class APITokenViewSet(WorkspaceViewSet):
         token, raw = api_token_create(
             member=self.member,
             name=data.validated_data["name"],
+            scope=data.validated_data["scope"],
             expires_at=data.validated_data.get("expires_at"),
         )
         body = dict(APITokenOut(token).data, token=raw)

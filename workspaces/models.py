@@ -208,14 +208,31 @@ class Invitation(TenantModel):
         return "pending"
 
 
+class TokenScope(models.TextChoices):
+    """What a token may do, within its member's role (never more than the role allows).
+
+    read: safe methods only. write: also changes (keys, budgets, agents, channels), but not who
+    is in the workspace or which tokens exist. admin: everything the member's role allows.
+    """
+
+    READ = "read", "Read"
+    WRITE = "write", "Write"
+    ADMIN = "admin", "Admin"
+
+
+TOKEN_SCOPE_RANK = {TokenScope.READ: 0, TokenScope.WRITE: 1, TokenScope.ADMIN: 2}
+
+
 class APIToken(TenantModel):
-    """A personal REST API token: one user acting in one workspace with that member's role.
+    """A personal REST API token: one user acting in one workspace with that member's role,
+    narrowed by its scope.
 
     Only the SHA-256 of the token is stored; the token is shown once at creation.
     """
 
     member = models.ForeignKey(Member, on_delete=models.CASCADE, related_name="api_tokens")
     name = models.CharField(max_length=100)
+    scope = models.CharField(max_length=8, choices=TokenScope.choices, default=TokenScope.READ)
     prefix = models.CharField(max_length=16)
     token_hash = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField(default=timezone.now)

@@ -61,7 +61,7 @@ CASES = [
     ("get", "/api/v1/audit-log/", None, {O: 200, A: 200, F: 403, M: 403, X: 200}),
     ("get", "/api/v1/audit-log/{audit}/", None, {O: 200, A: 200, F: 403, M: 403, X: 404}),
     ("get", "/api/v1/api-tokens/", None, dict.fromkeys(ROLES, 200)),
-    ("post", "/api/v1/api-tokens/", {"name": "ci"}, dict.fromkeys(ROLES, 201)),
+    ("post", "/api/v1/api-tokens/", {"name": "ci", "scope": "read"}, dict.fromkeys(ROLES, 201)),
     ("get", "/api/v1/api-tokens/{api_token}/", None, {O: 200, A: 200, F: 404, M: 200, X: 404}),
     (
         "post",

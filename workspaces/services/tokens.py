@@ -17,7 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from workspaces import system
-from workspaces.models import APIToken, Member
+from workspaces.models import APIToken, Member, TokenScope
 from workspaces.services.audit import audit_record
 from workspaces.tenancy import current_workspace_id_or_none, workspace_scope
 
@@ -40,6 +40,7 @@ def _summary(token: APIToken) -> dict:
         "name": token.name,
         "prefix": token.prefix,
         "member_id": token.member_id,
+        "scope": token.scope,
         "expires_at": token.expires_at.isoformat() if token.expires_at else None,
         "revoked": token.revoked_at is not None,
     }
@@ -50,10 +51,17 @@ def api_token_create(
     *,
     member: Member,
     name: str,
+    scope: str = TokenScope.ADMIN,
     expires_at: dt.datetime | None = None,
     actor: Member | None = None,
 ) -> tuple[APIToken, str]:
-    """A new token for `member` (in the member's workspace). Returns (token, raw) — raw once."""
+    """A new token for `member` (in the member's workspace). Returns (token, raw) — raw once.
+
+    The API makes callers choose `scope`; the admin default serves bootstrap code (the
+    `create_workspace` command) and keeps the powers tokens had before scopes existed.
+    """
+    if scope not in TokenScope.values:
+        raise ValidationError({"scope": f"One of {', '.join(TokenScope.values)}."})
     name = (name or "").strip()
     if not name:
         raise ValidationError({"name": "This field may not be blank."})
@@ -69,6 +77,7 @@ def api_token_create(
         name=name,
         prefix=prefix,
         token_hash=hash_token(raw),
+        scope=scope,
         expires_at=expires_at,
     )
     audit_record(
