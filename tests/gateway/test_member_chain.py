@@ -12,7 +12,10 @@ from core.limits import Limits, effective, glob_within, model_in_allowlists
 from gateway.hotpath.budgets import scope_chain
 from gateway.hotpath.enforcer import Enforcer
 from gateway.hotpath.routing import Route, attribution, model_allowed
-from tests.billing.test_enforcement import budget, request, run, workspace, zero_loader  # noqa: F401
+from tests.billing import test_enforcement
+from tests.billing.test_enforcement import budget, request, workspace, zero_loader
+
+run = test_enforcement.run  # the fixture: a coroutine runner on the test Redis db
 
 ENG, RESEARCH = 40, 41
 
