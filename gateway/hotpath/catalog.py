@@ -1,14 +1,14 @@
 """`GET /v1/models`: the models the workspace's credentials serve, with the prices it pays,
-narrowed to the key's `allowed_models`."""
+narrowed to the key's allow-lists."""
 
 from __future__ import annotations
 
-import fnmatch
 from typing import Any
 
 import orjson
 from genai_prices import data_snapshot
 
+from core.limits import model_in_allowlists
 from core.pricing import CATALOG_PROVIDER, resolve_price
 from gateway.hotpath.auth import authenticate, workspace_of
 from gateway.hotpath.call import Call
@@ -22,16 +22,15 @@ async def list_models(rt: Runtime, call: Call, scope: dict, send: Any) -> None:
     data = workspace.get("_alephant_models")
     if data is None:
         data = workspace["_alephant_models"] = model_list(workspace)
-    patterns = key.get("allowed_models")
-    if patterns:
+    # Every allow-list on the key (its own and its member's, core/limits.py) must admit a model.
+    allowlists = key.get("model_allowlists")
+    if allowlists is None:
+        allowlists = [key.get("allowed_models") or ()]
+    if any(allowlists):
         data = [
             m
             for m in data
-            if any(
-                fnmatch.fnmatchcase(name, p)
-                for p in patterns
-                for name in (m["id"], m["alephant"]["provider"] + "/" + m["id"])
-            )
+            if model_in_allowlists(allowlists, (m["id"], m["alephant"]["provider"] + "/" + m["id"]))
         ]
     body = orjson.dumps({"object": "list", "data": data})
     await send_bytes(send, 200, body, header_list({"alephant-request-id": call.request_id}))

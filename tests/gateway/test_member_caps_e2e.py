@@ -113,6 +113,10 @@ def test_admin_tightening_a_member_binds_the_key_they_minted_before(world):
     assert error["type"] == "permission_denied" and error["code"] == "model_not_allowed"
     assert "gpt-4o" in error["message"]
 
+    listed = httpx.get(f"{gateway}/v1/models", headers={"Authorization": f"Bearer {key}"})
+    ids = [m["id"] for m in listed.json()["data"]]
+    assert ids and all(i.startswith("gpt-4o-mini") for i in ids), ids
+
     # rpm: the member's 3/min, not the workspace floor (100); one call already in the window.
     codes = [_chat(gateway, key, "gpt-4o-mini").status_code for _ in range(5)]
     assert codes == [200, 200, 429, 429, 429], codes
