@@ -115,7 +115,11 @@ def channels(request: WorkspaceRequest) -> HttpResponse:
 @role_required(*SPEND_READER_ROLES)
 def channel_test(request: WorkspaceRequest, pk: int) -> HttpResponse:
     channel = get_in_workspace(AlertChannel, workspace=request.workspace, pk=pk)
-    _alert, error = alert_channel_test(channel=channel, actor=request.member)
+    try:
+        _alert, error = alert_channel_test(channel=channel, actor=request.member)
+    except ValidationError as exc:  # throttled
+        messages.error(request, "; ".join(exc.messages))
+        return redirect("manage-channels")
     if error:
         messages.error(request, f"Test to {channel.name} failed: {error}")
     else:

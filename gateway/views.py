@@ -112,7 +112,11 @@ def provider_key_rotate(request: WorkspaceRequest, pk: int) -> HttpResponse:
 @role_required(*SPEND_READER_ROLES)
 def provider_key_test_view(request: WorkspaceRequest, pk: int) -> HttpResponse:
     credential = _credential(request, pk)
-    result = provider_key_test(credential=credential, actor=request.member)
+    try:
+        result = provider_key_test(credential=credential, actor=request.member)
+    except ValidationError as exc:  # throttled
+        messages.error(request, "; ".join(exc.messages))
+        return redirect("manage-provider-keys")
     level = messages.success if result.ok else messages.error
     level(request, f"{credential.name}: {result.message}")
     return redirect("manage-provider-keys")

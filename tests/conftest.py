@@ -111,6 +111,19 @@ def gateway_pair(gateway_stack) -> Stack:
     second.stop()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _fresh_throttle_counters():
+    # Rate-limit counters are keyed by workspace/user id, and ids restart with each new test
+    # database: drop the previous run's windows once, or they would throttle this run.
+    import redis
+    from django.conf import settings
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    for key in client.scan_iter("alephant:rl:*"):
+        client.delete(key)
+    client.close()
+
+
 @pytest.fixture
 def redis_client():
     import redis

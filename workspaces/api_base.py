@@ -46,6 +46,7 @@ from workspaces.models import (
     TokenScope,
     Workspace,
 )
+from workspaces.services.throttle import RateLimited
 from workspaces.services.tokens import api_token_lookup
 from workspaces.tenancy import current_workspace_id_or_none, workspace_scope
 
@@ -65,7 +66,9 @@ def _flatten(detail: Any) -> Any:
 
 def api_exception_handler(exc: Exception, context: dict) -> Any:
     """DRF's handler plus Django's ValidationError/PermissionDenied/ProtectedError, reshaped."""
-    if isinstance(exc, DjangoValidationError):
+    if isinstance(exc, RateLimited):  # 429 + Retry-After (DRF sets the header from `wait`)
+        exc = exceptions.Throttled(wait=exc.retry_after, detail=exc.detail)
+    elif isinstance(exc, DjangoValidationError):
         detail: Any = (
             exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
         )

@@ -33,6 +33,7 @@ from core.periods import period_bounds
 from core.rediskeys import ALERTS_STREAM
 from workspaces.models import Member, Workspace
 from workspaces.services.audit import audit_record
+from workspaces.services.throttle import action_throttle
 from workspaces.tenancy import workspace_scope
 
 logger = logging.getLogger(__name__)
@@ -318,7 +319,14 @@ def alert_channel_delete(*, channel: AlertChannel, actor: Member | None) -> None
 
 
 def alert_channel_test(*, channel: AlertChannel, actor: Member | None) -> tuple[Alert, str]:
-    """Send a test alert now (synchronously, so the UI can show the result)."""
+    """Send a test alert now (synchronously, so the UI can show the result).
+
+    Throttled per workspace and per user (RateLimited): it mails or posts on demand."""
+    action_throttle(
+        action="alert_test",
+        workspace_id=channel.workspace_id,
+        user_id=actor.user_id if actor is not None else None,
+    )
     alert = Alert.objects.create(
         workspace_id=channel.workspace_id,
         kind=AlertKind.TEST,

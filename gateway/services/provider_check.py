@@ -21,6 +21,7 @@ from gateway.models import ProviderCredential
 from gateway.services.keys import provider_key_reveal
 from workspaces.models import Member
 from workspaces.services.audit import audit_record
+from workspaces.services.throttle import action_throttle
 
 TIMEOUT_S = 8.0
 
@@ -81,6 +82,12 @@ def _check(url: str, headers: dict[str, str]) -> CheckResult:
 
 
 def provider_key_test(*, credential: ProviderCredential, actor: Member | None) -> CheckResult:
+    # Each check is an outbound request on demand: throttled per workspace and per user.
+    action_throttle(
+        action="provider_test",
+        workspace_id=credential.workspace_id,
+        user_id=actor.user_id if actor is not None else None,
+    )
     try:
         url, headers = _request(credential, provider_key_reveal(credential=credential))
     except Exception:  # an undecryptable secret, a bad stored URL: report, don't 500

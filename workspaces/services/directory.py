@@ -14,8 +14,9 @@ from django.db import IntegrityError, transaction
 from workspaces import hooks
 from workspaces.models import Agent, Department, Member, Role, Workspace
 from workspaces.services.audit import audit_record
-from workspaces.services.workspaces import agent_create, department_create
 from workspaces.services.invitations import invitation_create, invitation_revoke
+from workspaces.services.throttle import action_throttle
+from workspaces.services.workspaces import agent_create, department_create
 
 _UNSET: Any = object()
 
@@ -286,8 +287,11 @@ def invitation_send(
     role: str,
     department: Department | None = None,
 ):
-    """`invitations.invitation_create` (which emails the link on commit) plus the audit entry."""
+    """`invitations.invitation_create` (which emails the link on commit) plus the audit entry.
+
+    Throttled per workspace and per user: each invitation mails an address the caller picks."""
     _require_manager(actor)
+    action_throttle(action="invitation", workspace_id=workspace.pk, user_id=actor.user_id)
     issued = invitation_create(
         workspace=workspace, invited_by=actor, email=email, role=role, department=department
     )
