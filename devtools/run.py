@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 
@@ -71,20 +70,12 @@ def main() -> None:
         [Child(name, cmd, restart=name != "traffic") for name, cmd in processes(port)],
         cwd=BASE_DIR,
     )
-    stopping = False
-
-    def stop(*_args) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
     print(f"\n  Alephant is running on http://127.0.0.1:{port}/")
     print("  Demo login: owner@demo.alephant.dev / alephant-demo-2026 (finance: finance@demo...)")
     print(f"  Gateway: http://127.0.0.1:{port}/v1   API docs: http://127.0.0.1:{port}/api/docs/")
     print("  Ctrl-C stops everything.\n", flush=True)
     try:
-        supervisor.run(lambda: stopping)
+        supervisor.run_until_signalled()
     finally:
         if started:  # only the services this `make run` started; others keep running
             services = str(BASE_DIR / "devtools" / "services.py")

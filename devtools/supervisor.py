@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -86,6 +87,13 @@ class Supervisor:
                 time.sleep(interval)
         finally:
             self.stop_all()
+
+    def run_until_signalled(self) -> None:
+        """`run` until SIGINT (Ctrl-C) or SIGTERM, then stop every child."""
+        stopping = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_args: stopping.set())
+        self.run(stopping.is_set)
 
     def stop_all(self, timeout: float = 10.0) -> None:
         running = [c.proc for c in self.children if c.proc is not None and c.proc.poll() is None]
