@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from core.egress import EgressPolicy, parse_allow_list
 from gateway.hotpath import cache
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -44,6 +45,8 @@ class Config:
     reservation_ttl_s: float = 900.0
     cache_ttl_s: int = cache.DEFAULT_TTL_S
     cache_max_bytes: int = cache.MAX_ENTRY_BYTES
+    # Where upstream connections may go (`core.egress`): public addresses only by default.
+    egress: EgressPolicy = field(default_factory=EgressPolicy)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
@@ -67,4 +70,16 @@ class Config:
             reservation_ttl_s=_float(env, "ALEPHANT_RESERVATION_TTL_S", cls.reservation_ttl_s),
             cache_ttl_s=_int(env, "ALEPHANT_CACHE_TTL_SECONDS", cls.cache_ttl_s),
             cache_max_bytes=_int(env, "ALEPHANT_CACHE_MAX_BYTES", cls.cache_max_bytes),
+            egress=_egress(env),
         )
+
+
+def _egress(env: Mapping[str, str]) -> EgressPolicy:
+    """The same rule as Django's settings (`ALEPHANT_ALLOW_PRIVATE_UPSTREAMS` defaults to
+    `DJANGO_DEBUG`), so a key the API accepted is one the gateway will call."""
+    flag = (env.get("ALEPHANT_ALLOW_PRIVATE_UPSTREAMS") or "").strip().lower()
+    if not flag:
+        flag = (env.get("DJANGO_DEBUG") or "").strip().lower()
+    return EgressPolicy(
+        allow_private=flag in _TRUE, allow=parse_allow_list(env.get("ALEPHANT_EGRESS_ALLOW"))
+    )

@@ -8,6 +8,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from core.egress_aiohttp import EgressRefusedError
 from core.pricing import format_usd
 from gateway.hotpath import cache
 from gateway.hotpath.accounting import account, attempt_failed, give_up, transport_error
@@ -24,6 +25,7 @@ from gateway.hotpath.providers.base import (
     error_from_status,
     provider_message,
 )
+from gateway.hotpath.providers.encoding import decode_body
 from gateway.hotpath.routing import Route
 from gateway.hotpath.runtime import Runtime
 
@@ -39,6 +41,31 @@ def build_upstream(
         return adapter.build(call.endpoint, body, raw, route.model, cred, stream)
     except UnsupportedRoute as exc:
         raise GatewayError(400, str(exc), code="unsupported_endpoint") from None
+
+
+def connect_error(exc: BaseException, cred: Credential) -> ProviderError:
+    """A failed connection; one the egress policy refused says so (and is not retried)."""
+    cause = getattr(exc, "os_error", None) or exc.__cause__
+    if isinstance(cause, EgressRefusedError) or "not an allowed destination" in str(cause or ""):
+        return ProviderError(
+            502,
+            f"The provider address for `{cred.name}` is not an allowed destination "
+            "(private or reserved; see ALEPHANT_EGRESS_ALLOW).",
+            error_type="upstream_forbidden",
+        )
+    return transport_error(exc, cred)
+
+
+def status_error(status: int, data: bytes, retry_after: str | None) -> ProviderError:
+    """An upstream answer that is not a success. A redirect is never followed: it could point
+    anywhere, with the workspace's key in the request."""
+    if 300 <= status < 400:
+        return ProviderError(
+            502,
+            f"The provider answered with a redirect (HTTP {status}), which is not followed.",
+            error_type="upstream_redirect",
+        )
+    return error_from_status(status, provider_message(data), retry_after)
 
 
 async def forward(
@@ -76,14 +103,22 @@ async def _exchange(
             data=upstream.body,
             headers=upstream.headers,
             timeout=rt.timeout(cred.timeout_s, False),
+            allow_redirects=False,
         ) as resp:
             data = await resp.read()
             status = resp.status
             retry_after = resp.headers.get("retry-after")
+            encoding = resp.headers.get("content-encoding")
     except (TimeoutError, aiohttp.ClientError) as exc:
-        return transport_error(exc, cred)
-    if status >= 400:
-        return error_from_status(status, provider_message(data), retry_after)
+        return connect_error(exc, cred)
+    try:
+        # Adapters ask for identity; a compressing upstream is decoded, and the client gets
+        # the decoded body (`_answer` relays no upstream content-encoding).
+        data = decode_body(data, encoding)
+    except ProviderError as exc:
+        return exc
+    if status >= 300:
+        return status_error(status, data, retry_after)
     try:
         return adapter.reply(call.endpoint, data, orjson.loads(data), route.model)
     except (orjson.JSONDecodeError, AttributeError, TypeError, KeyError):

@@ -18,9 +18,10 @@ from gateway.hotpath.http import GatewayError
 from gateway.hotpath.providers import adapter_for
 from gateway.hotpath.providers.base import Usage
 from gateway.hotpath.relay import forward_stream
+from gateway.hotpath.requests import RequestInvalid, Validated, validate
 from gateway.hotpath.routing import Route, attribution, fingerprint, model_allowed, resolve_route
 from gateway.hotpath.runtime import Runtime
-from gateway.hotpath.validate import max_output_tokens, model_ref, read_json
+from gateway.hotpath.validate import read_json
 
 ROUTES = {
     (b"POST", "/v1/chat/completions"): "chat",
@@ -35,25 +36,45 @@ async def proxy(rt: Runtime, call: Call, scope: dict, receive: Any, send: Any) -
     headers = dict(scope["headers"])
     call.key = await authenticate(rt.snapshots, headers, secret=rt.config.key_hash_secret)
     raw, body = await read_json(receive, rt.config.max_body_bytes)
-    ref = model_ref(call.endpoint, body)
+    v = _validated(rt, call, body, raw)
+    ref = v.model
     call.workspace = await workspace_of(rt.snapshots, call.key)
     route = _route(call, ref)
     call.who = attribution(call.key, headers)
     call.fingerprint = fingerprint(ref, body)
-    call.stream = bool(body.get("stream")) and call.endpoint != "embeddings"
-    call.estimated_input = max(1, len(raw) // 4)
+    call.stream = v.stream
+    call.estimated_input = v.input_tokens
     plan = _plan(rt, call, headers, route)
     if not call.stream and await _from_cache(rt, call, headers, body, route, send):
         return
-    admission = await _admit(rt, call, body, route, plan)
+    admission = await _admit(rt, call, v, route, plan)
     try:
         if call.stream:
-            await forward_stream(rt, call, body, raw, plan, admission, receive, send)
+            await forward_stream(
+                rt, call, body, raw, plan, admission, receive, send, v.client_wants_usage
+            )
         else:
             await forward(rt, call, body, raw, plan, admission, send)
     except BaseException:
         await release_unsettled(rt.enforcer, rt.usage, call, admission)
         raise
+
+
+def _validated(rt: Runtime, call: Call, body: dict, raw: bytes) -> Validated:
+    """Every field the call is priced, routed or translated on, checked before anything is
+    reserved or forwarded: a malformed request is a 400 in the route's format, never a 500."""
+    try:
+        return validate(
+            endpoint=call.endpoint,
+            client_format="anthropic" if call.endpoint == "messages" else "openai",
+            body=body,
+            raw_size=len(raw),
+            default_max_output_tokens=rt.config.default_max_output_tokens,
+        )
+    except RequestInvalid as exc:
+        raise GatewayError(
+            400, exc.message, param=exc.param or None, code="invalid_request_error"
+        ) from None
 
 
 def _route(call: Call, ref: str) -> Route:
@@ -118,9 +139,12 @@ async def _from_cache(
     return True
 
 
-async def _admit(rt: Runtime, call: Call, body: dict, route: Route, plan: list[Route]) -> Admission:
-    """Reserve the worst case of every attempt's model on the chain, or refuse (402/429/503)."""
-    max_out = max_output_tokens(call.endpoint, body, rt.config.default_max_output_tokens)
+async def _admit(
+    rt: Runtime, call: Call, v: Validated, route: Route, plan: list[Route]
+) -> Admission:
+    """Reserve the worst case of every attempt's model on the chain, or refuse (402/429/503):
+    input estimate + output limit x every choice (n, best_of, prompts)."""
+    max_out = v.max_output_tokens
     worst = max(
         r.pricing.worst_case(input_tokens=call.estimated_input, max_output_tokens=max_out)
         for r in {id(r): r for r in plan}.values()

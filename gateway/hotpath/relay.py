@@ -11,13 +11,14 @@ from typing import Any
 import aiohttp
 
 from core.pricing import format_usd
-from gateway.hotpath.accounting import account, attempt_failed, give_up, transport_error
+from gateway.hotpath.accounting import account, attempt_failed, give_up
 from gateway.hotpath.admission import Admission
 from gateway.hotpath.call import Call, add_usage, usage_event
-from gateway.hotpath.forward import attempt_id, build_upstream
+from gateway.hotpath.forward import attempt_id, build_upstream, connect_error, status_error
 from gateway.hotpath.http import header_list
 from gateway.hotpath.providers import adapter_for
-from gateway.hotpath.providers.base import ProviderError, Usage, error_from_status, provider_message
+from gateway.hotpath.providers.base import ProviderError, Usage
+from gateway.hotpath.providers.encoding import BodyDecoder, decode_body
 from gateway.hotpath.routing import Route
 from gateway.hotpath.runtime import Runtime
 
@@ -47,9 +48,10 @@ async def forward_stream(
     admission: Admission,
     receive: Any,
     send: Any,
+    client_wants_usage: bool,
 ) -> None:
+    """`client_wants_usage`: the request's validated `stream_options.include_usage`."""
     assert rt.session is not None
-    client_wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
     last: ProviderError | None = None
     for index, route in enumerate(plan):
         adapter = adapter_for(route.provider)
@@ -61,11 +63,12 @@ async def forward_stream(
                 data=upstream.body,
                 headers=upstream.headers,
                 timeout=rt.timeout(cred.timeout_s, True),
+                allow_redirects=False,
             )
         except (TimeoutError, aiohttp.ClientError) as exc:
-            last = transport_error(exc, cred)
+            last = connect_error(exc, cred)
         else:
-            if resp.status < 400:
+            if resp.status < 300:
                 streamer = adapter.streamer(call.endpoint, client_wants_usage, route.model)
                 relay = _Relay(rt, call, route, resp, attempt_id(call, index), admission)
                 await relay.run(streamer, receive, send)
@@ -82,7 +85,11 @@ async def _refused(resp: aiohttp.ClientResponse) -> ProviderError:
     except (aiohttp.ClientError, TimeoutError):
         data = b""
     resp.release()
-    return error_from_status(resp.status, provider_message(data), resp.headers.get("retry-after"))
+    try:
+        data = decode_body(data, resp.headers.get("content-encoding"))
+    except ProviderError:
+        data = b""
+    return status_error(resp.status, data, resp.headers.get("retry-after"))
 
 
 async def _watch_disconnect(receive: Any, state: _StreamState, resp: Any) -> None:
@@ -141,15 +148,22 @@ class _Relay:
         watcher = asyncio.create_task(_watch_disconnect(receive, state, resp))
         upstream_error = ""
         try:
+            # Adapters ask for identity; an upstream that compresses anyway is decoded here
+            # (the client gets SSE in plain text: no content-encoding is relayed).
+            decoder = BodyDecoder(resp.headers.get("content-encoding"))
             async for chunk in resp.content.iter_any():
-                out = streamer.feed(chunk)
-                if streamer.done:
-                    if out:
-                        self.held.append(out)
-                elif out:
-                    await send({"type": "http.response.body", "body": out, "more_body": True})
+                await self._relay(streamer.feed(decoder.feed(chunk)), streamer, send)
                 if state.disconnected:
                     break
+            else:
+                await self._relay(streamer.feed(decoder.flush()), streamer, send)
+        except ProviderError:  # an undecodable body (corrupt, unknown encoding, a bomb)
+            logger.warning(
+                "gateway: undecodable stream from %s in %s",
+                self.route.provider,
+                self.call.request_id,
+            )
+            upstream_error = "upstream_malformed"
         except TimeoutError:
             upstream_error = "upstream_timeout"
         except (aiohttp.ClientError, ConnectionError):
@@ -168,6 +182,13 @@ class _Relay:
             if not watcher.done():
                 watcher.cancel()
         return upstream_error
+
+    async def _relay(self, out: bytes, streamer: Any, send: Any) -> None:
+        if streamer.done:
+            if out:
+                self.held.append(out)
+        elif out:
+            await send({"type": "http.response.body", "body": out, "more_body": True})
 
     async def _settle(self, streamer: Any, upstream_error: str) -> None:
         call = self.call

@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from core.egress_aiohttp import EgressGuard
 from gateway.hotpath.admission import CounterLoader
 from gateway.hotpath.auth import Credentials
 from gateway.hotpath.config import Config
@@ -44,12 +45,22 @@ class Runtime:
 
     async def start(self) -> None:
         config = self.config
+        # Every upstream connection is vetted on the address it connects to (`core.egress`):
+        # the resolver refuses names resolving to private addresses, the socket factory checks
+        # literal IPs and DNS-cache hits. Redirects are never followed (`allow_redirects=False`
+        # on each request).
+        guard = EgressGuard(config.egress)
         connector = aiohttp.TCPConnector(
-            limit=config.pool_size, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=60
+            limit=config.pool_size,
+            limit_per_host=0,
+            ttl_dns_cache=300,
+            keepalive_timeout=60,
+            resolver=guard.resolver(),
+            socket_factory=guard.socket_factory,
         )
         self.session = aiohttp.ClientSession(
             connector=connector,
-            auto_decompress=False,
+            auto_decompress=False,  # `providers/encoding.py` decodes, bounded, when needed
             skip_auto_headers=("User-Agent",),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=config.connect_timeout_s),
         )

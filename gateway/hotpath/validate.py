@@ -1,5 +1,5 @@
-"""The request body: bounded read, JSON object, and the fields each route needs before anything
-is priced or forwarded (400 in the route's error format otherwise)."""
+"""The request body: a bounded read of one JSON object (400 in the route's error format
+otherwise). What the object must hold is checked by `requests.validate`."""
 
 from __future__ import annotations
 
@@ -8,14 +8,6 @@ from typing import Any
 import orjson
 
 from gateway.hotpath.http import BodyTooLarge, GatewayError, read_body
-
-REQUIRED = {
-    "chat": ("messages",),
-    "completions": ("prompt",),
-    "embeddings": ("input",),
-    "responses": ("input",),
-    "messages": ("messages", "max_tokens"),
-}
 
 
 async def read_json(receive: Any, limit: int) -> tuple[bytes, dict]:
@@ -35,36 +27,3 @@ async def read_json(receive: Any, limit: int) -> tuple[bytes, dict]:
     if not isinstance(body, dict):
         raise GatewayError(400, "Request body must be a JSON object.", code="invalid_json")
     return raw, body
-
-
-def model_ref(endpoint: str, body: dict) -> str:
-    """The requested model, after checking the route's required fields."""
-    ref = body.get("model")
-    if not isinstance(ref, str) or not ref:
-        raise GatewayError(
-            400,
-            "Missing required parameter: `model`.",
-            param="model",
-            code="missing_required_parameter",
-        )
-    for name in REQUIRED[endpoint]:
-        if body.get(name) in (None, "", []):
-            raise GatewayError(
-                400,
-                f"Missing required parameter: `{name}`.",
-                param=name,
-                code="missing_required_parameter",
-            )
-    return ref
-
-
-def max_output_tokens(endpoint: str, body: dict, default: int) -> int:
-    """The output allowance the reservation is computed for."""
-    if endpoint == "embeddings":
-        return 0
-    return int(
-        body.get("max_completion_tokens")
-        or body.get("max_tokens")
-        or body.get("max_output_tokens")
-        or default
-    )
