@@ -13,7 +13,6 @@ from core.pricing import (  # noqa: F401 - re-exported
     catalog_price,
     cost_usd,
     find_override,
-    format_usd,
     resolve_price,
     usd_to_nanos,
 )

@@ -248,8 +248,3 @@ def cost_usd(
 def usd_to_nanos(amount: Decimal) -> int:
     """Integer nano-dollars for Redis counters, rounded up (a reservation never undershoots)."""
     return int((amount * NANOS_PER_USD).to_integral_value(rounding=ROUND_CEILING))
-
-
-def format_usd(amount: Decimal) -> str:
-    """USD for headers and SSE trailers: 6 decimals, rounded up to the micro-dollar at display."""
-    return str(amount.quantize(Decimal("0.000001"), rounding=ROUND_CEILING))

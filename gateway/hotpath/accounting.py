@@ -8,7 +8,8 @@ import logging
 from decimal import Decimal
 from typing import Any, NoReturn
 
-from core.pricing import format_usd, usd_to_nanos
+from core.money import usd_exact
+from core.pricing import usd_to_nanos
 from gateway.hotpath.admission import Admission
 from gateway.hotpath.cache import Entry
 from gateway.hotpath.call import Call, usage_event
@@ -80,9 +81,9 @@ async def serve_cached(
     headers = header_list(
         {
             "alephant-request-id": call.request_id,
-            "alephant-cost-usd": format_usd(Decimal(0)),
+            "alephant-cost-usd": usd_exact(Decimal(0)),
             "alephant-cache": "hit",
-            "alephant-saved-usd": format_usd(entry.cost_usd),
+            "alephant-saved-usd": usd_exact(entry.cost_usd),
         }
     )
     await send_bytes(send, 200, entry.body, headers)

@@ -35,6 +35,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from core.money import usd_exact
 from core.periods import PeriodCache, period_bounds
 from core.rediskeys import ALERTS_STREAM, USAGE_STREAM, workspace_tag
 from gateway.hotpath import refusals
@@ -270,7 +271,7 @@ class Enforcer:
         handle = Handle(req.workspace_id, req.request_id, budgets, member=_s(result[4]))
         headers = {}
         if has_money:
-            headers["Alephant-Budget-Remaining-USD"] = refusals.nanos_to_usd(max(0, remaining))
+            headers["Alephant-Budget-Remaining-USD"] = usd_exact(max(0, remaining))
         # Log the first repeat past the limit, then at powers of two: a loop that keeps
         # going must not turn into one log line per request on the hot path.
         if looped and (looped == call.loop_max + 1 or looped & (looped - 1) == 0):

@@ -9,7 +9,7 @@ import aiohttp
 import orjson
 
 from core.egress_aiohttp import EgressRefusedError
-from core.pricing import format_usd
+from core.money import usd_exact
 from gateway.hotpath import cache
 from gateway.hotpath.accounting import account, attempt_failed, give_up, transport_error
 from gateway.hotpath.admission import Admission
@@ -152,7 +152,7 @@ async def _answer(
         {
             **admission.headers,
             "alephant-request-id": call.request_id,
-            "alephant-cost-usd": format_usd(call.cost),
+            "alephant-cost-usd": usd_exact(call.cost),
             "alephant-provider": route.provider,
             "alephant-model": route.model,
         }

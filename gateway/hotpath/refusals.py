@@ -6,17 +6,16 @@ from __future__ import annotations
 import logging
 import math
 from datetime import datetime
-from decimal import ROUND_DOWN, Decimal
 
-from core.money import NANOS_PER_USD
+from core.money import usd_exact
 from gateway.hotpath.admission import Admission, AdmitRequest, Handle
 from gateway.hotpath.budgets import MONEY, REQUEST_COST
 
 logger = logging.getLogger("alephant.enforcement")
 
 
-def nanos_to_usd(nanos: int) -> str:
-    return str((Decimal(int(nanos)) / NANOS_PER_USD).quantize(Decimal("0.000001"), ROUND_DOWN))
+def _usd(nanos: int) -> str:
+    return usd_exact(int(nanos))  # exact, like the ledger: a program reads it
 
 
 def retry_after(ms: int | float) -> str:
@@ -27,7 +26,7 @@ def budget_exceeded(
     budget: dict, end: datetime | None, spent: int, reserved: int, limit: int
 ) -> Admission:
     money = budget.get("metric", MONEY) == MONEY
-    fmt = nanos_to_usd if money else str
+    fmt = _usd if money else str
     unit = "USD" if money else budget.get("metric")
     resets = end.isoformat() if end is not None else None
     message = (
@@ -49,7 +48,7 @@ def budget_exceeded(
         "resets_at": resets,
     }
     headers = (
-        {"Alephant-Budget-Remaining-USD": nanos_to_usd(max(0, limit - spent - reserved))}
+        {"Alephant-Budget-Remaining-USD": _usd(max(0, limit - spent - reserved))}
         if money
         else {}
     )
@@ -59,8 +58,8 @@ def budget_exceeded(
 def request_cost_exceeded(budget: dict, req: AdmitRequest) -> Admission:
     limit = int(budget["limit"])
     message = (
-        f"Budget exceeded: this call could cost up to {nanos_to_usd(req.reserve_nanos)} USD, "
-        f"over the per-request cap of {nanos_to_usd(limit)} USD on "
+        f"Budget exceeded: this call could cost up to {_usd(req.reserve_nanos)} USD, "
+        f"over the per-request cap of {_usd(limit)} USD on "
         f"{budget['scope_type']} {budget['scope_id']} "
         f"(budget {budget['id']}). Lower max_tokens or the prompt size."
     )
@@ -70,8 +69,8 @@ def request_cost_exceeded(budget: dict, req: AdmitRequest) -> Admission:
         "budget_id": budget["id"],
         "metric": REQUEST_COST,
         "period": "request",
-        "spent": nanos_to_usd(req.reserve_nanos),
-        "limit": nanos_to_usd(limit),
+        "spent": _usd(req.reserve_nanos),
+        "limit": _usd(limit),
         "resets_at": None,
     }
     return Admission(False, 402, "budget_exceeded", message, details=details)

@@ -10,7 +10,7 @@ from typing import Any
 
 import aiohttp
 
-from core.pricing import format_usd
+from core.money import usd_exact
 from gateway.hotpath.accounting import account, attempt_failed, give_up
 from gateway.hotpath.admission import Admission
 from gateway.hotpath.call import Call, add_usage, usage_event
@@ -138,7 +138,7 @@ class _Relay:
         tail = streamer.finish()
         await self._settle(streamer, upstream_error)
         if not self.state.disconnected:
-            trailer = b": alephant-cost-usd=" + format_usd(call.cost).encode() + b"\n\n"
+            trailer = b": alephant-cost-usd=" + usd_exact(call.cost).encode() + b"\n\n"
             body = b"".join(self.held) + tail + trailer
             await send({"type": "http.response.body", "body": body, "more_body": False})
 

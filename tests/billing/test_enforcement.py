@@ -134,10 +134,10 @@ def test_refusal_rule_exactly_at_the_cap(run, redis_client):
 
     a, b, refused, free = run(scenario)
     assert a.allowed and b.allowed
-    assert a.headers["Alephant-Budget-Remaining-USD"] == "0.600000"
-    assert b.headers["Alephant-Budget-Remaining-USD"] == "0.000000"
+    assert a.headers["Alephant-Budget-Remaining-USD"] == "0.60"
+    assert b.headers["Alephant-Budget-Remaining-USD"] == "0.00"
     assert not refused.allowed and refused.status == 402 and refused.error_type == "budget_exceeded"
-    assert refused.details["spent"] == "1.000000" and refused.details["limit"] == "1.000000"
+    assert refused.details["spent"] == "1.00" and refused.details["limit"] == "1.00"
     assert refused.details["budget_id"] == 1 and refused.details["scope_type"] == "workspace"
     assert refused.details["resets_at"].startswith(
         period_bounds("month", "UTC", __import__("time").time())[2].isoformat()[:10]
@@ -159,7 +159,7 @@ def test_a_call_that_could_pass_the_cap_is_refused_and_reserves_nothing(run, red
 
     first, second, third = run(scenario)
     assert first.allowed and not second.allowed and third.allowed
-    assert second.details["scope_type"] == "key" and second.details["reserved"] == "0.700000"
+    assert second.details["scope_type"] == "key" and second.details["reserved"] == "0.70"
     # The refusal is atomic: the workspace budget got no reservation from the refused call.
     assert int(counter(redis_client, 2)["reserved"]) == int(1.0 * USD)
     assert int(counter(redis_client, 1)["reserved"]) == int(1.0 * USD)
@@ -187,7 +187,7 @@ def test_every_budget_on_the_chain_is_checked_and_the_tightest_is_reported(run):
         return ok, refused, claude
 
     ok, refused, claude = run(scenario)
-    assert ok.allowed and ok.headers["Alephant-Budget-Remaining-USD"] == "0.150000"
+    assert ok.allowed and ok.headers["Alephant-Budget-Remaining-USD"] == "0.15"
     assert refused.status == 402 and refused.details["scope_type"] == "department"
     assert refused.details["budget_id"] == 4
     assert claude.status == 402 and claude.details["budget_id"] == 7
@@ -397,7 +397,7 @@ def test_missing_counters_are_rebuilt_before_admitting(run, redis_client):
 
     first, second = run(scenario)
     assert len(calls) == 1 and calls[0][0]["budget_id"] == 1 and calls[0][0]["start"] is not None
-    assert first.status == 402 and first.details["spent"] == "0.950000"
+    assert first.status == 402 and first.details["spent"] == "0.95"
     assert second.allowed
 
 
@@ -536,7 +536,7 @@ def test_alert_only_budget_counts_and_signals_but_never_refuses(run, redis_clien
 
     results = run(scenario)
     assert all(a.allowed for a in results)
-    assert results[2].headers["Alephant-Budget-Remaining-USD"] == "0.000000"
+    assert results[2].headers["Alephant-Budget-Remaining-USD"] == "0.00"
     assert int(counter(redis_client, 1)["spent"]) == 3 * USD // 10
     steps = [f[b"step"] for _id, f in redis_client.xrange("alephant:alerts")]
     assert steps == [b"100"]

@@ -107,9 +107,9 @@ def test_zero_overshoot_through_two_gateway_processes(world, redis_client):
     refused = next(r for r in responses if r.status_code == 402)
     error = refused.json()["error"]
     assert error["type"] == "budget_exceeded" and f"budget {budget.pk}" in error["message"]
-    assert refused.headers["alephant-budget-remaining-usd"] == "0.000000"
+    assert refused.headers["alephant-budget-remaining-usd"] == "0.00"
     assert {r.headers["alephant-cost-usd"] for r in responses if r.status_code == 200} == {
-        "0.100000"
+        "0.10"
     }
     # Every refused call was refused before the provider saw it.
     assert httpx.get(sim_url + "/_sim/stats").json()["total"] == 10

@@ -280,9 +280,9 @@ def test_flushed_redis_is_rebuilt_from_the_ledger_not_reset_to_zero(redis_client
         return first, second, third
 
     first, second, third = asyncio.run(scenario())
-    assert first.allowed and first.headers["Alephant-Budget-Remaining-USD"] == "0.350000"
+    assert first.allowed and first.headers["Alephant-Budget-Remaining-USD"] == "0.35"
     # Rebuilt from the ledger (0.55 this month for this member), not reset to zero.
-    assert second.allowed and second.headers["Alephant-Budget-Remaining-USD"] == "0.350000"
+    assert second.allowed and second.headers["Alephant-Budget-Remaining-USD"] == "0.35"
     counter = _spent(redis_client, 7, "month", ws_id)
     assert counter["spent"] == int(Decimal("0.55") * USD)
     assert _spent(redis_client, 8, "month", ws_id)["spent"] == 3  # three rows this month

@@ -8,7 +8,8 @@ import anthropic
 import openai
 import pytest
 
-from billing.pricing import cost_usd, format_usd
+from billing.pricing import cost_usd
+from core.money import usd_exact
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -51,7 +52,7 @@ def test_messages_native_non_stream_and_stream(gw):
         output_tokens=message.usage.output_tokens,
         cached_tokens=3,
     )
-    assert record.cost_usd == expected and raw.headers["alephant-cost-usd"] == format_usd(expected)
+    assert record.cost_usd == expected and raw.headers["alephant-cost-usd"] == usd_exact(expected)
     assert gw.stack.sim_stats()["last_auth"] == "sk-ant-sim-0002"
 
     with ant(gw).messages.stream(

@@ -6,7 +6,8 @@ import httpx
 import openai
 import pytest
 
-from billing.pricing import cost_usd, format_usd
+from billing.pricing import cost_usd
+from core.money import usd_exact
 from tests.gateway.servers import wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -31,7 +32,7 @@ def test_chat_non_stream_costs_catalog_price_and_is_recorded(gw):
         input_tokens=usage.prompt_tokens,
         output_tokens=usage.completion_tokens,
     )
-    assert raw.headers["alephant-cost-usd"] == format_usd(expected)
+    assert raw.headers["alephant-cost-usd"] == usd_exact(expected)
     request_id = raw.headers["alephant-request-id"]
     [record] = gw.ledger(request_id=request_id)
     assert record.cost_usd == expected
@@ -89,7 +90,7 @@ def test_chat_stream_strips_usage_unless_asked_and_ends_with_cost(gw):
     assert last_line.startswith(": alephant-cost-usd=")
     [record] = gw.ledger(request_id=request_id)
     assert record.stream and not record.estimated and record.output_tokens == 12
-    assert last_line == ": alephant-cost-usd=" + format_usd(record.cost_usd)
+    assert last_line == ": alephant-cost-usd=" + usd_exact(record.cost_usd)
 
 
 def test_tools_and_json_mode(gw):
@@ -331,7 +332,7 @@ def test_response_cache_hit_is_free_and_recorded_as_saved(gw):
     [paid] = gw.ledger(request_id=first.headers["alephant-request-id"])
     [hit] = gw.ledger(request_id=second.headers["alephant-request-id"])
     assert hit.cache_hit and hit.cost_usd == 0 and hit.saved_usd == paid.cost_usd > 0
-    assert second.headers["alephant-saved-usd"] == format_usd(paid.cost_usd)
+    assert second.headers["alephant-saved-usd"] == usd_exact(paid.cost_usd)
 
 
 def test_rate_cap_refuses_before_the_provider_with_retry_after(gw):

@@ -89,7 +89,7 @@ def test_enforcer_and_usage_queue_on_the_lean_client(redis_client):
     assert len(allowed) == 10  # the budget fits 10 (the counter was rebuilt once, concurrently)
     assert sorted(a.status for a in admissions if not a.allowed) == [402, 402]
     remaining = sorted(a.headers["Alephant-Budget-Remaining-USD"] for a in allowed)
-    assert remaining[0] == "0.000000" and len(set(remaining)) == 10
+    assert remaining[0] == "0.00" and len(set(remaining)) == 10
     assert written == [True] * 10
     events = [decode(f[b"e"]) for _id, f in redis_client.xrange("alephant:usage:rc")]
     assert [e["request_id"] for e in events[:10]] == [a.handle.request_id for a in allowed]
