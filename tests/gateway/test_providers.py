@@ -5,15 +5,13 @@ from __future__ import annotations
 import orjson
 
 from gateway.hotpath.providers import adapter_for
-from gateway.hotpath.providers.anthropic import (
-    AnthropicToChatStream,
-    chat_to_messages,
-    message_to_chat,
-)
+from gateway.hotpath.providers.anthropic import AnthropicToChatStream
 from gateway.hotpath.providers.base import Credential, error_from_status, provider_message
-from gateway.hotpath.providers.gemini import GeminiToChatStream, chat_to_gemini, gemini_to_chat
+from gateway.hotpath.providers.gemini import GeminiToChatStream
 from gateway.hotpath.providers.openai import OpenAIStream
 from gateway.hotpath.providers.sse import Event, SSEDecoder
+from gateway.hotpath.providers.translate.anthropic import chat_to_messages, message_to_chat
+from gateway.hotpath.providers.translate.gemini import chat_to_gemini, gemini_to_chat
 
 CRED = Credential(1, "openai", "oai", None, None, "org-1", 30, "sk-secret")
 CHAT = {

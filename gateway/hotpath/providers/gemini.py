@@ -1,9 +1,7 @@
 """Google Gemini (generateContent): OpenAI chat requests translated both ways.
 
-system -> `systemInstruction`; assistant tool calls -> `functionCall` parts; tool results ->
-`functionResponse` parts (the function name is looked up from the assistant's earlier call);
-finishReason STOP -> stop (tool_calls when the answer is a function call), MAX_TOKENS -> length,
-SAFETY/RECITATION -> content_filter. Output tokens include `thoughtsTokenCount` (billed as output).
+The bodies translate in `translate/gemini.py`; this module sends them and translates the stream.
+Output tokens include `thoughtsTokenCount` (billed as output).
 """
 
 from __future__ import annotations
@@ -14,7 +12,6 @@ from typing import Any
 import orjson
 
 from core.modelnames import url_segment
-from gateway.hotpath.providers.anthropic import chat_usage
 from gateway.hotpath.providers.base import (
     NO_COMPRESSION,
     Credential,
@@ -22,192 +19,20 @@ from gateway.hotpath.providers.base import (
     UnsupportedRoute,
     UpstreamRequest,
     Usage,
-    content_text,
-    count,
     estimate_tokens,
     section,
     sse,
 )
 from gateway.hotpath.providers.sse import Event, SSEDecoder, parse_json
+from gateway.hotpath.providers.translate.gemini import (
+    FINISH,
+    candidate_message,
+    chat_to_gemini,
+    gemini_to_chat,
+)
+from gateway.hotpath.providers.usage import chat_usage, gemini_usage
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
-FINISH = {
-    "STOP": "stop",
-    "MAX_TOKENS": "length",
-    "SAFETY": "content_filter",
-    "RECITATION": "content_filter",
-    "PROHIBITED_CONTENT": "content_filter",
-}
-
-
-def usage_from(meta: dict[str, Any] | None) -> Usage:
-    if not isinstance(meta, dict):
-        return Usage()
-    thoughts = count(meta.get("thoughtsTokenCount"))
-    prompt = count(meta.get("promptTokenCount")) + count(meta.get("toolUsePromptTokenCount"))
-    return Usage(
-        # Tool-use prompt tokens (code execution, search results fed back) bill as input.
-        input_tokens=prompt,
-        output_tokens=count(meta.get("candidatesTokenCount")) + thoughts,
-        cached_tokens=min(count(meta.get("cachedContentTokenCount")), prompt),
-        reasoning_tokens=thoughts,
-        reported=True,
-    )
-
-
-def _parts(content: Any) -> list[dict[str, Any]]:
-    if isinstance(content, str):
-        return [{"text": content}]
-    parts = []
-    for part in content or ():
-        if part.get("type") == "text":
-            parts.append({"text": part.get("text", "")})
-        elif part.get("type") == "image_url":
-            url = (part.get("image_url") or {}).get("url", "")
-            if url.startswith("data:") and ";base64," in url:
-                mime, data = url[5:].split(";base64,", 1)
-                parts.append({"inlineData": {"mimeType": mime, "data": data}})
-            else:
-                parts.append({"fileData": {"fileUri": url}})
-    return parts
-
-
-def chat_to_gemini(body: dict[str, Any]) -> dict[str, Any]:
-    system: list[str] = []
-    contents: list[dict[str, Any]] = []
-    call_names: dict[str, str] = {}
-
-    def add(role: str, parts: list[dict[str, Any]]) -> None:
-        if contents and contents[-1]["role"] == role:
-            contents[-1]["parts"].extend(parts)
-        else:
-            contents.append({"role": role, "parts": parts})
-
-    for msg in body.get("messages") or ():
-        role = msg.get("role")
-        if role in ("system", "developer"):
-            system.append(content_text(msg.get("content")))
-        elif role == "user":
-            add("user", _parts(msg.get("content")))
-        elif role == "assistant":
-            parts: list[dict[str, Any]] = []
-            text = content_text(msg.get("content"))
-            if text:
-                parts.append({"text": text})
-            for call in msg.get("tool_calls") or ():
-                fn = call.get("function") or {}
-                call_names[call.get("id", "")] = fn.get("name", "")
-                try:
-                    args = orjson.loads(fn.get("arguments") or "{}")
-                except orjson.JSONDecodeError:
-                    args = {}
-                parts.append({"functionCall": {"name": fn.get("name"), "args": args}})
-            add("model", parts or [{"text": ""}])
-        elif role == "tool":
-            name = call_names.get(msg.get("tool_call_id", ""), "tool")
-            add(
-                "user",
-                [
-                    {
-                        "functionResponse": {
-                            "name": name,
-                            "response": {"content": content_text(msg.get("content"))},
-                        }
-                    }
-                ],
-            )
-    out: dict[str, Any] = {"contents": contents}
-    if system:
-        out["systemInstruction"] = {"parts": [{"text": "\n\n".join(system)}]}
-    config: dict[str, Any] = {}
-    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
-    if max_tokens:
-        config["maxOutputTokens"] = int(max_tokens)
-    if body.get("temperature") is not None:
-        config["temperature"] = body["temperature"]
-    if body.get("top_p") is not None:
-        config["topP"] = body["top_p"]
-    stop = body.get("stop")
-    if stop:
-        config["stopSequences"] = [stop] if isinstance(stop, str) else list(stop)
-    if (body.get("response_format") or {}).get("type") in ("json_object", "json_schema"):
-        config["responseMimeType"] = "application/json"
-    if config:
-        out["generationConfig"] = config
-    if body.get("tools"):
-        out["tools"] = [
-            {
-                "functionDeclarations": [
-                    {
-                        "name": t["function"]["name"],
-                        "description": t["function"].get("description", ""),
-                        **(
-                            {"parameters": t["function"]["parameters"]}
-                            if t["function"].get("parameters")
-                            else {}
-                        ),
-                    }
-                    for t in body["tools"]
-                    if t.get("type") == "function"
-                ]
-            }
-        ]
-        choice = body.get("tool_choice")
-        mode = (
-            {"required": "ANY", "none": "NONE", "auto": "AUTO"}.get(choice)
-            if isinstance(choice, str)
-            else None
-        )
-        if isinstance(choice, dict):
-            out["toolConfig"] = {
-                "functionCallingConfig": {
-                    "mode": "ANY",
-                    "allowedFunctionNames": [(choice.get("function") or {}).get("name")],
-                }
-            }
-        elif mode:
-            out["toolConfig"] = {"functionCallingConfig": {"mode": mode}}
-    return out
-
-
-def _candidate_message(
-    candidate: dict[str, Any], call_offset: int = 0
-) -> tuple[str, list[dict[str, Any]]]:
-    text: list[str] = []
-    calls: list[dict[str, Any]] = []
-    for part in (candidate.get("content") or {}).get("parts") or ():
-        if "text" in part and not part.get("thought"):
-            text.append(part["text"])
-        elif "functionCall" in part:
-            fc = part["functionCall"]
-            calls.append(
-                {
-                    "id": f"call_{call_offset + len(calls)}",
-                    "type": "function",
-                    "function": {
-                        "name": fc.get("name"),
-                        "arguments": orjson.dumps(fc.get("args") or {}).decode(),
-                    },
-                }
-            )
-    return "".join(text), calls
-
-
-def gemini_to_chat(data: dict[str, Any], model: str) -> dict[str, Any]:
-    candidate = (data.get("candidates") or [{}])[0]
-    text, calls = _candidate_message(candidate)
-    message: dict[str, Any] = {"role": "assistant", "content": text or None, "refusal": None}
-    if calls:
-        message["tool_calls"] = calls
-    finish = "tool_calls" if calls else FINISH.get(candidate.get("finishReason") or "STOP", "stop")
-    return {
-        "id": "chatcmpl-" + str(data.get("responseId") or "gemini"),
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
-        "usage": chat_usage(usage_from(section(data, "usageMetadata"))),
-    }
 
 
 class GeminiAdapter:
@@ -239,7 +64,7 @@ class GeminiAdapter:
 
     def reply(self, endpoint: str, raw: bytes, data: Any, model: str) -> Reply:
         return Reply(
-            orjson.dumps(gemini_to_chat(data, model)), usage_from(section(data, "usageMetadata"))
+            orjson.dumps(gemini_to_chat(data, model)), gemini_usage(section(data, "usageMetadata"))
         )
 
     def streamer(self, endpoint: str, client_wants_usage: bool, model: str) -> GeminiToChatStream:
@@ -284,9 +109,9 @@ class GeminiToChatStream:
                 out.append(self._chunk({"role": "assistant", "content": ""}))
             # Every chunk may repeat usageMetadata (cumulative): the last one wins.
             if section(event, "usageMetadata"):
-                self.usage = usage_from(event["usageMetadata"])
+                self.usage = gemini_usage(event["usageMetadata"])
             candidate = (event.get("candidates") or [{}])[0]
-            text, calls = _candidate_message(candidate, self.calls)
+            text, calls = candidate_message(candidate, self.calls)
             if text:
                 self.text_chars += len(text)
                 out.append(self._chunk({"content": text}))

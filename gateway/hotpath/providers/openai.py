@@ -19,11 +19,13 @@ from gateway.hotpath.providers.base import (
     UnsupportedRoute,
     UpstreamRequest,
     Usage,
-    count,
     estimate_tokens,
     section,
 )
+from gateway.hotpath.providers.messages_compat import ChatToAnthropicStream
 from gateway.hotpath.providers.sse import Event, SSEDecoder, may_name, parse_json, text_length
+from gateway.hotpath.providers.translate.anthropic import chat_to_message, messages_to_chat
+from gateway.hotpath.providers.usage import openai_usage
 
 PATHS = {
     "chat": "/chat/completions",
@@ -48,55 +50,12 @@ DEFAULT_BASE_URLS = {
 NO_STREAM_OPTIONS = frozenset({"mistral"})
 
 
-def _usage_object(data: Any) -> dict[str, Any] | None:
-    usage = data.get("usage") if isinstance(data, dict) else None
-    if isinstance(usage, dict):
-        return usage
-    # Groq (older API versions) reports stream usage under `x_groq.usage` on the last chunk.
-    usage = section(data, "x_groq").get("usage")
-    return usage if isinstance(usage, dict) else None
-
-
-def usage_from(endpoint: str, data: Any) -> Usage:
-    """Usage of an OpenAI-format answer or chunk, across the compatible families' spellings."""
-    usage = _usage_object(data)
-    if usage is None:
-        return Usage()
-    if endpoint == "responses":
-        return Usage(
-            input_tokens=count(usage.get("input_tokens")),
-            output_tokens=count(usage.get("output_tokens")),
-            cached_tokens=count(section(usage, "input_tokens_details").get("cached_tokens")),
-            reasoning_tokens=count(section(usage, "output_tokens_details").get("reasoning_tokens")),
-            reported=True,
-        )
-    prompt = count(usage.get("prompt_tokens"))
-    completion = count(usage.get("completion_tokens"))
-    reasoning = count(section(usage, "completion_tokens_details").get("reasoning_tokens"))
-    total = count(usage.get("total_tokens"))
-    # OpenAI counts reasoning inside completion_tokens; a family that leaves it out (xAI's
-    # reasoning models) still counts it in total_tokens, and every non-prompt token is output.
-    output = max(completion, total - prompt)
-    # DeepSeek reports cache hits as `prompt_cache_hit_tokens` (prompt_tokens = hit + miss).
-    cached = count(section(usage, "prompt_tokens_details").get("cached_tokens")) or count(
-        usage.get("prompt_cache_hit_tokens")
-    )
-    return Usage(
-        input_tokens=prompt,
-        output_tokens=output,
-        cached_tokens=min(cached, prompt),
-        reasoning_tokens=reasoning,
-        reported=True,
-    )
-
-
 class OpenAIAdapter:
     """Native OpenAI wire format. Subclassed by Azure; used as is by compatible families."""
 
     native = frozenset({"chat", "completions", "embeddings", "responses"})
-    translated = frozenset(
-        {"messages"}
-    )  # Anthropic requests, via gateway/hotpath/providers/messages_compat.py
+    # Anthropic requests, via translate/anthropic.py and messages_compat.py
+    translated = frozenset({"messages"})
 
     def __init__(self, family: str = "openai") -> None:
         self.family = family
@@ -130,8 +89,6 @@ class OpenAIAdapter:
         stream: bool,
     ) -> UpstreamRequest:
         if endpoint == "messages":
-            from gateway.hotpath.providers.messages_compat import messages_to_chat
-
             chat = messages_to_chat(body, model, stream)
             if self.family in NO_STREAM_OPTIONS:
                 chat.pop("stream_options", None)
@@ -153,15 +110,11 @@ class OpenAIAdapter:
 
     def reply(self, endpoint: str, raw: bytes, data: Any, model: str) -> Reply:
         if endpoint == "messages":
-            from gateway.hotpath.providers.messages_compat import chat_to_message
-
-            return Reply(orjson.dumps(chat_to_message(data, model)), usage_from("chat", data))
-        return Reply(raw, usage_from(endpoint, data))
+            return Reply(orjson.dumps(chat_to_message(data, model)), openai_usage("chat", data))
+        return Reply(raw, openai_usage(endpoint, data))
 
     def streamer(self, endpoint: str, client_wants_usage: bool, model: str) -> Any:
         if endpoint == "messages":
-            from gateway.hotpath.providers.messages_compat import ChatToAnthropicStream
-
             return ChatToAnthropicStream(model)
         added = (
             not client_wants_usage
@@ -252,11 +205,11 @@ class OpenAIStream:
             if isinstance(delta, str):
                 self.text_chars += len(delta)
             if event.get("type") in TERMINAL:
-                self.usage = usage_from("responses", section(event, "response"))
+                self.usage = openai_usage("responses", section(event, "response"))
                 self.done = True
             return True
         self.text_chars += _choices_text(event.get("choices"))
-        usage = usage_from(self.endpoint, event)
+        usage = openai_usage(self.endpoint, event)
         if not usage.reported:
             return True
         self.usage = usage
