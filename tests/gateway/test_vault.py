@@ -13,7 +13,8 @@ from django.db import connection
 from core import vault
 from gateway import snapshots
 from gateway.models import ProviderCredential, WorkspaceDataKey
-from gateway.services.datakeys import datakey_rotate, enc_for
+from gateway.services.datakey_rotation import datakey_rotate
+from gateway.services.datakeys import enc_for
 from gateway.services.keys import provider_key_create, provider_key_reveal
 from gateway.services.vault_check import check_master_key
 from workspaces.tenancy import workspace_scope

@@ -14,7 +14,7 @@ from django.db import connection
 from billing.models import AlertChannel
 from billing.services.channel_secrets import channel_secrets_open
 from core.logmask import SecretMaskingFilter, mask
-from gateway.services.datakeys import datakey_rotate
+from gateway.services.datakey_rotation import datakey_rotate
 from tests.security.conftest import answer
 from workspaces.models import AuditLog
 from workspaces.tenancy import workspace_scope

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from gateway.services.datakeys import datakey_rotate
+from gateway.services.datakey_rotation import datakey_rotate
 from workspaces import system
 from workspaces.models import Workspace
 from workspaces.services.audit import audit_record

@@ -16,7 +16,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from core import vault
 from gateway.models import WorkspaceDataKey
-from gateway.services.datakeys import datakeys_rewrap
+from gateway.services.datakey_rotation import datakeys_rewrap
 from workspaces import system
 from workspaces.models import Workspace
 from workspaces.tenancy import workspace_scope
