@@ -35,12 +35,13 @@ from django.db import Error as DjangoDBError
 
 from billing.models import UsageRecord
 from core.backoff import Backoff
+from core.rediskeys import USAGE_DEAD_STREAM
 from gateway.hotpath.usage import GROUP, STREAM
 from workspaces.tenancy import workspace_scope
 
 logger = logging.getLogger("alephant.ledger")
 
-DEAD_STREAM = "alephant:usage:dead"
+DEAD_STREAM = USAGE_DEAD_STREAM  # name kept for callers
 _TEXT_LIMITS = {
     "session_id": 128,
     "session_path": 512,

@@ -22,6 +22,7 @@ import redis
 from django.conf import settings
 from django.db import transaction
 
+from core import rediskeys
 from core.limits import Limits, effective
 from workspaces import system
 from workspaces.tenancy import workspace_scope
@@ -49,11 +50,11 @@ def redis_client() -> redis.Redis:
 
 
 def key_redis_key(key_hash: str) -> str:
-    return f"alephant:gk:{key_hash}"
+    return rediskeys.key_snapshot(key_hash)
 
 
 def workspace_redis_key(workspace_id: int) -> str:
-    return f"alephant:ws:{int(workspace_id)}"
+    return rediskeys.workspace_snapshot(workspace_id)
 
 
 def register_workspace_extender(fn: Callable[[int, dict], None]) -> None:

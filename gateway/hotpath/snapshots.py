@@ -16,6 +16,8 @@ from typing import Any
 
 import orjson
 
+from core.rediskeys import snapshot_key
+
 Loader = Callable[[str, str], "dict | None"]
 
 CACHE_TTL_S = 1.0
@@ -31,7 +33,7 @@ class SnapshotCache:
         self._inflight: dict[str, asyncio.Future] = {}
 
     async def get(self, kind: str, ident: str) -> dict | None:
-        key = f"alephant:{kind}:{ident}"
+        key = snapshot_key(kind, ident)
         now = time.monotonic()
         hit = self._local.get(key)
         if hit is not None and hit[0] > now:
@@ -64,4 +66,4 @@ class SnapshotCache:
         return await asyncio.to_thread(self.loader, kind, ident)
 
     def forget(self, kind: str, ident: str) -> None:
-        self._local.pop(f"alephant:{kind}:{ident}", None)
+        self._local.pop(snapshot_key(kind, ident), None)
