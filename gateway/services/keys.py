@@ -1,4 +1,5 @@
-"""Writes for provider credentials (BYO keys) and gateway keys.
+"""Writes for gateway keys; provider credentials (BYO keys) are written in `provider_keys.py`
+and re-exported here, so key pages and tests have one import.
 
 Every write publishes the affected Redis snapshot on commit (docs/CONTRACTS.md), so the gateway
 sees a new, changed or revoked key within its 1 s cache window.
@@ -11,36 +12,36 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
-from core import keyhash, vault
-from gateway.models import GatewayKey, ProviderCredential
-from gateway.services.datakeys import datakey_active
+from core import keyhash
+from gateway.models import GatewayKey
 from gateway.services.key_limits import key_limits_check
-from gateway.services.validation import (
-    require_secret_for_new_destination,
-    validate_base_url,
-    validate_credential_fields,
+from gateway.services.provider_keys import (
+    credential_summary,
+    provider_key_create,
+    provider_key_delete,
+    provider_key_reveal,
+    provider_key_update,
 )
-from gateway.snapshots import publish_key_on_commit, publish_workspace_on_commit
+from gateway.snapshots import publish_key_on_commit
 from workspaces.models import Agent, Member, Workspace
 from workspaces.services.audit import audit_record
 
+__all__ = [
+    "credential_summary",
+    "gateway_key_create",
+    "gateway_key_revoke",
+    "gateway_key_summary",
+    "gateway_key_update",
+    "provider_key_create",
+    "provider_key_delete",
+    "provider_key_reveal",
+    "provider_key_update",
+]
+
 _UNSET: Any = object()
-
-
-def credential_summary(credential: ProviderCredential) -> dict:
-    """What the audit log may say about a credential: never the secret."""
-    return {
-        "provider": credential.provider,
-        "name": credential.name,
-        "last4": credential.last4,
-        "base_url": credential.base_url,
-        "api_version": credential.api_version,
-        "organization": credential.organization,
-        "timeout_s": credential.timeout_s,
-    }
 
 
 def gateway_key_summary(key: GatewayKey) -> dict:
@@ -57,161 +58,16 @@ def gateway_key_summary(key: GatewayKey) -> dict:
     }
 
 
-# --- provider credentials -------------------------------------------------------------------
-
-
-def _require_manager(actor: Member | None) -> None:
-    if actor is not None and not actor.can_manage:
-        raise PermissionDenied("Only owners and admins can manage provider keys.")
-
-
-@transaction.atomic
-def provider_key_create(
-    *,
-    workspace: Workspace,
-    provider: str,
-    name: str,
-    secret: str,
-    actor: Member | None = None,
-    base_url: str = "",
-    api_version: str = "",
-    organization: str = "",
-    timeout_s: int = 120,
-) -> ProviderCredential:
-    _require_manager(actor)
-    base_url = validate_base_url(base_url)
-    validate_credential_fields(
-        provider=provider, name=name, secret=secret, base_url=base_url, timeout_s=timeout_s
-    )
-    name = name.strip()
-    if ProviderCredential.objects.filter(workspace=workspace, name=name).exists():
-        raise ValidationError({"name": "A provider key with this name already exists."})
-    data_key = datakey_active(workspace=workspace)
-    enc = vault.seal_secret(
-        workspace.pk, secret, wrapped_dek=data_key.wrapped_dek, key_version=data_key.key_version
-    )
-    try:
-        with transaction.atomic():
-            credential = ProviderCredential.objects.create(
-                workspace=workspace,
-                provider=provider,
-                name=name,
-                base_url=base_url,
-                api_version=api_version.strip(),
-                organization=organization.strip(),
-                timeout_s=timeout_s,
-                last4=vault.last4(secret),
-                nonce=enc["nonce"],
-                ciphertext=enc["ciphertext"],
-                data_key=data_key,
-                created_by=actor,
-            )
-    except IntegrityError as exc:  # a concurrent create with the same name
-        raise ValidationError({"name": "A provider key with this name already exists."}) from exc
-    audit_record(
-        workspace=workspace,
-        actor=actor,
-        action="provider_key.create",
-        target=credential,
-        after=credential_summary(credential),
-    )
-    publish_workspace_on_commit(workspace.pk)
-    return credential
-
-
-@transaction.atomic
-def provider_key_update(
-    *,
-    credential: ProviderCredential,
-    actor: Member | None = None,
-    name: str = _UNSET,
-    secret: str = _UNSET,
-    base_url: str = _UNSET,
-    api_version: str = _UNSET,
-    organization: str = _UNSET,
-    timeout_s: int = _UNSET,
-) -> ProviderCredential:
-    _require_manager(actor)
-    require_secret_for_new_destination(
-        current_base_url=credential.base_url,
-        current_provider=credential.provider,
-        base_url=None if base_url is _UNSET else base_url,
-        provider=None,
-        secret_given=secret is not _UNSET,
-    )
-    before = credential_summary(credential)
-    if name is not _UNSET:
-        name = name.strip()
-        clash = ProviderCredential.objects.filter(workspace_id=credential.workspace_id, name=name)
-        if clash.exclude(pk=credential.pk).exists():
-            raise ValidationError({"name": "A provider key with this name already exists."})
-        credential.name = name
-    if base_url is not _UNSET:
-        credential.base_url = validate_base_url(base_url)
-    if api_version is not _UNSET:
-        credential.api_version = api_version.strip()
-    if organization is not _UNSET:
-        credential.organization = organization.strip()
-    if timeout_s is not _UNSET:
-        credential.timeout_s = timeout_s
-    validate_credential_fields(
-        provider=credential.provider,
-        name=credential.name,
-        secret=None if secret is _UNSET else secret,
-        base_url=credential.base_url,
-        timeout_s=credential.timeout_s,
-    )
-    if secret is not _UNSET:
-        data_key = datakey_active(workspace=credential.workspace)
-        enc = vault.seal_secret(
-            credential.workspace_id,
-            secret,
-            wrapped_dek=data_key.wrapped_dek,
-            key_version=data_key.key_version,
-        )
-        credential.nonce, credential.ciphertext = enc["nonce"], enc["ciphertext"]
-        credential.data_key = data_key
-        credential.last4 = vault.last4(secret)
-    credential.updated_at = timezone.now()
-    credential.save()
-    after = credential_summary(credential)
-    if secret is not _UNSET:
-        after["secret"] = "(replaced)"
-    audit_record(
-        workspace=credential.workspace,
-        actor=actor,
-        action="provider_key.update",
-        target=credential,
-        before=before,
-        after=after,
-    )
-    publish_workspace_on_commit(credential.workspace_id)
-    return credential
-
-
-@transaction.atomic
-def provider_key_delete(*, credential: ProviderCredential, actor: Member | None = None) -> None:
-    _require_manager(actor)
-    workspace = credential.workspace
-    audit_record(
-        workspace=workspace,
-        actor=actor,
-        action="provider_key.delete",
-        target=credential,
-        before=credential_summary(credential),
-    )
-    credential.delete()
-    publish_workspace_on_commit(workspace.pk)
-
-
-def provider_key_reveal(*, credential: ProviderCredential) -> str:
-    """The plaintext secret, for server-side use only (connection tests). Never return it."""
-    from gateway.services.datakeys import enc_for
-
-    return vault.open_secret(credential.workspace_id, enc_for(credential))
-
-
 # --- gateway keys ---------------------------------------------------------------------------
+
+
+def _check_holder(workspace: Workspace, member: Member | None, agent: Agent | None) -> None:
+    """Exactly one holder, in the key's workspace."""
+    if (member is None) == (agent is None):
+        raise ValidationError({"member_id": "Give exactly one of member_id or agent_id."})
+    for holder in (member, agent):
+        if holder is not None and holder.workspace_id != workspace.pk:
+            raise ValidationError({"member_id": "Not found."})
 
 
 def _check_issuer(actor: Member | None, member: Member | None, agent: Agent | None) -> None:
@@ -270,11 +126,7 @@ def gateway_key_create(
 ) -> tuple[GatewayKey, str]:
     """Issue a key to exactly one of `member` / `agent`. Returns (key, raw key): the raw key is
     shown once and never stored (only its HMAC)."""
-    if (member is None) == (agent is None):
-        raise ValidationError({"member_id": "Give exactly one of member_id or agent_id."})
-    for holder in (member, agent):
-        if holder is not None and holder.workspace_id != workspace.pk:
-            raise ValidationError({"member_id": "Not found."})
+    _check_holder(workspace, member, agent)
     _check_issuer(actor, member, agent)
     _validate_key_fields(
         name=name,
