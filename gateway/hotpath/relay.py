@@ -21,6 +21,7 @@ from gateway.hotpath.providers.base import ProviderError, Usage
 from gateway.hotpath.providers.encoding import BodyDecoder, decode_body
 from gateway.hotpath.routing import Route
 from gateway.hotpath.runtime import Runtime
+from gateway.hotpath.streamcut import stream_cut_event
 
 logger = logging.getLogger("alephant.gateway")
 
@@ -138,9 +139,20 @@ class _Relay:
         tail = streamer.finish()
         await self._settle(streamer, upstream_error)
         if not self.state.disconnected:
+            # Cut before its terminal event: end with an error the SDKs raise, never a clean end.
+            cut = b"" if streamer.done else self._cut_event(upstream_error)
             trailer = b": alephant-cost-usd=" + usd_exact(call.cost).encode() + b"\n\n"
-            body = b"".join(self.held) + tail + trailer
+            body = b"".join(self.held) + tail + cut + trailer
             await send({"type": "http.response.body", "body": body, "more_body": False})
+
+    def _cut_event(self, upstream_error: str) -> bytes:
+        call = self.call
+        return stream_cut_event(
+            style=call.style,
+            endpoint=call.endpoint,
+            error_type=upstream_error or "upstream_truncated",
+            request_id=call.request_id,
+        )
 
     async def _pump(self, streamer: Any, receive: Any, send: Any) -> str:
         """Relay chunks until the upstream ends; '' or why the stream ended early."""
