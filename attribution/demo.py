@@ -96,6 +96,15 @@ def seed_gateway_keys(demo) -> dict[str, str]:
     return raw_keys
 
 
+def _history_holder(demo, keys: dict, who: str) -> tuple:
+    """(agent or None, gateway key, member id, department id) of a HISTORY_MIX entry."""
+    if who.startswith("agent:"):
+        agent = demo.agents[who.split(":", 1)[1]]
+        return agent, keys.get(f"demo-agent-{agent.slug}"), agent.owner_id, agent.department_id
+    member = demo.member(who)
+    return None, keys.get(f"demo-{who}"), member.pk, member.department_id
+
+
 def seed_history(demo, *, now: dt.datetime | None = None) -> int:
     """Insert 30 days of plausible ledger rows once; return how many were added."""
     ws = demo.workspace
@@ -108,15 +117,7 @@ def seed_history(demo, *, now: dt.datetime | None = None) -> int:
     for day in range(HISTORY_DAYS, 0, -1):
         growth = 0.6 + 0.4 * (HISTORY_DAYS - day) / HISTORY_DAYS  # spend grows over the month
         for who, model, per_day, tin, tout in HISTORY_MIX:
-            agent = member = None
-            if who.startswith("agent:"):
-                agent = demo.agents[who.split(":", 1)[1]]
-                key = keys.get(f"demo-agent-{agent.slug}")
-                member_id, department_id = agent.owner_id, agent.department_id
-            else:
-                member = demo.member(who)
-                key = keys.get(f"demo-{who}")
-                member_id, department_id = member.pk, member.department_id
+            agent, key, member_id, department_id = _history_holder(demo, keys, who)
             provider = "anthropic" if model.startswith("claude") else "openai"
             for i in range(max(1, int(per_day * growth * rng.uniform(0.6, 1.4)))):
                 at = now - dt.timedelta(days=day, seconds=rng.randint(0, 86_399))

@@ -113,25 +113,36 @@ def start_postgres(state: dict) -> str:
         pw = pwd.getpwnam("postgres")
         os.chown(SERVICE_DIR, pw.pw_uid, pw.pw_gid)
     if not (data / "PG_VERSION").exists():
-        log(f"initdb {data}")
-        _as_pg_user(
-            [
-                str(bindir / "initdb"),
-                "-D",
-                str(data),
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "-E",
-                "UTF8",
-                "--no-instructions",
-            ],
-            stdout=subprocess.DEVNULL,
-        )
+        _pg_initdb(bindir, data)
+    if not _pg_running(bindir, data):
+        state["postgres"] = _pg_start(bindir, data)
+    _pg_bootstrap(bindir)
+    return f"127.0.0.1:{PG_PORT}"
+
+
+def _pg_initdb(bindir: Path, data: Path) -> None:
+    log(f"initdb {data}")
+    _as_pg_user(
+        [
+            str(bindir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-instructions",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+
+
+def _pg_running(bindir: Path, data: Path) -> bool:
     pidfile = data / "postmaster.pid"
     # `pg_ctl status`, not the pid file alone: a stale postmaster.pid whose pid was reused by
     # another process would otherwise look like a running server.
-    running = pidfile.exists() and (
+    return pidfile.exists() and (
         subprocess.run(
             ["runuser", "-u", "postgres", "--", str(bindir / "pg_ctl"), "-D", str(data), "status"]
             if os.geteuid() == 0
@@ -141,30 +152,38 @@ def start_postgres(state: dict) -> str:
         ).returncode
         == 0
     )
-    if not running:
-        if _port_open(PG_PORT):
-            sys.exit(f"port {PG_PORT} is taken by another process; set ALEPHANT_PG_PORT")
-        log(f"starting private PostgreSQL on 127.0.0.1:{PG_PORT}")
-        _as_pg_user(
-            [
-                str(bindir / "pg_ctl"),
-                "-D",
-                str(data),
-                "-l",
-                str(SERVICE_DIR / "pg.log"),
-                "-w",
-                "-o",
-                f"-p {PG_PORT} -k {SERVICE_DIR} -c listen_addresses=127.0.0.1 "
-                "-c fsync=off -c max_connections=200",
-                "start",
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        state["postgres"] = {
-            "pid": int(pidfile.read_text().split()[0]),
-            "data": str(data),
-            "bindir": str(bindir),
-        }
+
+
+def _pg_start(bindir: Path, data: Path) -> dict:
+    """Start the private server; what `state` remembers of it."""
+    if _port_open(PG_PORT):
+        sys.exit(f"port {PG_PORT} is taken by another process; set ALEPHANT_PG_PORT")
+    log(f"starting private PostgreSQL on 127.0.0.1:{PG_PORT}")
+    _as_pg_user(
+        [
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(SERVICE_DIR / "pg.log"),
+            "-w",
+            "-o",
+            f"-p {PG_PORT} -k {SERVICE_DIR} -c listen_addresses=127.0.0.1 "
+            "-c fsync=off -c max_connections=200",
+            "start",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    pidfile = data / "postmaster.pid"
+    return {
+        "pid": int(pidfile.read_text().split()[0]),
+        "data": str(data),
+        "bindir": str(bindir),
+    }
+
+
+def _pg_bootstrap(bindir: Path) -> None:
+    """The owner and app roles and the database, created once."""
     psql = [
         str(bindir / "psql"),
         "-h",
@@ -195,7 +214,6 @@ def start_postgres(state: dict) -> str:
     ).stdout.strip()
     if not exists:
         _as_pg_user([*psql, "-d", "postgres", "-c", f"CREATE DATABASE alephant OWNER {OWNER}"])
-    return f"127.0.0.1:{PG_PORT}"
 
 
 def stop_postgres(info: dict) -> None:

@@ -162,49 +162,57 @@ def _rebuild(*, workspace: Workspace, granularity: str, buckets: list[dt.datetim
         if granularity == Granularity.DAY and _days_align_with_hours(workspace, buckets):
             # A local day made of whole UTC hours is the sum of its (already rebuilt) hours:
             # a few hundred rollup rows instead of a day of ledger rows.
-            cursor.execute(
-                f"""
-                INSERT INTO {UsageRollup._meta.db_table} (
-                    workspace_id, granularity, bucket_start, dimension, key, requests,
-                    input_tokens, output_tokens, cached_tokens, cost_usd, saved_usd, errors,
-                    cache_hits, first_at, last_at)
-                SELECT %(ws)s, %(gran)s, date_trunc('day', r.bucket_start, %(tz)s),
-                       r.dimension, r.key, sum(r.requests), sum(r.input_tokens),
-                       sum(r.output_tokens), sum(r.cached_tokens), sum(r.cost_usd),
-                       sum(r.saved_usd), sum(r.errors), sum(r.cache_hits), min(r.first_at),
-                       max(r.last_at)
-                FROM {UsageRollup._meta.db_table} r
-                WHERE r.workspace_id = %(ws)s AND r.granularity = 'hour'
-                  AND r.bucket_start >= %(lo)s AND r.bucket_start < %(hi)s
-                  AND date_trunc('day', r.bucket_start, %(tz)s) = ANY(%(buckets)s)
-                GROUP BY 3, r.dimension, r.key
-                """,
-                params,
-            )
-            return
-        cursor.execute(
-            f"""
-            INSERT INTO {UsageRollup._meta.db_table} (
-                workspace_id, granularity, bucket_start, dimension, key, requests,
-                input_tokens, output_tokens, cached_tokens, cost_usd, saved_usd, errors,
-                cache_hits, first_at, last_at)
-            SELECT %(ws)s, %(gran)s, b.bucket, d.dim, d.key, count(*),
-                   coalesce(sum(u.input_tokens), 0), coalesce(sum(u.output_tokens), 0),
-                   coalesce(sum(u.cached_tokens), 0), coalesce(sum(u.cost_usd), 0),
-                   coalesce(sum(u.saved_usd), 0),
-                   count(*) FILTER (WHERE u.status_code >= 400 OR u.error_type <> ''),
-                   count(*) FILTER (WHERE u.cache_hit),
-                   min(u.created_at), max(u.created_at)
-            FROM {_ledger_table()} u
-            CROSS JOIN LATERAL (SELECT {_bucket_sql(granularity)} AS bucket) b
-            CROSS JOIN LATERAL ({_dimensions_sql(granularity)}) d
-            WHERE u.workspace_id = %(ws)s
-              AND u.created_at >= %(lo)s AND u.created_at < %(hi)s
-              AND b.bucket = ANY(%(buckets)s)
-            GROUP BY b.bucket, d.dim, d.key
-            """,
-            params,
-        )
+            _insert_days_from_hours(cursor, params)
+        else:
+            _insert_from_ledger(cursor, granularity, params)
+
+
+def _insert_days_from_hours(cursor: Any, params: dict[str, Any]) -> None:
+    cursor.execute(
+        f"""
+        INSERT INTO {UsageRollup._meta.db_table} (
+            workspace_id, granularity, bucket_start, dimension, key, requests,
+            input_tokens, output_tokens, cached_tokens, cost_usd, saved_usd, errors,
+            cache_hits, first_at, last_at)
+        SELECT %(ws)s, %(gran)s, date_trunc('day', r.bucket_start, %(tz)s),
+               r.dimension, r.key, sum(r.requests), sum(r.input_tokens),
+               sum(r.output_tokens), sum(r.cached_tokens), sum(r.cost_usd),
+               sum(r.saved_usd), sum(r.errors), sum(r.cache_hits), min(r.first_at),
+               max(r.last_at)
+        FROM {UsageRollup._meta.db_table} r
+        WHERE r.workspace_id = %(ws)s AND r.granularity = 'hour'
+          AND r.bucket_start >= %(lo)s AND r.bucket_start < %(hi)s
+          AND date_trunc('day', r.bucket_start, %(tz)s) = ANY(%(buckets)s)
+        GROUP BY 3, r.dimension, r.key
+        """,
+        params,
+    )
+
+
+def _insert_from_ledger(cursor: Any, granularity: str, params: dict[str, Any]) -> None:
+    cursor.execute(
+        f"""
+        INSERT INTO {UsageRollup._meta.db_table} (
+            workspace_id, granularity, bucket_start, dimension, key, requests,
+            input_tokens, output_tokens, cached_tokens, cost_usd, saved_usd, errors,
+            cache_hits, first_at, last_at)
+        SELECT %(ws)s, %(gran)s, b.bucket, d.dim, d.key, count(*),
+               coalesce(sum(u.input_tokens), 0), coalesce(sum(u.output_tokens), 0),
+               coalesce(sum(u.cached_tokens), 0), coalesce(sum(u.cost_usd), 0),
+               coalesce(sum(u.saved_usd), 0),
+               count(*) FILTER (WHERE u.status_code >= 400 OR u.error_type <> ''),
+               count(*) FILTER (WHERE u.cache_hit),
+               min(u.created_at), max(u.created_at)
+        FROM {_ledger_table()} u
+        CROSS JOIN LATERAL (SELECT {_bucket_sql(granularity)} AS bucket) b
+        CROSS JOIN LATERAL ({_dimensions_sql(granularity)}) d
+        WHERE u.workspace_id = %(ws)s
+          AND u.created_at >= %(lo)s AND u.created_at < %(hi)s
+          AND b.bucket = ANY(%(buckets)s)
+        GROUP BY b.bucket, d.dim, d.key
+        """,
+        params,
+    )
 
 
 def _days_align_with_hours(workspace: Workspace, days: list[dt.datetime]) -> bool:

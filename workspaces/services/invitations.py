@@ -63,6 +63,28 @@ def invitation_url(token: str) -> str:
     return settings.SITE_URL.rstrip("/") + path
 
 
+def _check_invitation(
+    *,
+    workspace: Workspace,
+    invited_by: Member,
+    email: str,
+    role: str,
+    department: Department | None,
+) -> None:
+    try:
+        validate_email(email)
+    except ValidationError as exc:
+        raise ValidationError({"email": "Enter a valid email address."}, code="invalid") from exc
+    if role not in Role.values:
+        raise ValidationError({"role": f"Unknown role {role!r}."}, code="invalid_role")
+    if role == Role.OWNER and invited_by.role != Role.OWNER:
+        raise ValidationError({"role": "Only an owner can invite another owner."}, code="role")
+    if department is not None and department.workspace_id != workspace.pk:
+        raise ValidationError({"department": "Unknown department."}, code="invalid_department")
+    if Member.objects.filter(workspace=workspace, user__email__iexact=email).exists():
+        raise ValidationError({"email": "This person is already a member."}, code="member")
+
+
 def invitation_create(
     *,
     workspace: Workspace,
@@ -78,19 +100,9 @@ def invitation_create(
     pending invitation.
     """
     email = (email or "").strip().lower()
-    try:
-        validate_email(email)
-    except ValidationError as exc:
-        raise ValidationError({"email": "Enter a valid email address."}, code="invalid") from exc
-    if role not in Role.values:
-        raise ValidationError({"role": f"Unknown role {role!r}."}, code="invalid_role")
-    if role == Role.OWNER and invited_by.role != Role.OWNER:
-        raise ValidationError({"role": "Only an owner can invite another owner."}, code="role")
-    if department is not None and department.workspace_id != workspace.pk:
-        raise ValidationError({"department": "Unknown department."}, code="invalid_department")
-    if Member.objects.filter(workspace=workspace, user__email__iexact=email).exists():
-        raise ValidationError({"email": "This person is already a member."}, code="member")
-
+    _check_invitation(
+        workspace=workspace, invited_by=invited_by, email=email, role=role, department=department
+    )
     now = timezone.now()
     # An expired link still counts as "pending" for the unique constraint: retire it, so the
     # admin can simply invite again.
