@@ -1,8 +1,10 @@
 """The layout holds: the hot path and core stay Django-free (the import-linter contract bites),
-no import cycles touch them, and no module there grows past ~400 lines."""
+no import cycle among first-party modules, no module past 400 lines and no function past 60
+(migrations and tests aside)."""
 
 from __future__ import annotations
 
+import ast
 import secrets
 import subprocess
 from pathlib import Path
@@ -11,9 +13,38 @@ import grimp
 
 ROOT = Path(__file__).resolve().parents[1]
 LINT = ROOT / ".venv" / "bin" / "lint-imports"
-MAX_LINES = 400
-# Known and owned elsewhere (the providers' wire-robustness work): may shrink, must not grow.
-KNOWN_LONG = {"gateway/hotpath/providers/anthropic.py": 421}
+FIRST_PARTY = (
+    "core",
+    "gateway",
+    "billing",
+    "workspaces",
+    "attribution",
+    "efficiency",
+    "alephant",
+    "devtools",
+)
+MAX_MODULE_LINES = 400
+MAX_FUNCTION_LINES = 60
+# Known, to split next: each entry may shrink, must not grow; a module or function not listed
+# fails at 401 / 61 lines.
+KNOWN_LONG_MODULES = {
+    "billing/services/alerts.py": 417,  # alert rules and delivery: split delivery out
+    "workspaces/apis.py": 500,  # one module per resource (members, invitations, tokens...)
+    "workspaces/views.py": 430,  # same split as the APIs
+    "attribution/views.py": 474,  # overview and drill-down pages apart
+    "efficiency/signals.py": 482,  # one module per signal family
+    "devtools/simulator.py": 888,  # one module per simulated provider
+}
+KNOWN_LONG_FUNCTIONS = {
+    "attribution/views.py:overview": 66,
+    "attribution/views.py:_drilldown": 105,
+    # The simulator's app factory holds one closure per provider route.
+    "devtools/simulator.py:make_app": 597,
+    "devtools/simulator.py:chat": 105,
+    "devtools/simulator.py:responses": 118,
+    "devtools/simulator.py:messages": 130,
+    "devtools/simulator.py:gemini": 101,
+}
 
 
 def _lint() -> subprocess.CompletedProcess:
@@ -45,44 +76,41 @@ def test_core_may_not_import_the_hot_path():
         probe.unlink(missing_ok=True)
 
 
-def test_no_module_in_core_or_the_hot_path_exceeds_400_lines():
+def _sources():
+    for package in FIRST_PARTY:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            if "migrations" not in path.parts:
+                yield str(path.relative_to(ROOT)), path.read_text()
+
+
+def test_no_first_party_module_exceeds_400_lines():
     too_long = {}
-    for folder in (ROOT / "core", ROOT / "gateway" / "hotpath"):
-        for path in folder.rglob("*.py"):
-            lines = len(path.read_text().splitlines())
-            name = str(path.relative_to(ROOT))
-            if lines > max(MAX_LINES, KNOWN_LONG.get(name, 0)):
-                too_long[name] = lines
+    for name, text in _sources():
+        lines = len(text.splitlines())
+        if lines > max(MAX_MODULE_LINES, KNOWN_LONG_MODULES.get(name, 0)):
+            too_long[name] = lines
     assert too_long == {}
 
 
-# Known and owned elsewhere: openai.py imports messages_compat inside functions (the Anthropic
-# translation), messages_compat imports openai's usage parser. Remove once the providers' shared
-# translation module lands; any NEW cycle fails this test.
-KNOWN_CYCLES = {
-    ("gateway.hotpath.providers.messages_compat", "gateway.hotpath.providers.openai"),
-    ("gateway.hotpath.providers.openai", "gateway.hotpath.providers.messages_compat"),
-}
+def test_no_first_party_function_exceeds_60_lines():
+    """Nested functions count on their own and inside their parent (a closure is no way out)."""
+    too_long = {}
+    for name, text in _sources():
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = node.end_lineno - node.lineno + 1
+                where = f"{name}:{node.name}"
+                if lines > max(MAX_FUNCTION_LINES, KNOWN_LONG_FUNCTIONS.get(where, 0)):
+                    too_long[where] = lines
+    assert too_long == {}
 
 
-def test_no_import_cycle_touches_core_the_hot_path_or_budget_counters():
+def test_no_import_cycle_among_first_party_modules():
     """Function-level imports count too: a cycle hidden inside a function is still a cycle."""
-    graph = grimp.build_graph(
-        "core",
-        "gateway",
-        "billing",
-        "workspaces",
-        "attribution",
-        "efficiency",
-        "alephant",
-        cache_dir=None,
-    )
-    watched = {m for m in graph.modules if m.split(".")[0] == "core"}
-    watched |= {m for m in graph.modules if m.startswith("gateway.hotpath")}
-    watched |= {"gateway.asgi", "gateway.loader", "billing.services.counters"}
+    graph = grimp.build_graph(*FIRST_PARTY, cache_dir=None)
     cycles = set()
-    for module in watched:
+    for module in graph.modules:
         for imported in graph.find_modules_directly_imported_by(module):
             if graph.chain_exists(importer=imported, imported=module):
                 cycles.add((module, imported))
-    assert cycles - KNOWN_CYCLES == set()
+    assert cycles == set()
