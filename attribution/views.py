@@ -12,6 +12,14 @@ from django.utils import timezone
 from attribution import selectors
 from attribution.budget_burn import budget_burns
 from attribution.charts import spend_bars
+from attribution.exports import (
+    budgets_table,
+    overview_budgets_table,
+    recent_requests_table,
+    rows_table,
+    series_table,
+    sessions_table,
+)
 from attribution.models import RollupState
 from attribution.periods import period_from_params
 from billing.models import Alert
@@ -37,37 +45,6 @@ SEGMENTS = {
     "properties": ("property", "Custom properties"),
 }
 DIMENSION_SEGMENT = {dim: seg for seg, (dim, _h) in SEGMENTS.items()} | {"session": "sessions"}
-SPEND_HEADERS = [
-    "requests",
-    "input_tokens",
-    "output_tokens",
-    "cached_tokens",
-    "cost_usd",
-    "saved_usd",
-    "errors",
-    "cache_hits",
-]
-
-
-def _spend_values(t: selectors.Totals) -> list:
-    return [
-        t.requests,
-        t.input_tokens,
-        t.output_tokens,
-        t.cached_tokens,
-        t.cost,
-        t.saved,
-        t.errors,
-        t.cache_hits,
-    ]
-
-
-def rows_table(name: str, rows: list[selectors.Row], *, key_header: str) -> Table:
-    return Table(
-        name,
-        [key_header, "id", *SPEND_HEADERS, "share_pct"],
-        [[r.label, r.key, *_spend_values(r.totals), r.share] for r in rows],
-    )
 
 
 def _period(request: WorkspaceRequest):
@@ -112,37 +89,8 @@ def overview(request: WorkspaceRequest) -> HttpResponse:
             r.extra["url"] = link_for(r.dimension, r.key)
     burns = budget_burns(workspace=ws)
     tables = [rows_table(f"top-{dim}s", rows, key_header=dim) for dim, rows in tops.items()]
-    tables.append(
-        Table(
-            "budgets",
-            [
-                "scope",
-                "metric",
-                "period",
-                "used",
-                "limit",
-                "percent",
-                "forecast",
-                "forecast_percent",
-                "state",
-            ],
-            [
-                [
-                    b.scope_label,
-                    b.budget.metric,
-                    b.period_label,
-                    b.used,
-                    b.limit,
-                    b.percent,
-                    b.forecast,
-                    b.forecast_percent,
-                    b.state,
-                ]
-                for b in burns
-            ],
-        )
-    )
-    tables.append(Table("spend-over-time", ["bucket_start", "cost_usd"], [list(p) for p in series]))
+    tables.append(overview_budgets_table(burns))
+    tables.append(series_table(series))
     context = _base_context(
         request,
         period,
@@ -187,6 +135,28 @@ def spend_list(request: WorkspaceRequest, segment: str) -> HttpResponse:
     )
 
 
+def _page_number(request: WorkspaceRequest) -> int:
+    try:
+        return max(int(request.GET.get("page", "1")), 1)
+    except ValueError:
+        return 1
+
+
+def _label_recent(ws, recent: list) -> None:
+    """Give each recent request its member's and agent's display names (one query each)."""
+    labels = {
+        dim: selectors.labels_for(
+            workspace=ws,
+            dimension=dim,
+            keys=sorted({str(getattr(r, f"{dim}_id")) for r in recent if getattr(r, f"{dim}_id")}),
+        )
+        for dim in ("member", "agent")
+    }
+    for r in recent:
+        r.member_label = labels["member"].get(str(r.member_id), "") if r.member_id else ""
+        r.agent_label = labels["agent"].get(str(r.agent_id), "") if r.agent_id else ""
+
+
 def _drilldown(
     request: WorkspaceRequest,
     *,
@@ -206,65 +176,15 @@ def _drilldown(
     split = selectors.breakdown(workspace=ws, period=period, dimension=dimension, key=key, by=by)
     for r in split:
         r.extra["url"] = link_for(by, r.key)
-    try:
-        page = max(int(request.GET.get("page", "1")), 1)
-    except ValueError:
-        page = 1
+    page = _page_number(request)
     recent, has_next = selectors.recent_requests(
         workspace=ws, period=period, dimension=dimension, key=key, page=page
     )
-    labels = {
-        dim: selectors.labels_for(
-            workspace=ws,
-            dimension=dim,
-            keys=sorted({str(getattr(r, f"{dim}_id")) for r in recent if getattr(r, f"{dim}_id")}),
-        )
-        for dim in ("member", "agent")
-    }
-    for r in recent:
-        r.member_label = labels["member"].get(str(r.member_id), "") if r.member_id else ""
-        r.agent_label = labels["agent"].get(str(r.agent_id), "") if r.agent_id else ""
+    _label_recent(ws, recent)
     tables = [
         rows_table(f"by-{by}", split, key_header=by),
-        Table("spend-over-time", ["bucket_start", "cost_usd"], [list(p) for p in series]),
-        Table(
-            "recent-requests",
-            [
-                "created_at",
-                "request_id",
-                "member",
-                "agent",
-                "provider",
-                "model",
-                "input_tokens",
-                "output_tokens",
-                "cached_tokens",
-                "cost_usd",
-                "status_code",
-                "error_type",
-                "session_id",
-                "latency_ms",
-            ],
-            [
-                [
-                    r.created_at,
-                    r.request_id,
-                    r.member_label,
-                    r.agent_label,
-                    r.provider,
-                    r.model,
-                    r.input_tokens,
-                    r.output_tokens,
-                    r.cached_tokens,
-                    r.cost_usd,
-                    r.status_code,
-                    r.error_type,
-                    r.session_id,
-                    r.latency_ms,
-                ]
-                for r in recent
-            ],
-        ),
+        series_table(series),
+        recent_requests_table(recent),
     ]
     efficiency = select_template(["efficiency/_drilldown_card.html", "attribution/_empty.html"])
     context = _base_context(
@@ -381,38 +301,7 @@ def sessions_list(request: WorkspaceRequest) -> HttpResponse:
     if sort not in selectors.SESSION_SORTS:
         sort = "cost"
     rows = selectors.sessions(workspace=ws, period=period, sort=sort, limit=100)
-    table = Table(
-        "sessions",
-        [
-            "session_id",
-            "name",
-            "agent",
-            "member",
-            "steps",
-            "cost_usd",
-            "first_at",
-            "last_at",
-            "duration_s",
-            "max_repeats",
-            "looping",
-        ],
-        [
-            [
-                r.key,
-                r.label,
-                r.extra["agent"],
-                r.extra["member"],
-                r.totals.requests,
-                r.totals.cost,
-                r.extra["first_at"],
-                r.extra["last_at"],
-                int(r.extra["duration"].total_seconds()) if r.extra["duration"] else 0,
-                r.extra["max_repeats"],
-                r.extra["looping"],
-            ]
-            for r in rows
-        ],
-    )
+    table = sessions_table(rows)
     context = _base_context(
         request, period, rows=rows, sort=sort, sorts=list(selectors.SESSION_SORTS)
     )
@@ -442,23 +331,7 @@ def alerts_feed(request: WorkspaceRequest) -> HttpResponse:
 @role_required(*SPEND_READER_ROLES)
 def budgets_page(request: WorkspaceRequest) -> HttpResponse:
     burns = budget_burns(workspace=request.workspace)
-    table = Table(
-        "budgets",
-        ["scope", "metric", "period", "used", "limit", "percent", "forecast", "state"],
-        [
-            [
-                b.scope_label,
-                b.budget.metric,
-                b.period_label,
-                b.used,
-                b.limit,
-                b.percent,
-                b.forecast,
-                b.state,
-            ]
-            for b in burns
-        ],
-    )
+    table = budgets_table(burns)
     return render_with_export(
         request,
         "attribution/budgets.html",
