@@ -1,4 +1,5 @@
-"""Scores, grades and verdicts from the findings of `efficiency/signals.py`. Pure, deterministic.
+"""Scores, grades and verdicts from the findings of `efficiency/signals.py` (the `Finding`
+vocabulary is `efficiency/findings.py`). Pure, deterministic.
 
 Score = 100 x (1 - waste_factor x weighted waste / spend), rounded half up, floored at 0;
 a veto signal (thrashing) caps it at `veto_cap`. S >= 95, A >= 85, B >= 70, C >= 50, else D.
@@ -14,7 +15,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from core.money import format_usd
 from efficiency.conf import Thresholds
-from efficiency.signals import (
+from efficiency.findings import (
     AGENT,
     CACHE_MISS,
     CONTEXT_BLOAT,
@@ -32,14 +33,16 @@ from efficiency.signals import (
     Finding,
     PriceFn,
     Row,
+    group_by,
+    money,
+)
+from efficiency.signals import (
     detect_cache_miss,
     detect_context_bloat,
     detect_model_overkill,
     detect_off_hours,
     detect_retry_storm,
     detect_thrashing,
-    group_by,
-    money,
 )
 
 

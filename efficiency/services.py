@@ -19,9 +19,9 @@ from billing.models import UsageRecord
 from core.periods import period_bounds as core_period_bounds
 from efficiency import grading
 from efficiency.conf import Thresholds, thresholds
+from efficiency.findings import Row
 from efficiency.models import EfficiencyGrade, EfficiencyReport, EfficiencySignal, Period
 from efficiency.prices import catalog_price
-from efficiency.signals import Row
 from workspaces.models import Agent, Department, Member, Role, Workspace
 
 ROW_FIELDS = (

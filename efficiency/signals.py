@@ -13,161 +13,29 @@ that is also a cache miss is not charged twice.
 
 from __future__ import annotations
 
-import bisect
 import statistics
 import zoneinfo
-from collections import defaultdict
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
 
 from core.money import format_usd
 from efficiency.conf import Thresholds
-
-ZERO = Decimal(0)
-LEDGER_PLACES = Decimal("1e-12")  # the ledger's precision: amounts are stored exactly
-EVIDENCE_LIMIT = 50  # request ids kept per finding; counts and dollars cover all of them
-
-THRASHING = "thrashing"
-MODEL_OVERKILL = "model_overkill"
-CACHE_MISS = "cache_miss"
-CONTEXT_BLOAT = "context_bloat"
-RETRY_STORM = "retry_storm"
-OFF_HOURS = "off_hours"
-
-SIGNAL_LABELS = {
-    THRASHING: "Agent thrashing",
-    MODEL_OVERKILL: "Model overkill",
-    CACHE_MISS: "Cache miss",
-    CONTEXT_BLOAT: "Context bloat",
-    RETRY_STORM: "Retry storm",
-    OFF_HOURS: "Off-hours burst",
-}
-VETO_SIGNALS = frozenset({THRASHING})
-
-MEMBER, AGENT, DEPARTMENT = "member", "agent", "department"
-JUSTIFIED, QUESTIONABLE, WASTEFUL = "justified", "questionable", "wasteful"
-
-# Price of a call on another model: (provider, model, input_tokens, output_tokens) -> USD or None.
-PriceFn = Callable[[str, str, int, int], Decimal | None]
-
-
-@dataclass(frozen=True)
-class Row:
-    request_id: str
-    created_at: datetime
-    member_id: int | None = None
-    agent_id: int | None = None
-    department_id: int | None = None
-    session_id: str = ""
-    provider: str = ""
-    model: str = ""
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_usd: Decimal = ZERO
-    saved_usd: Decimal = ZERO
-    cache_hit: bool = False
-    status_code: int = 200
-    error_type: str = ""
-    stream: bool = False
-    fingerprint: str = ""
-
-    @property
-    def owner(self) -> tuple[int | None, int | None, int | None]:
-        return (self.member_id, self.agent_id, self.department_id)
-
-    @property
-    def failed(self) -> bool:
-        return self.status_code >= 400 or bool(self.error_type)
-
-    @property
-    def paid(self) -> bool:
-        return not self.cache_hit and not self.failed and self.cost_usd > 0
-
-
-@dataclass
-class Finding:
-    kind: str
-    member_id: int | None
-    agent_id: int | None
-    department_id: int | None
-    summary: str
-    impact_by_request: dict[str, Decimal]
-    facts: dict = field(default_factory=dict)
-
-    @classmethod
-    def of(
-        cls,
-        kind: str,
-        owner: tuple,
-        *,
-        summary: str,
-        impact_by_request: dict[str, Decimal],
-        facts: dict,
-    ) -> Finding:
-        member_id, agent_id, department_id = owner
-        return cls(kind, member_id, agent_id, department_id, summary, impact_by_request, facts)
-
-    @property
-    def veto(self) -> bool:
-        return self.kind in VETO_SIGNALS
-
-    @property
-    def impact_usd(self) -> Decimal:
-        return sum(self.impact_by_request.values(), ZERO)
-
-    @property
-    def request_ids(self) -> list[str]:
-        return list(self.impact_by_request)
-
-    def evidence(self) -> dict:
-        return {
-            **self.facts,
-            "request_count": len(self.impact_by_request),
-            "request_ids": self.request_ids[:EVIDENCE_LIMIT],
-            "impact_usd": str(money(self.impact_usd)),
-        }
-
-
-def money(value: Decimal) -> Decimal:
-    return value.quantize(LEDGER_PLACES, rounding=ROUND_HALF_UP)
-
-
-def _fp(fingerprint: str) -> str:
-    return fingerprint[:12]
-
-
-def group_by(rows: Iterable[Row], key: Callable[[Row], Any]) -> dict[Any, list[Row]]:
-    """Groups in order of first appearance: deterministic, since `evaluate` sorts the rows."""
-    groups: dict[Any, list[Row]] = defaultdict(list)
-    for row in rows:
-        groups[key(row)].append(row)
-    return dict(groups)
-
-
-def median_without(ordered: list[int], value: int) -> Decimal:
-    """Median of `ordered` (sorted) with one occurrence of `value` left out, in O(log n)."""
-    skip = bisect.bisect_left(ordered, value)
-
-    def at(k: int) -> int:
-        return ordered[k if k < skip else k + 1]
-
-    n = len(ordered) - 1
-    if n % 2:
-        return Decimal(at(n // 2))
-    return Decimal(at(n // 2 - 1) + at(n // 2)) / 2
-
-
-def _who(owner: tuple) -> str:
-    member_id, agent_id, _ = owner
-    if agent_id is not None:
-        return f"agent #{agent_id}"
-    return f"member #{member_id}" if member_id is not None else "unattributed calls"
-
-
-# --- signals ------------------------------------------------------------------------------
+from efficiency.findings import (
+    CACHE_MISS,
+    CONTEXT_BLOAT,
+    MODEL_OVERKILL,
+    OFF_HOURS,
+    RETRY_STORM,
+    THRASHING,
+    ZERO,
+    Finding,
+    PriceFn,
+    Row,
+    group_by,
+    median_without,
+    money,
+    short_fp,
+    who_label,
+)
 
 
 def detect_thrashing(rows: list[Row], t: Thresholds) -> list[Finding]:
@@ -198,7 +66,8 @@ def detect_thrashing(rows: list[Row], t: Thresholds) -> list[Finding]:
                 THRASHING,
                 owner,
                 summary=(
-                    f"{_who(owner)} sent the same request (fingerprint {_fp(fingerprint)}) "
+                    f"{who_label(owner)} sent the same request "
+                    f"(fingerprint {short_fp(fingerprint)}) "
                     f"{len(loop)} times in {int(span)} s"
                     + (f" in session {session_id}" if session_id else "")
                     + f", {format_usd(sum(impact.values(), ZERO))} on repeats"
@@ -240,7 +109,7 @@ def _runaway_runs(rows: list[Row], t: Thresholds) -> list[Finding]:
                     THRASHING,
                     owner,
                     summary=(
-                        f"{_who(owner)} ran session {session_id} for {len(steps)} steps where "
+                        f"{who_label(owner)} ran session {session_id} for {len(steps)} steps where "
                         f"its other sessions take {median.normalize()} (median), "
                         f"{format_usd(sum(impact.values(), ZERO))} beyond that"
                     ),
@@ -288,7 +157,7 @@ def detect_model_overkill(rows: list[Row], t: Thresholds, price: PriceFn) -> lis
                 MODEL_OVERKILL,
                 owner,
                 summary=(
-                    f"{_who(owner)} used {model} for {len(impact)} short calls "
+                    f"{who_label(owner)} used {model} for {len(impact)} short calls "
                     f"(<= {t.overkill_max_input_tokens} in / {t.overkill_max_output_tokens} out "
                     f"tokens) costing {format_usd(spent)}; {sibling} would have cost "
                     f"{format_usd(spent - saving)}, saving {format_usd(saving)}"
@@ -334,7 +203,7 @@ def detect_cache_miss(rows: list[Row], t: Thresholds) -> list[Finding]:
                 CACHE_MISS,
                 owner,
                 summary=(
-                    f"{_who(owner)} paid {len(impact)} times for answers it had already "
+                    f"{who_label(owner)} paid {len(impact)} times for answers it had already "
                     f"received ({fingerprints} distinct requests), {format_usd(lost)} a response "
                     f"cache would have saved"
                 ),
@@ -374,7 +243,7 @@ def detect_context_bloat(rows: list[Row], t: Thresholds, price: PriceFn) -> list
                 CONTEXT_BLOAT,
                 owner,
                 summary=(
-                    f"{_who(owner)} grew its input {growth.quantize(Decimal('0.1'))}x along "
+                    f"{who_label(owner)} grew its input {growth.quantize(Decimal('0.1'))}x along "
                     f"session {session_id} ({steps[0].input_tokens} -> {steps[-1].input_tokens} "
                     f"tokens, median {statistics.median(ratios).quantize(Decimal('1'))}:1 "
                     f"input:output); trimming history would save about "
@@ -419,7 +288,7 @@ def detect_retry_storm(rows: list[Row], t: Thresholds) -> list[Finding]:
                 RETRY_STORM,
                 owner,
                 summary=(
-                    f"{_who(owner)} failed {len(failed)} of {len(group)} calls "
+                    f"{who_label(owner)} failed {len(failed)} of {len(group)} calls "
                     f"({(rate * 100).quantize(Decimal('1'))}%) against a workspace norm of "
                     f"{(norm * 100).quantize(Decimal('1'))}%"
                 ),
@@ -467,7 +336,8 @@ def detect_off_hours(rows: list[Row], t: Thresholds, time_zone: str) -> list[Fin
                 OFF_HOURS,
                 owner,
                 summary=(
-                    f"{_who(owner)} spent {format_usd(off_spend)} ({percent}% of its spend) in "
+                    f"{who_label(owner)} spent {format_usd(off_spend)} "
+                    f"({percent}% of its spend) in "
                     f"{len(off)} calls outside working hours ({t.work_hours} h, {time_zone}) "
                     "with no human session"
                 ),

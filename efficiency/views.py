@@ -10,6 +10,7 @@ from django.views.decorators.http import require_POST
 
 from efficiency import selectors, services
 from efficiency.cache_policies import cache_policy_set
+from efficiency.findings import SIGNAL_LABELS
 from efficiency.models import (
     CacheScope,
     EfficiencyGrade,
@@ -17,7 +18,6 @@ from efficiency.models import (
     Period,
     ResponseCachePolicy,
 )
-from efficiency.signals import SIGNAL_LABELS
 from workspaces.decorators import role_required, workspace_required
 from workspaces.models import MANAGER_ROLES, SPEND_READER_ROLES, Agent
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from django import template
 
+from efficiency.findings import SIGNAL_LABELS
 from efficiency.selectors import entity_grade, grade_signals
-from efficiency.signals import SIGNAL_LABELS
 
 register = template.Library()
 
