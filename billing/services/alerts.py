@@ -16,6 +16,8 @@ from typing import Any
 
 import redis
 from celery import current_app
+from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -28,6 +30,7 @@ from billing.services.channel_secrets import (
 )
 from billing.services.channels import DeliveryError, deliver
 from billing.services.counters import ledger_total
+from core.egress import EgressPolicy, EgressRefused
 from core.money import format_usd, usd_exact
 from core.periods import period_bounds
 from core.rediskeys import ALERTS_STREAM
@@ -238,6 +241,14 @@ def alert_deliver(
 # --- channels ---------------------------------------------------------------------------
 
 
+def _check_destination(url: str) -> None:
+    """The egress policy at save time, for a clear form error (delivery checks again, pinned)."""
+    try:
+        EgressPolicy.from_settings(settings).check_url(url, must_resolve=False)
+    except EgressRefused as exc:
+        raise ValidationError({"url": str(exc)}) from exc
+
+
 def alert_channel_create(
     *,
     workspace: Workspace,
@@ -248,12 +259,12 @@ def alert_channel_create(
     emails: list[str] | None = None,
     enabled: bool = True,
 ) -> AlertChannel:
-    from django.core.exceptions import ValidationError
-
     if kind not in ChannelKind.values:
         raise ValidationError({"kind": f"one of {', '.join(ChannelKind.values)}"})
     if kind in (ChannelKind.SLACK, ChannelKind.WEBHOOK) and not url:
         raise ValidationError({"url": "required for slack and webhook channels"})
+    if url:
+        _check_destination(url)
     channel = AlertChannel(
         workspace=workspace,
         kind=kind,
@@ -285,6 +296,8 @@ def alert_channel_create(
 def alert_channel_update(
     *, channel: AlertChannel, actor: Member | None, **data: Any
 ) -> AlertChannel:
+    if data.get("url"):
+        _check_destination(data["url"])
     before = {k: getattr(channel, k) for k in data}
     for name in ("name", "url", "emails", "enabled"):
         if name in data:

@@ -10,11 +10,11 @@ import pytest
 from aiohttp.abc import AbstractResolver
 
 import core.egress
-from gateway.services import provider_check
 from billing.services.channels import DeliveryError, _post
 from core.egress import EgressPolicy, EgressRefused, address_is_public, parse_allow_list, parse_host
 from core.egress_aiohttp import EgressGuard
 from core.egress_http import egress_client
+from gateway.services import provider_check
 from tests.security.conftest import answer, closed_port
 
 URL = "/api/v1/provider-keys/"
@@ -317,3 +317,13 @@ def test_aiohttp_guard_checks_literals_names_and_allow_list(http_server):
         _aiohttp_get(allowed, f"http://svc.test:{server.port}/", _FixedResolver("127.0.0.1"))
     )
     assert status == 302 and len(server.requests) == 1  # answered, redirect not followed
+
+
+@pytest.mark.parametrize(
+    "url", ["http://169.254.169.254/latest", "http://0x7f000001/", "http://[::1]/"]
+)
+def test_admin_cannot_point_an_alert_channel_at_a_private_address(api, strict, world, url):
+    for kind in ("webhook", "slack"):
+        body = {"kind": kind, "name": f"{kind}-x", "url": url}
+        response = api.call("admin", "post", "/api/v1/alert-channels/", body)
+        assert response.status_code == 400 and "url" in response.json()["error"]["fields"]
