@@ -82,6 +82,23 @@ def django_db_setup(request, django_test_environment, django_db_blocker):
         teardown_databases(config, verbosity=0)
 
 
+@pytest.fixture(scope="module")
+def module_transaction(django_db_setup, django_db_blocker):
+    """One transaction around a whole module, rolled back at its end: rows a module-scoped
+    fixture makes once stay for every test of the module, and each test's own `db` transaction
+    nests inside as a savepoint (Django's `TestCase.setUpTestData`, for pytest). Request it
+    before `db` (`pytest.mark.usefixtures` on the module) and only where no test is transactional."""
+    with django_db_blocker.unblock():
+        outer = transaction.atomic()
+        outer.__enter__()
+    try:
+        yield
+    finally:
+        with django_db_blocker.unblock():
+            transaction.set_rollback(True)
+            outer.__exit__(None, None, None)
+
+
 @pytest.fixture(scope="session")
 def simulator():
     """The upstream simulator, one per session (`/_sim/reset` clears its counters)."""

@@ -1,7 +1,13 @@
-"""REST API test helpers: a token per cast member and a small client that speaks JSON."""
+"""REST API test helpers: a token per cast member and a small client that speaks JSON.
+
+`cast`, `api` and `world` are built per test, or once per module for modules that use
+`shared_world` (`pytestmark = shared_world`): read-mostly matrices of hundreds of requests,
+where each test's writes roll back to a savepoint and each test gets its own copies.
+"""
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass, field
 
@@ -9,6 +15,7 @@ import pytest
 from django.test import Client
 
 from gateway.services.keys import gateway_key_create, provider_key_create
+from tests.cast import Cast, build_cast
 from workspaces.services.directory import invitation_send
 from workspaces.services.tokens import api_token_create
 from workspaces.services.workspaces import agent_create
@@ -32,14 +39,50 @@ class Api:
         return getattr(self.client, method)(path, **kwargs, **headers)
 
 
-@pytest.fixture
-def api(cast) -> Api:
+def _tokens(cast: Cast) -> dict[str, str]:
     tokens = {}
     for role in ROLES:
         member = cast.by_role(role)
         with workspace_scope(member.workspace_id):
             _, tokens[role] = api_token_create(member=member, name=f"{role} token")
-    return Api(tokens)
+    return tokens
+
+
+@pytest.fixture(scope="module")
+def _module_world(module_transaction, django_db_blocker):
+    with django_db_blocker.unblock():
+        cast = build_cast()
+        tokens = _tokens(cast)
+        return cast, tokens, _build_world(cast)
+
+
+# The module's rows, made before any test's own transaction opens (hence the module scope).
+shared_world = pytest.mark.usefixtures("_module_world")
+
+
+_COPY = pytest.StashKey[tuple]()
+
+
+def _shared(request):
+    """This test's copy of the module's (cast, tokens, world), or None when built per test."""
+    if "_module_world" not in request.fixturenames:
+        return None
+    if _COPY not in request.node.stash:
+        request.getfixturevalue("redis_client")  # rate-limit windows and caches start empty
+        request.node.stash[_COPY] = copy.deepcopy(request.getfixturevalue("_module_world"))
+    return request.node.stash[_COPY]
+
+
+@pytest.fixture
+def cast(request, db) -> Cast:
+    shared = _shared(request)
+    return shared[0] if shared else build_cast()
+
+
+@pytest.fixture
+def api(request, cast) -> Api:
+    shared = _shared(request)
+    return Api(shared[1] if shared else _tokens(cast))
 
 
 @dataclass
@@ -60,7 +103,12 @@ class World:
 
 
 @pytest.fixture
-def world(cast, api) -> World:
+def world(request, cast, api) -> World:
+    shared = _shared(request)
+    return shared[2] if shared else _build_world(cast)
+
+
+def _build_world(cast: Cast) -> World:
     from workspaces.models import APIToken, Department
 
     ws, wb = cast.workspace, cast.other_workspace

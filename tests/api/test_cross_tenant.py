@@ -8,8 +8,12 @@ import pytest
 from django.forms.models import model_to_dict
 
 from gateway.models import GatewayKey, ProviderCredential, WorkspaceDataKey
+from tests.api.conftest import shared_world
 from workspaces.models import Agent, APIToken, AuditLog, Department, Invitation, Member
 from workspaces.tenancy import workspace_scope
+
+# One cast and world per module; each test's changes roll back (tests/api/conftest.py).
+pytestmark = shared_world
 
 MODELS = [
     Member,

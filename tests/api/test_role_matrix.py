@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.api.conftest import ROLES
+from tests.api.conftest import ROLES, shared_world
 from workspaces.models import AuditLog
 from workspaces.tenancy import workspace_scope
+
+# One cast and world per module; each test's changes roll back (tests/api/conftest.py).
+pytestmark = shared_world
 
 O, A, F, M, X = ROLES  # noqa: E741  # owner, admin, finance, member, outsider
 
