@@ -53,6 +53,12 @@ def connect_error(exc: BaseException, cred: Credential) -> ProviderError:
             "(private or reserved; see ALEPHANT_EGRESS_ALLOW).",
             error_type="upstream_forbidden",
         )
+    if isinstance(exc, aiohttp.InvalidURL):  # e.g. `http://127.1`: yarl wants canonical IPv4
+        return ProviderError(
+            502,
+            f"The provider base URL of `{cred.name}` is not a valid URL.",
+            error_type="upstream_invalid_url",
+        )
     return transport_error(exc, cred)
 
 
