@@ -12,10 +12,10 @@ from billing.services.alerts import (
     DELIVER_TASK,
     alert_deliver,
     alerts_drain,
-    budget_forecast_check,
 )
 from billing.services.channels import DeliveryError
 from billing.services.counters import counters_reconcile
+from billing.services.forecast import budget_forecast_check
 from gateway.snapshots import redis_client
 from workspaces.models import Workspace
 from workspaces.system import all_workspace_ids

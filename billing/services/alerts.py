@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import datetime
 from typing import Any
 
 import redis
@@ -19,7 +18,6 @@ from celery import current_app
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.utils import timezone
 
 from billing.models import Alert, AlertChannel, Budget
 from billing.models.alerts import AlertKind, ChannelKind
@@ -29,10 +27,8 @@ from billing.services.channel_secrets import (
     new_signing_secret,
 )
 from billing.services.channels import DeliveryError, deliver
-from billing.services.counters import ledger_total
 from core.egress import EgressPolicy, EgressRefused
 from core.money import format_usd, usd_exact
-from core.periods import period_bounds
 from core.rediskeys import ALERTS_STREAM
 from workspaces.models import Member, Workspace
 from workspaces.services.audit import audit_record
@@ -108,7 +104,7 @@ def _enqueue_deliveries(workspace_id: int, alert_id: int, channel_ids: list[int]
         )
 
 
-def _scope_label(budget: Budget) -> str:
+def scope_label(budget: Budget) -> str:
     return f"{budget.scope_type} {budget.scope_id}" + (f" ({budget.name})" if budget.name else "")
 
 
@@ -130,7 +126,7 @@ def alert_from_event(event_id: str, event: dict[str, str]) -> Alert | None:
         unit = "USD" if money else budget.metric
         used = f"{spent_text} of {limit_text}" + ("" if money else f" {unit}")
         refused = event.get("refused") == "1"
-        title = f"Budget {budget.pk} on {_scope_label(budget)} reached {step}%"
+        title = f"Budget {budget.pk} on {scope_label(budget)} reached {step}%"
         message = f"{used} used this {budget.period} (period {period})." + (
             " Calls are now refused (hard stop)." if refused and budget.hard_stop else ""
         )
@@ -370,61 +366,3 @@ def alert_channel_test(*, channel: AlertChannel, actor: Member | None) -> tuple[
         after={"ok": not result},
     )
     return alert, result
-
-
-# --- forecast ---------------------------------------------------------------------------
-
-
-def budget_forecast_check(*, workspace: Workspace, now: datetime | None = None) -> list[Alert]:
-    """Alert (once per budget and period) when the burn rate so far exhausts a spend budget
-    before its period ends. Linear projection; ignored in the first 10% of a period."""
-    now = now or timezone.now()
-    created = []
-    for budget in Budget.objects.filter(workspace=workspace, metric="usd").exclude(
-        period="lifetime"
-    ):
-        key, start, end = period_bounds(budget.period, workspace.time_zone, now.timestamp())
-        assert start is not None and end is not None
-        total_s = (end - start).total_seconds()
-        elapsed_s = (now - start).total_seconds()
-        if elapsed_s < 0.1 * total_s:
-            continue
-        spent = ledger_total(
-            workspace_id=workspace.pk,
-            metric="usd",
-            scope_type=budget.scope_type,
-            scope_id=budget.scope_id,
-            model=budget.model_filter or None,
-            start=start,
-            end=end,
-        )
-        limit = budget.limit_units
-        if spent <= 0 or limit <= 0 or spent >= limit:
-            continue
-        projected = spent * total_s / elapsed_s
-        if projected <= limit:
-            continue
-        exhaust_at = start.timestamp() + limit / spent * elapsed_s
-        exhaust = datetime.fromtimestamp(exhaust_at, start.tzinfo)
-        alert = alert_record(
-            workspace_id=workspace.pk,
-            kind=AlertKind.FORECAST,
-            dedupe_key=f"forecast:{budget.pk}:{key}",
-            title=f"Budget {budget.pk} on {_scope_label(budget)} is on track to run out",
-            message=(
-                f"{format_usd(spent)} of {format_usd(limit)} spent; at this rate the budget "
-                f"runs out around {exhaust:%Y-%m-%d %H:%M %Z}, "
-                f"before the period ends ({end:%Y-%m-%d})."
-            ),
-            budget=budget,
-            period_key=key,
-            data={
-                "spent": usd_exact(spent),
-                "limit": usd_exact(limit),
-                "projected": usd_exact(int(projected)),
-                "exhausts_at": exhaust.isoformat(),
-            },
-        )
-        if alert is not None:
-            created.append(alert)
-    return created

@@ -25,9 +25,9 @@ from billing.services.alerts import (
     alert_deliver,
     alert_from_event,
     alerts_drain,
-    budget_forecast_check,
 )
 from billing.services.budgets import budget_create
+from billing.services.forecast import budget_forecast_check
 from billing.snapshots import budget_entry
 from core.money import NANOS_PER_USD
 from core.periods import period_bounds
