@@ -1,21 +1,14 @@
-"""Workspace pages. Thin: parse input with a form, call a service or selector, render.
-
-`WorkspaceScopeMiddleware` has already set `request.workspace` / `request.member` and runs the
-view inside the workspace's transaction scope; ids from the URL go through `workspaces.access`.
-"""
+"""Members, invitations (sending, revoking, accepting) and member limits."""
 
 from __future__ import annotations
 
 from urllib.parse import urlencode
 
-from django import forms
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
 from workspaces.access import get_in_workspace
@@ -26,94 +19,21 @@ from workspaces.decorators import (
     workspace_required,
 )
 from workspaces.forms import (
-    AgentForm,
-    DepartmentForm,
     InvitationForm,
     MemberForm,
     MemberLimitsForm,
-    WorkspaceForm,
 )
 from workspaces.middleware import SESSION_KEY
-from workspaces.models import MANAGER_ROLES, Agent, Department, Invitation, Member
+from workspaces.models import MANAGER_ROLES, Invitation, Member
 from workspaces.selectors import (
-    agent_list,
-    department_list,
-    department_members,
     invitation_list_pending,
     member_limits_by_member,
     member_list,
-    workspace_summary,
 )
 from workspaces.services import directory
 from workspaces.services.invitations import InvitationError, invitation_accept, invitation_check
 from workspaces.services.limits import member_limits_set
-from workspaces.services.workspaces import workspace_create
-
-# Services key some errors by API field name; pages show them on the matching form field.
-_FIELD_ALIASES = {"owner_id": "owner", "department_id": "department"}
-
-
-def _add_service_errors(form: forms.Form, error: ValidationError) -> None:
-    """Put a service's `ValidationError` on the form: by field where the form has it."""
-    if not hasattr(error, "error_dict"):
-        form.add_error(None, error)
-        return
-    for key, errors in error.message_dict.items():
-        field = _FIELD_ALIASES.get(key, key)
-        form.add_error(field if field in form.fields else None, errors)
-
-
-# --- Overview -------------------------------------------------------------------------------
-
-
-@workspace_required
-def home(request: WorkspaceRequest) -> HttpResponse:
-    summary = workspace_summary(workspace=request.workspace)
-    return render(request, "workspaces/home.html", {"summary": summary})
-
-
-# --- Workspaces -----------------------------------------------------------------------------
-
-
-@require_POST
-@login_required
-def workspace_switch(request: WorkspaceRequest) -> HttpResponse:
-    """Only to a workspace the user belongs to; anything else is the same 404."""
-    wanted = request.POST.get("workspace_id", "")
-    membership = next(
-        (m for m in request.memberships if str(m.workspace_id) == wanted.strip()), None
-    )
-    if membership is None:
-        raise Http404("Not found.")
-    request.session[SESSION_KEY] = membership.workspace_id
-    next_url = request.POST.get("next", "")
-    if not url_has_allowed_host_and_scheme(
-        next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    ):
-        next_url = reverse("home")
-    return redirect(next_url)
-
-
-@login_required
-@require_http_methods(["GET", "POST"])
-def workspace_new(request: WorkspaceRequest) -> HttpResponse:
-    form = WorkspaceForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        try:
-            workspace = workspace_create(
-                name=form.cleaned_data["name"],
-                owner=request.user,
-                time_zone=form.cleaned_data["time_zone"],
-            )
-        except ValidationError as exc:
-            _add_service_errors(form, exc)
-        else:
-            request.session[SESSION_KEY] = workspace.pk
-            messages.success(request, f"Workspace “{workspace.name}” created.")
-            return redirect("home")
-    status = 400 if request.method == "POST" else 200
-    return render(request, "workspaces/workspace_new.html", {"form": form}, status=status)
-
+from workspaces.views.common import add_service_errors
 
 # --- Members and invitations ----------------------------------------------------------------
 
@@ -162,7 +82,7 @@ def member_invite(request: WorkspaceRequest) -> HttpResponse:
                 department=form.cleaned_data["department"],
             )
         except ValidationError as exc:
-            _add_service_errors(form, exc)
+            add_service_errors(form, exc)
         else:
             messages.success(request, f"Invitation emailed to {issued.invitation.email}.")
             return redirect("members")
@@ -343,88 +263,3 @@ def invitation_accept_view(request: HttpRequest, token: str) -> HttpResponse:
             request, InvitationError(InvitationError.WRONG_EMAIL, invitation)
         )
     return render(request, "workspaces/invitation_accept.html", {"invitation": invitation})
-
-
-# --- Departments ----------------------------------------------------------------------------
-
-
-def _departments_page(request: WorkspaceRequest, *, form: DepartmentForm | None, status: int = 200):
-    context = {"departments": department_list(workspace=request.workspace), "form": form}
-    return render(request, "workspaces/departments.html", context, status=status)
-
-
-@workspace_required
-def departments(request: WorkspaceRequest) -> HttpResponse:
-    return _departments_page(request, form=DepartmentForm() if request.member.can_manage else None)
-
-
-@require_POST
-@role_required(*MANAGER_ROLES)
-def department_new(request: WorkspaceRequest) -> HttpResponse:
-    form = DepartmentForm(request.POST)
-    if form.is_valid():
-        try:
-            department = directory.department_add(
-                workspace=request.workspace, name=form.cleaned_data["name"], actor=request.member
-            )
-        except ValidationError as exc:
-            _add_service_errors(form, exc)
-        else:
-            messages.success(request, f"Department “{department.name}” created.")
-            return redirect("departments")
-    return _departments_page(request, form=form, status=400)
-
-
-@workspace_required
-def department_detail(request: WorkspaceRequest, department_id: int) -> HttpResponse:
-    workspace = request.workspace
-    department = get_in_workspace(Department, workspace=workspace, pk=department_id)
-    context = {
-        "department": department,
-        "members": department_members(workspace=workspace, department=department),
-        "agents": agent_list(workspace=workspace, department=department),
-    }
-    return render(request, "workspaces/department_detail.html", context)
-
-
-# --- Agents ---------------------------------------------------------------------------------
-
-
-def _agents_page(request: WorkspaceRequest, *, form: AgentForm | None, status: int = 200):
-    context = {"agents": agent_list(workspace=request.workspace), "form": form}
-    return render(request, "workspaces/agents.html", context, status=status)
-
-
-@workspace_required
-def agents(request: WorkspaceRequest) -> HttpResponse:
-    form = None
-    if request.member.can_manage:
-        form = AgentForm(workspace=request.workspace, initial={"owner": request.member})
-    return _agents_page(request, form=form)
-
-
-@require_POST
-@role_required(*MANAGER_ROLES)
-def agent_new(request: WorkspaceRequest) -> HttpResponse:
-    form = AgentForm(request.POST, workspace=request.workspace)
-    if form.is_valid():
-        try:
-            agent = directory.agent_add(
-                workspace=request.workspace, actor=request.member, **form.cleaned_data
-            )
-        except ValidationError as exc:
-            _add_service_errors(form, exc)
-        else:
-            messages.success(request, f"Agent “{agent.slug}” created.")
-            return redirect("agent_detail", agent_id=agent.pk)
-    return _agents_page(request, form=form, status=400)
-
-
-@workspace_required
-def agent_detail(request: WorkspaceRequest, agent_id: int) -> HttpResponse:
-    agent = get_in_workspace(
-        Agent.objects.select_related("owner__user", "department"),
-        workspace=request.workspace,
-        pk=agent_id,
-    )
-    return render(request, "workspaces/agent_detail.html", {"agent": agent})
