@@ -28,7 +28,8 @@ async def account(
 ) -> None:
     """Settle (or release) the reservation and append the attempts' usage events: one
     script call does both when a budget is on the chain (one round trip, atomic); else the
-    events go through the usage queue. Either way they are in Redis when this returns."""
+    events go through the usage queue. Either way they are in Redis, or if Redis is down in
+    the local spool (`spool.py`), when this returns."""
     events = [usage_encode(e) for e in call.events]
     stream = queue.stream
     try:
@@ -46,10 +47,9 @@ async def account(
         logger.error("gateway: settling %s failed: %r", call.request_id, exc)
         written = False
     if events and not written:
-        try:
-            await queue.emit_encoded(events)
-        except Exception as exc:
-            logger.error("gateway: usage event for %s failed: %r", call.request_id, exc)
+        # Redis died mid-call: the events go to the local spool (fsynced) before the client's
+        # answer completes. The reservation stays until its TTL (README, "Budgets").
+        await queue.emit_durable(events, request_id=call.request_id)
 
 
 async def release_unsettled(

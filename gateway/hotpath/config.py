@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from core.egress import EgressPolicy, parse_allow_list
 from gateway.hotpath import cache
@@ -16,6 +17,8 @@ from gateway.hotpath import cache
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 INSECURE_KEY_HASH_SECRET = "insecure-local-development-key-change-me"
+# The repository's (git-ignored) `.run/`: writable for local runs; set the variable in production.
+DEFAULT_SPOOL_DIR = str(Path(__file__).resolve().parents[2] / ".run" / "spool")
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -47,6 +50,8 @@ class Config:
     cache_max_bytes: int = cache.MAX_ENTRY_BYTES
     # Where upstream connections may go (`core.egress`): public addresses only by default.
     egress: EgressPolicy = field(default_factory=EgressPolicy)
+    # Usage events Redis would not take, fsynced here until replayed (`spool.py`).
+    usage_spool_dir: str = DEFAULT_SPOOL_DIR
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
@@ -71,6 +76,7 @@ class Config:
             cache_ttl_s=_int(env, "ALEPHANT_CACHE_TTL_SECONDS", cls.cache_ttl_s),
             cache_max_bytes=_int(env, "ALEPHANT_CACHE_MAX_BYTES", cls.cache_max_bytes),
             egress=_egress(env),
+            usage_spool_dir=env.get("ALEPHANT_USAGE_SPOOL_DIR") or cls.usage_spool_dir,
         )
 
 

@@ -9,11 +9,17 @@ gateway is killed right after. One field, `e`, holds the event as JSON; the fiel
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import logging
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from core.rediskeys import USAGE_GROUP, USAGE_STREAM
+
+if TYPE_CHECKING:
+    from gateway.hotpath.spool import Spool
+
+logger = logging.getLogger("alephant.gateway")
 
 STREAM = USAGE_STREAM
 GROUP = USAGE_GROUP
@@ -65,9 +71,10 @@ class UsageQueue:
     concurrency one round trip carries many events instead of one each.
     """
 
-    def __init__(self, redis: Any, stream: str = STREAM) -> None:
+    def __init__(self, redis: Any, stream: str = STREAM, *, spool: Spool | None = None) -> None:
         self.redis = redis
         self.stream = stream
+        self.spool = spool
         self._events: list[bytes] = []
         self._waiters: list[asyncio.Future] = []
         self._flushing = False
@@ -100,6 +107,37 @@ class UsageQueue:
                 self._task = asyncio.get_running_loop().create_task(self._flush())
             else:
                 self._flushing = False
+
+    async def emit_durable(self, encoded: list[bytes], *, request_id: str) -> bool:
+        """Redis, or failing that the local spool (written and fsynced before this returns;
+        `spool.replay_forever` pushes it to Redis later). Never raises: the provider has
+        already charged, so the client is answered either way. False only when the events
+        are on neither (no spool, or the disk failed too): logged at ERROR with the events
+        themselves, so an operator can still recover them from the log."""
+        try:
+            await self.emit_encoded(encoded)
+            return True
+        except Exception as exc:
+            redis_error = exc
+        if self.spool is not None:
+            try:
+                await asyncio.to_thread(self.spool.append, encoded)
+            except Exception as exc:
+                logger.error("gateway: spooling usage of %s failed: %r", request_id, exc)
+            else:
+                logger.warning(
+                    "gateway: usage event for %s spooled to disk (redis: %r)",
+                    request_id,
+                    redis_error,
+                )
+                return True
+        logger.error(
+            "gateway: usage event for %s failed, not recorded (redis: %r): %s",
+            request_id,
+            redis_error,
+            b"\n".join(encoded).decode(errors="replace"),
+        )
+        return False
 
     async def _send(self, events: list[bytes]) -> None:
         if len(events) == 1:
