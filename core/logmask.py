@@ -15,6 +15,8 @@ _PATTERNS = [
     (re.compile(r"\b(whsec_)[A-Za-z0-9_\-]{8,}"), r"\1[masked]"),
     (re.compile(r"\b(alpt_[A-Za-z0-9]{8}_)[A-Za-z0-9]{8,}"), r"\1[masked]"),
     (re.compile(r"(?i)(authorization:\s*bearer\s+)\S+"), r"\1[masked]"),
+    # scheme://user:password@host (database, Redis, broker URLs): keep the user, drop the password.
+    (re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@\"'<>]*:)[^\s@/\"'<>]+@"), r"\1[masked]@"),
 ]
 
 

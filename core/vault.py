@@ -222,3 +222,41 @@ def open_secret(workspace_id: int, enc: dict) -> str:
 
 def last4(secret: str) -> str:
     return secret[-4:] if len(secret) >= 8 else ""
+
+
+# --- Secrets sealed under a key derived for one purpose (no workspace: e.g. allauth TOTP seeds).
+_SEALED_PREFIX = "alephant:v1:"
+
+
+def _purpose_key(master: MasterKey, purpose: str) -> bytes:
+    # HKDF with the purpose as info: a key for TOTP seeds can open nothing else, and vice versa.
+    info = b"alephant purpose key v1:" + purpose.encode()
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(master.key)
+
+
+def seal_for_purpose(purpose: str, text: str, keyring: Keyring | None = None) -> str:
+    """`alephant:v1:<key_version>:<b64(nonce || AES-GCM(text))>`, the purpose bound as aad."""
+    master = (keyring or get_keyring()).current
+    nonce = os.urandom(NONCE_BYTES)
+    sealed = AESGCM(_purpose_key(master, purpose)).encrypt(
+        nonce, text.encode("utf-8"), purpose.encode()
+    )
+    return f"{_SEALED_PREFIX}{master.version}:{_b64e(nonce + sealed)}"
+
+
+def open_for_purpose(purpose: str, value: str, keyring: Keyring | None = None) -> str:
+    """The text `seal_for_purpose` sealed. A value without the prefix is returned unchanged:
+    rows written before sealing existed (they are re-sealed on their next write)."""
+    if not value.startswith(_SEALED_PREFIX):
+        return value
+    version, _, payload = value[len(_SEALED_PREFIX) :].partition(":")
+    raw = _b64d(payload)
+    for master in (keyring or get_keyring()).by_version(version):
+        try:
+            plain = AESGCM(_purpose_key(master, purpose)).decrypt(
+                raw[:NONCE_BYTES], raw[NONCE_BYTES:], purpose.encode()
+            )
+        except (InvalidTag, ValueError):
+            continue
+        return plain.decode("utf-8")
+    raise MasterKeyMismatch(f"sealed {purpose} value opens with no configured master key")

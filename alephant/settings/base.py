@@ -7,8 +7,10 @@ layout). Every variable read here is documented in README.md ("Configuration").
 from __future__ import annotations
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from alephant.env import BASE_DIR, env_bool, env_int, env_list, env_str, load_dotenv
+from core.headers import DEFAULT_CSP
 
 load_dotenv()
 
@@ -40,6 +42,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "core.headers.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -154,11 +157,27 @@ ACCOUNT_LOGIN_METHODS = {"email"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
 ACCOUNT_USER_MODEL_USERNAME_FIELD = None
 ACCOUNT_UNIQUE_EMAIL = True
-ACCOUNT_EMAIL_VERIFICATION = env_str("ALEPHANT_EMAIL_VERIFICATION", "optional")
 ACCOUNT_LOGOUT_ON_GET = False
+# Per address first: allauth stops at the first exhausted rate, so a locked-out address no
+# longer spends its IP's allowance and one user's failures never lock out a colleague behind the
+# same NAT. The per-IP rate only brakes credential stuffing across many addresses.
 ACCOUNT_RATE_LIMITS = {
-    "login_failed": env_str("ALEPHANT_LOGIN_RATE_LIMIT", "10/m/ip,5/5m/key"),
+    "login_failed": env_str("ALEPHANT_LOGIN_RATE_LIMIT", "5/5m/key,30/m/ip"),
 }
+# Sign-up and password reset answer the same whether or not an address has an account.
+ACCOUNT_PREVENT_ENUMERATION = True
+# Who may create an account: open (anyone), invite (the first account on an empty instance, then
+# invitation links only) or closed (nobody through the web). workspaces/adapters.py enforces it.
+ALEPHANT_SIGNUP = env_str("ALEPHANT_SIGNUP", "invite")
+if ALEPHANT_SIGNUP not in {"open", "invite", "closed"}:
+    raise ImproperlyConfigured(f"ALEPHANT_SIGNUP is open, invite or closed: {ALEPHANT_SIGNUP!r}")
+# Open sign-up can only hide which addresses exist if every sign-up ends on "check your email"
+# (allauth mails the owner of a taken address instead of saying so): verification is mandatory
+# there. With invite/closed a stranger reaches no sign-up form to probe with.
+ACCOUNT_EMAIL_VERIFICATION = env_str(
+    "ALEPHANT_EMAIL_VERIFICATION", "mandatory" if ALEPHANT_SIGNUP == "open" else "optional"
+)
+MFA_ADAPTER = "workspaces.adapters.MFAAdapter"  # TOTP seeds encrypted under the master key
 ACCOUNT_SIGNUP_FORM_CLASS = "workspaces.forms.SignupExtraForm"
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = "Alephant"
@@ -202,6 +221,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "AlertChannelKindEnum": "billing.models.alerts.ChannelKind",
         "AlertKindEnum": "billing.models.alerts.AlertKind",
+        "TokenScopeEnum": "workspaces.models.TokenScope",
+        "CacheScopeEnum": "efficiency.models.CacheScope",
     },
 }
 
@@ -240,14 +261,31 @@ CELERY_BEAT_SCHEDULE["efficiency-weekly-digest"] = {
     "schedule": crontab(minute=0, hour=7, day_of_week="mon"),
 }
 
+# Every handler masks credentials (Slack URLs, signing keys, tokens, URL passwords).
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"mask_secrets": {"()": "core.logmask.SecretMaskingFilter"}},
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["mask_secrets"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- Security headers and error reports ----------------------------------------------------
+# Debug pages and error mails: settings named like URL/DSN/OWNER hidden too, and a password in
+# any `scheme://user:password@` value masked (core/errorfilter.py), in every mode.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "core.errorfilter.CredentialSafeExceptionReporterFilter"
+ALEPHANT_CSP = env_str("ALEPHANT_CSP", DEFAULT_CSP)
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
 
 # Read here, not only in prod.py: a deployment that leaves DJANGO_SETTINGS_MODULE at its default
 # keeps the cookie flags it sets, as before the split.

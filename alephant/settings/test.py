@@ -16,6 +16,9 @@ from alephant.env import env_str, load_dotenv
 load_dotenv()
 # Provider keys in tests point at the simulator on 127.0.0.1.
 os.environ.setdefault("ALEPHANT_ALLOW_PRIVATE_UPSTREAMS", "1")
+# Most tests sign strangers up freely; tests/security checks invite and closed explicitly.
+os.environ.setdefault("ALEPHANT_SIGNUP", "open")
+os.environ.setdefault("ALEPHANT_EMAIL_VERIFICATION", "optional")
 
 from alephant.settings.base import *  # noqa: E402,F403
 from alephant.settings.base import CACHES, CELERY_BROKER_URL, REDIS_URL  # noqa: E402
