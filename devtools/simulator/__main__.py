@@ -1,0 +1,5 @@
+"""`python -m devtools.simulator`"""
+
+from devtools.simulator.app import main
+
+main()
