@@ -27,7 +27,7 @@ from gateway.services.provider_check import provider_key_test
 from workspaces.access import get_in_workspace
 from workspaces.decorators import WorkspaceRequest, role_required, workspace_required
 from workspaces.forms import apply_service_errors
-from workspaces.models import SPEND_READER_ROLES, Agent, Member, Role
+from workspaces.models import MANAGER_ROLES, Agent, Member, Role
 from workspaces.tables import Table, csv_response
 
 
@@ -37,9 +37,11 @@ def _require_manager(request: WorkspaceRequest) -> None:
 
 
 # --- provider keys ---------------------------------------------------------------------------
+# Owners and admins only, as the API (ProviderKeyViewSet.default_roles): finance reads spend, not
+# where the workspace's provider secrets point.
 
 
-@role_required(*SPEND_READER_ROLES)
+@role_required(*MANAGER_ROLES)
 def provider_keys(request: WorkspaceRequest) -> HttpResponse:
     form = ProviderKeyForm(request.POST or None)
     if request.method == "POST":
@@ -90,7 +92,7 @@ def _credential(request: WorkspaceRequest, pk: int):
 
 
 @require_POST
-@role_required(*SPEND_READER_ROLES)
+@role_required(*MANAGER_ROLES)
 def provider_key_rotate(request: WorkspaceRequest, pk: int) -> HttpResponse:
     credential = _credential(request, pk)
     form = RotateSecretForm(request.POST)
@@ -109,7 +111,7 @@ def provider_key_rotate(request: WorkspaceRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
-@role_required(*SPEND_READER_ROLES)
+@role_required(*MANAGER_ROLES)
 def provider_key_test_view(request: WorkspaceRequest, pk: int) -> HttpResponse:
     credential = _credential(request, pk)
     try:
@@ -123,7 +125,7 @@ def provider_key_test_view(request: WorkspaceRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
-@role_required(*SPEND_READER_ROLES)
+@role_required(*MANAGER_ROLES)
 def provider_key_delete_view(request: WorkspaceRequest, pk: int) -> HttpResponse:
     credential = _credential(request, pk)
     provider_key_delete(credential=credential, actor=request.member)

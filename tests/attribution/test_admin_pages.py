@@ -20,7 +20,7 @@ GET_PAGES = [
 EXPECTED = {
     "owner": [200, 200, 200, 200, 200],
     "admin": [200, 200, 200, 200, 200],
-    "finance": [200, 200, 200, 200, 200],
+    "finance": [200, 403, 200, 200, 200],  # provider keys: owners and admins, as the API
     "member": [200, 403, 200, 403, 403],
 }
 
@@ -283,6 +283,8 @@ def test_key_tables_export_as_csv(client, world):
     body = client.get("/manage/gateway-keys/?export=gateway-keys").content.decode()
     assert body.splitlines()[0].startswith("name,prefix,member")
     assert world.key.prefix in body and world.outsider_key.prefix not in body
+    assert client.get("/manage/provider-keys/?export=provider-keys").status_code == 403
+    _login(client, world.cast.admin)
     assert client.get("/manage/provider-keys/?export=provider-keys").status_code == 200
     _login(client, world.cast.member)
     assert client.get("/manage/provider-keys/?export=provider-keys").status_code == 403
