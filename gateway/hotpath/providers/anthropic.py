@@ -170,7 +170,7 @@ class AnthropicToChatStream(AnthropicStream):
         for _event, event in self._events(events):
             if event is None:
                 continue
-            handler = self._HANDLERS.get(event.get("type"))
+            handler = self._HANDLERS.get(str(event.get("type")))
             if handler is not None:
                 handler(self, event, out)
         return b"".join(out)

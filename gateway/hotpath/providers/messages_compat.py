@@ -101,7 +101,12 @@ class ChatToAnthropicStream:
         index = call.get("index", 0)
         fn = call.get("function") or {}
         if index not in self.tool_blocks:
-            block = {"type": "tool_use", "id": call.get("id"), "name": fn.get("name"), "input": {}}
+            block: dict[str, Any] = {
+                "type": "tool_use",
+                "id": call.get("id"),
+                "name": fn.get("name"),
+                "input": {},
+            }
             self._open(out, "tool", block)
             self.tool_blocks[index] = self.block
         if fn.get("arguments"):
