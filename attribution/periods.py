@@ -70,11 +70,18 @@ class Period:
         return self.start <= day < self.end
 
 
+# Dates a report can be about. Near date.min/date.max a period's end or the previous period
+# overflows Python's date (a 500); anything outside falls back to the default like bad input.
+EARLIEST = dt.date(1970, 1, 1)
+LATEST = dt.date(9000, 12, 31)
+
+
 def _parse_date(value: str | None) -> dt.date | None:
     try:
-        return dt.date.fromisoformat(value) if value else None
+        day = dt.date.fromisoformat(value) if value else None
     except ValueError:
         return None
+    return day if day is not None and EARLIEST <= day <= LATEST else None
 
 
 def period_for(kind: str, anchor: dt.date, tz: ZoneInfo) -> Period:

@@ -135,9 +135,12 @@ def spend_list(request: WorkspaceRequest, segment: str) -> HttpResponse:
     )
 
 
+MAX_PAGE = 100_000  # past it the OFFSET would overflow Postgres' bigint (a 500, not a page)
+
+
 def _page_number(request: WorkspaceRequest) -> int:
     try:
-        return max(int(request.GET.get("page", "1")), 1)
+        return min(max(int(request.GET.get("page", "1")), 1), MAX_PAGE)
     except ValueError:
         return 1
 
