@@ -5,6 +5,8 @@ Connection URLs carry passwords under names it does not know (DATABASE_OWNER_URL
 CELERY_BROKER_URL, a Sentry DSN), and a password can sit inside any value (a dict, a frame
 variable, the WSGI environ). So: names with URL/DSN/OWNER are hidden too, and every string shown
 is passed through `core.logmask.mask`, which drops the password of `scheme://user:password@`.
+The exception message itself ("could not connect to postgres://u:p@h") is no setting or
+variable: the reporter masks the rendered page and text as a last pass.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from django.views.debug import SafeExceptionReporterFilter
+from django.views.debug import ExceptionReporter, SafeExceptionReporterFilter
 
 from core.logmask import mask
 
@@ -53,3 +55,11 @@ class CredentialSafeExceptionReporterFilter(SafeExceptionReporterFilter):
             else:
                 cleansed.setlist(name, [_masked(v) for v in cleansed.getlist(name)])
         return cleansed
+
+
+class CredentialSafeExceptionReporter(ExceptionReporter):
+    def get_traceback_html(self):
+        return mask(str(super().get_traceback_html()))
+
+    def get_traceback_text(self):
+        return mask(str(super().get_traceback_text()))

@@ -27,11 +27,19 @@ def mask(text: str) -> str:
 
 
 class SecretMaskingFilter(logging.Filter):
+    _formatter = logging.Formatter()
+
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         masked = mask(message)
         if masked != message:
             record.msg, record.args = masked, None
+        # A traceback repeats the exception message (a connection URL, say): format it here,
+        # masked; handlers' formatters reuse exc_text instead of formatting exc_info again.
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self._formatter.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = mask(record.exc_text)
         return True
 
 

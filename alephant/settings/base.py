@@ -276,13 +276,20 @@ LOGGING = {
         }
     },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    # Django's own handlers (console when DEBUG, mail_admins, runserver's) carry no mask: its
+    # loggers propagate to the root handler instead.
+    "loggers": {
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+        "django.server": {"handlers": [], "level": "INFO", "propagate": True},
+        "django.db.backends": {"level": "WARNING"},
+    },
 }
 
 # --- Security headers and error reports ----------------------------------------------------
 # Debug pages and error mails: settings named like URL/DSN/OWNER hidden too, and a password in
 # any `scheme://user:password@` value masked (core/errorfilter.py), in every mode.
 DEFAULT_EXCEPTION_REPORTER_FILTER = "core.errorfilter.CredentialSafeExceptionReporterFilter"
+DEFAULT_EXCEPTION_REPORTER = "core.errorfilter.CredentialSafeExceptionReporter"
 ALEPHANT_CSP = env_str("ALEPHANT_CSP", DEFAULT_CSP)
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CONTENT_TYPE_NOSNIFF = True
