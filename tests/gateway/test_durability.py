@@ -108,11 +108,16 @@ def _stored(workspace_id: int, request_ids: list[str]) -> set[str]:
 
 def test_sigkill_of_gateway_and_writer_during_load_loses_no_record(gw):
     from billing.models import UsageRecord
+    from billing.services.budgets import guardrails_update
     from tests.gateway.conftest import issue_key
     from workspaces.tenancy import workspace_scope
 
     ws = gw.cast.workspace.pk
-    _obj, key = issue_key(gw.cast, name="load", rpm=1_000_000)  # the load, not the rate cap
+    # The load, not the rate cap: a key's rpm only narrows the workspace floor (100/min by
+    # default), which the load would otherwise hit and then wait out a whole minute.
+    with workspace_scope(ws):
+        guardrails_update(workspace=gw.cast.workspace, actor=None, rpm_floor=1_000_000)
+    _obj, key = issue_key(gw.cast, name="load", rpm=1_000_000)
     env = dict(gw.stack.env)
     victim, base = start_gateway(env)
     writer = start_ledger_writer(env, "--claim-idle-ms", "500", "--consumer", "writer-a")
