@@ -114,8 +114,11 @@ def start_postgres(state: dict) -> str:
         os.chown(SERVICE_DIR, pw.pw_uid, pw.pw_gid)
     if not (data / "PG_VERSION").exists():
         _pg_initdb(bindir, data)
+    changed = _pg_secure_auth(data)
     if not _pg_running(bindir, data):
         state["postgres"] = _pg_start(bindir, data)
+    elif changed:  # a cluster from before this rule: reload, no restart (connections stay)
+        _as_pg_user([str(bindir / "pg_ctl"), "-D", str(data), "reload"], stdout=subprocess.DEVNULL)
     _pg_bootstrap(bindir)
     return f"127.0.0.1:{PG_PORT}"
 
@@ -136,6 +139,28 @@ def _pg_initdb(bindir: Path, data: Path) -> None:
         ],
         stdout=subprocess.DEVNULL,
     )
+
+
+# Passwords (scram) for every role; superuser only for the OS account running the cluster (peer).
+_PG_HBA = """# Written by devtools/services.py (rewritten on every `make services`).
+local   all   postgres                  peer map=alephant
+local   all   all                       scram-sha-256
+host    all   all       127.0.0.1/32    scram-sha-256
+host    all   all       ::1/128         scram-sha-256
+"""
+
+
+def _pg_secure_auth(data: Path) -> bool:
+    """Write pg_hba.conf/pg_ident.conf; True when they changed (a running server must reload)."""
+    os_user = "postgres" if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
+    wanted = {"pg_hba.conf": _PG_HBA, "pg_ident.conf": f"alephant  {os_user}  postgres\n"}
+    changed = False
+    for name, text in wanted.items():
+        path = data / name
+        if _as_pg_user(["cat", str(path)], capture_output=True, text=True).stdout != text:
+            _as_pg_user(["tee", str(path)], input=text, text=True, stdout=subprocess.DEVNULL)
+            changed = True
+    return changed
 
 
 def _pg_running(bindir: Path, data: Path) -> bool:
