@@ -60,6 +60,26 @@ def processes(port: str) -> list[tuple[str, list[str]]]:
     return procs + extra_processes(py, port)
 
 
+def mode_banner(environ: dict[str, str]) -> str:
+    """What `make run` says first: development mode unless the environment says production."""
+    module = environ.get("DJANGO_SETTINGS_MODULE", "alephant.settings.dev")
+    production = module.endswith(".prod") or environ.get("ALEPHANT_ENV", "") in {
+        "production",
+        "prod",
+    }
+    if production:
+        return "  Production settings (README 'Deploying to production')."
+    debug = environ.get("DJANGO_DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}
+    return (
+        "  DEVELOPMENT MODE: "
+        + ("DEBUG on (error pages show code), " if debug else "")
+        + "private upstreams "
+        + ("allowed" if environ.get("ALEPHANT_ALLOW_PRIVATE_UPSTREAMS", "") == "1" else "refused")
+        + f", sign-up {environ.get('ALEPHANT_SIGNUP', 'invite')}, local secrets from .env.\n"
+        "  Not for production: see README 'Deploying to production'."
+    )
+
+
 def main() -> None:
     load_dotenv()
     port = os.environ.get("PORT", "8000")
@@ -70,7 +90,8 @@ def main() -> None:
         [Child(name, cmd, restart=name != "traffic") for name, cmd in processes(port)],
         cwd=BASE_DIR,
     )
-    print(f"\n  Alephant is running on http://127.0.0.1:{port}/")
+    print("\n" + mode_banner(dict(os.environ)))
+    print(f"  Alephant is running on http://127.0.0.1:{port}/")
     print("  Demo login: owner@demo.alephant.dev / alephant-demo-2026 (finance: finance@demo...)")
     print(f"  Gateway: http://127.0.0.1:{port}/v1   API docs: http://127.0.0.1:{port}/api/docs/")
     print("  Ctrl-C stops everything.\n", flush=True)

@@ -18,6 +18,7 @@ from django.test import Client, override_settings
 
 from alephant.settings.safety import production_refusals
 from core.errorfilter import CredentialSafeExceptionReporterFilter
+from devtools.run import mode_banner
 from core.logmask import SecretMaskingFilter
 from tests.security.boom_urls import OWNER_URL
 
@@ -212,3 +213,10 @@ def test_a_logged_traceback_masks_the_url_in_the_exception(caplog):
     SecretMaskingFilter().filter(record)
     line = logging.Formatter().format(record)
     assert "owner-pw-LEAK-1234" not in line and "alephant_owner:[masked]@" in line
+
+
+def test_make_run_says_it_is_development_mode():
+    dev = mode_banner({"DJANGO_DEBUG": "1", "ALEPHANT_ALLOW_PRIVATE_UPSTREAMS": "1"})
+    assert "DEVELOPMENT MODE" in dev and "DEBUG on" in dev and "Not for production" in dev
+    assert "DEVELOPMENT" not in mode_banner({"ALEPHANT_ENV": "production"})
+    assert "DEVELOPMENT" not in mode_banner({"DJANGO_SETTINGS_MODULE": "alephant.settings.prod"})
