@@ -18,8 +18,8 @@ from django.test import Client, override_settings
 
 from alephant.settings.safety import production_refusals
 from core.errorfilter import CredentialSafeExceptionReporterFilter
-from devtools.run import mode_banner
 from core.logmask import SecretMaskingFilter
+from devtools.run import mode_banner
 from tests.security.boom_urls import OWNER_URL
 
 ROOT = Path(__file__).resolve().parents[2]
