@@ -204,7 +204,7 @@ def test_pages_carry_csp_referrer_policy_and_no_inline_script(client, cast):
         assert "<script>" not in page  # inline scripts would be blocked by the policy
 
 
-def test_a_logged_traceback_masks_the_url_in_the_exception(caplog):
+def test_a_logged_traceback_masks_the_url_in_the_exception():
     record = logging.LogRecord("x", logging.ERROR, __file__, 1, "failed", None, None)
     try:
         raise RuntimeError(f"could not connect to {OWNER_URL}")
