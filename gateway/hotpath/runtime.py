@@ -4,6 +4,8 @@ shutdown (`app.Gateway` runs both from the ASGI lifespan or the first request)."
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -19,7 +21,8 @@ from gateway.hotpath.config import Config
 from gateway.hotpath.enforcer import Enforcer
 from gateway.hotpath.resp import RespClient
 from gateway.hotpath.snapshots import Loader, SnapshotCache
-from gateway.hotpath.usage import UsageQueue
+from gateway.hotpath.spool import Spool, replay_forever
+from gateway.hotpath.usage import STREAM, UsageQueue
 
 EnforcerFactory = Callable[[Any], Enforcer]
 
@@ -86,10 +89,19 @@ class Runtime:
         except ValueError:  # rediss:// or a socket path: redis-py handles those
             self.call_redis = self.redis
         self.enforcer: Enforcer = self.enforcer_factory(self.call_redis)
-        self.usage = UsageQueue(self.call_redis)
+        # Usage events Redis would not take (it died mid-call) wait on local disk; the replay
+        # task pushes them (and any a dead process left behind) once Redis answers again.
+        self.spool = Spool(config.usage_spool_dir, redis_url=config.redis_url, stream=STREAM)
+        self.usage = UsageQueue(self.call_redis, spool=self.spool)
+        self.replay = asyncio.get_running_loop().create_task(replay_forever(self.spool, self.redis))
         self.started = True
 
     async def close(self) -> None:
+        if self.started:
+            self.replay.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.replay
+            self.spool.close()
         if self.session is not None:
             await self.session.close()
         if self.started:
