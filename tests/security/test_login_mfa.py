@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 from allauth.mfa.models import Authenticator
 from allauth.mfa.totp.internal.auth import (
@@ -11,6 +13,7 @@ from allauth.mfa.totp.internal.auth import (
     hotp_value,
     yield_hotp_counters_from_time,
 )
+from django.apps import apps as django_apps
 from django.test import Client
 
 from tests.cast import PASSWORD
@@ -77,6 +80,21 @@ def test_a_seed_stored_before_sealing_still_signs_in(cast_fresh):
     user = cast_fresh.admin.user
     seed = generate_totp_secret()
     Authenticator.objects.create(user=user, type=Authenticator.Type.TOTP, data={"secret": seed})
+    client = Client()
+    first = _login(client, user.email, PASSWORD)
+    done = client.post(first["Location"], {"code": _current_code(seed)})
+    assert done.status_code == 302 and "/2fa/" not in done["Location"]
+
+
+def test_the_migration_seals_seeds_stored_in_plaintext(cast_fresh):
+    migration = importlib.import_module("workspaces.migrations.0006_seal_totp_seeds")
+    user = cast_fresh.finance.user
+    seed = generate_totp_secret()
+    Authenticator.objects.create(user=user, type=Authenticator.Type.TOTP, data={"secret": seed})
+    migration.seal(django_apps, None)
+    migration.seal(django_apps, None)  # idempotent: sealed once, not twice
+    stored = Authenticator.objects.get(user=user).data["secret"]
+    assert stored.startswith("alephant:v1:") and seed not in stored
     client = Client()
     first = _login(client, user.email, PASSWORD)
     done = client.post(first["Location"], {"code": _current_code(seed)})
