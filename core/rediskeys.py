@@ -11,6 +11,10 @@ USAGE_GROUP = "ledger"
 USAGE_DEAD_STREAM = "alephant:usage:dead"
 ALERTS_STREAM = "alephant:alerts"  # ladder crossings and loops -> billing.alerts_drain
 RESPONSE_CACHE_PREFIX = "alephant:rc:"
+# Pub/sub: Django publishes a snapshot's Redis key here each time it rewrites it (a revocation, a
+# new budget); every gateway process drops its in-memory copy at once instead of waiting for
+# its cache TTL. Channels are server-wide (not per db): a stray message only costs a re-read.
+SNAPSHOT_CHANNEL = "alephant:snapshots"
 
 
 def snapshot_key(kind: str, ident: str | int) -> str:

@@ -210,13 +210,23 @@ def publish_key(key_hash: str) -> dict:
 
 def _write_key(key_hash: str, snapshot: dict) -> None:
     ttl = REVOKED_TTL_S if snapshot.get("revoked") else SNAPSHOT_TTL_S
-    redis_client().set(key_redis_key(key_hash), _dump(snapshot), ex=ttl)
+    _write_and_announce(key_redis_key(key_hash), _dump(snapshot), ttl)
 
 
 def publish_workspace(workspace_id: int) -> dict:
     snapshot = build_workspace_snapshot(workspace_id)
-    redis_client().set(workspace_redis_key(workspace_id), _dump(snapshot), ex=SNAPSHOT_TTL_S)
+    _write_and_announce(workspace_redis_key(workspace_id), _dump(snapshot), SNAPSHOT_TTL_S)
     return snapshot
+
+
+def _write_and_announce(key: str, value: str, ttl: int) -> None:
+    """SET, then PUBLISH the key on `SNAPSHOT_CHANNEL` (one round trip, in this order): every
+    gateway drops its in-memory copy and re-reads the new value, so a revocation takes effect
+    in milliseconds rather than after the gateways' cache TTL (gateway/hotpath/invalidation.py)."""
+    pipe = redis_client().pipeline(transaction=False)
+    pipe.set(key, value, ex=ttl)
+    pipe.publish(rediskeys.SNAPSHOT_CHANNEL, key)
+    pipe.execute()
 
 
 def _safely(fn: Callable[[], Any], what: str) -> None:

@@ -19,9 +19,10 @@ from gateway.hotpath.admission import CounterLoader
 from gateway.hotpath.auth import Credentials
 from gateway.hotpath.config import Config
 from gateway.hotpath.enforcer import Enforcer
+from gateway.hotpath.invalidation import Invalidations
 from gateway.hotpath.resp import RespClient
 from gateway.hotpath.snapshots import Loader, SnapshotCache
-from gateway.hotpath.spool import Spool, replay_forever
+from gateway.hotpath.spool import Spool, drain, replay_forever
 from gateway.hotpath.usage import STREAM, UsageQueue
 
 EnforcerFactory = Callable[[Any], Enforcer]
@@ -80,6 +81,10 @@ class Runtime:
         )
         self.redis = aioredis.Redis(connection_pool=pool)
         self.snapshots = SnapshotCache(self.redis, self.loader, ttl=config.snapshot_cache_ttl)
+        # Django's announcements drop cached snapshots at once (a revocation in milliseconds);
+        # the TTL above stays the backstop when the subscription is down.
+        self.invalidations = Invalidations(config.redis_url, self.snapshots)
+        self.invalidations.start()
         # The per-call commands (admit, settle + usage event) go over one lean pipelined
         # connection (`RespClient`): far less client CPU per command than redis-py's pool.
         try:
@@ -98,10 +103,13 @@ class Runtime:
 
     async def close(self) -> None:
         if self.started:
+            await self.invalidations.close()
+        if self.started:
             self.replay.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.replay
             self.spool.close()
+            await drain(self.spool, self.redis)
         if self.session is not None:
             await self.session.close()
         if self.started:

@@ -5,6 +5,9 @@ The loader (`gateway.loader.load_snapshot`, Django side) is injected by `gateway
 runs in a thread on a Redis miss. Concurrent misses for one snapshot share a single load. Unknown
 keys are remembered (as None) for the same `ttl`, so a flood of random keys costs one lookup per
 `ttl` each.
+
+Django announces every rewrite on a pub/sub channel; `invalidation.py` calls `forget_key` (or
+`clear` after a reconnect), so a change is seen at once and `ttl` is only the backstop.
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ class SnapshotCache:
         self.ttl = ttl
         self._local: dict[str, tuple[float, dict | None]] = {}
         self._inflight: dict[str, asyncio.Future] = {}
+        # Keys forgotten while a fetch was in flight: that fetch may have read the old value,
+        # so its result is returned to its waiters but not kept.
+        self._stale: set[str] = set()
 
     async def get(self, kind: str, ident: str) -> dict | None:
         key = snapshot_key(kind, ident)
@@ -52,6 +58,9 @@ class SnapshotCache:
         finally:
             self._inflight.pop(key, None)
         future.set_result(value)
+        if key in self._stale:
+            self._stale.discard(key)
+            return value
         if len(self._local) >= _MAX_ENTRIES:
             self._local.clear()
         self._local[key] = (time.monotonic() + self.ttl, value)
@@ -66,4 +75,15 @@ class SnapshotCache:
         return await asyncio.to_thread(self.loader, kind, ident)
 
     def forget(self, kind: str, ident: str) -> None:
-        self._local.pop(snapshot_key(kind, ident), None)
+        self.forget_key(snapshot_key(kind, ident))
+
+    def forget_key(self, key: str) -> None:
+        """Drop one snapshot (by its Redis key): the next call re-reads Redis."""
+        self._local.pop(key, None)
+        if key in self._inflight:
+            self._stale.add(key)
+
+    def clear(self) -> None:
+        """Drop everything (invalidations may have been missed, e.g. while reconnecting)."""
+        self._local.clear()
+        self._stale.update(self._inflight)
