@@ -233,7 +233,7 @@ async def replay_forever(
 ) -> None:
     """The runtime's background task: replay every `interval` s; on failure wait with backoff.
     Never dies on an error (only on cancellation, at shutdown)."""
-    backoff = backoff or Backoff(initial=interval, maximum=10.0)
+    backoff = backoff or Backoff(initial=interval, maximum=2.0)
     pending: list[Claimed] = []
     try:
         while True:
@@ -250,4 +250,17 @@ async def replay_forever(
             await asyncio.sleep(interval)
     finally:
         for item in pending:  # unlock: the files stay on disk for the next process to replay
+            os.close(item.fd)
+
+
+async def drain(spool: Spool, redis: Any, *, timeout_s: float = 2.0) -> None:
+    """At shutdown, after the loop stopped: one last bounded replay. Whatever is left stays on
+    disk, unlocked, for the next gateway on the same spool directory."""
+    pending: list[Claimed] = []
+    try:
+        await asyncio.wait_for(replay_once(spool, redis, pending), timeout_s)
+    except Exception as exc:  # Redis still down: the files wait for the next process
+        logger.warning("gateway: spool left on disk at shutdown (%r): %s", exc, spool.dir)
+    finally:
+        for item in pending:
             os.close(item.fd)

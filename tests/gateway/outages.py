@@ -236,9 +236,10 @@ def start_logged_gateway(env: dict[str, str], log: Path) -> tuple[LoggedProc, st
 
 
 def unappended_usage(gateway_log: Path) -> set[str]:
-    """Request ids whose usage event the gateway logged it could not append to Redis."""
+    """Request ids whose usage event the gateway logged it could put neither in Redis nor in
+    its spool (`UsageQueue.emit_durable`)."""
     found = set()
     for line in gateway_log.read_text().splitlines():
-        if "usage event for " in line and " failed" in line:
+        if "usage event for " in line and " failed, not recorded" in line:
             found.add(line.split("usage event for ", 1)[1].split()[0])
     return found

@@ -178,6 +178,7 @@ def test_calls_in_flight_when_redis_is_sigkilled_are_each_stored_once(
     finally:
         proc.kill()
     answered = {rid for _started, rid in load.answered}
+    print(f"answered {len(answered)} calls, {spooled(log)} usage spools")  # shown with -s
     assert spooled(log) > 0, "no call was in flight at a kill: the test proved nothing"
     assert not unappended_usage(log)
     wait_for(lambda: answered <= set(rows(ws)), 90, "every answered call", writer)
