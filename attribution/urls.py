@@ -18,7 +18,11 @@ urlpatterns = [
     path("spend/sessions/<path:key>/", views.session_detail, name="spend-session"),
     path("spend/<str:segment>/", views.spend_list, name="spend-list"),
     path("alerts/", views.alerts_feed, name="alerts"),
+    path("alerts/<int:pk>/acknowledge/", views.alert_ack, name="alert-ack"),
     path("budgets/", views.budgets_page, name="budgets"),
+    path("budgets/mine/", views.my_budgets, name="my-budgets"),
+    path("budgets/<int:pk>/", views.budget_detail, name="budget-detail"),
+    path("requests/", views.request_log, name="request-log"),
     # The index of the admin pages; the pages themselves live with their models
     # (`gateway.urls`: keys, `billing.urls`: budgets and channels).
     path("manage/", views.manage_index, name="manage"),

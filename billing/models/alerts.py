@@ -74,6 +74,11 @@ class Alert(TenantModel):
     # [{"channel_id", "kind", "status": "sent"|"failed"|"pending", "attempts", "error"}]
     deliveries = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # Acknowledged alerts leave the "open" view of the feed; the row itself is history.
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.ForeignKey(
+        "workspaces.Member", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         constraints = [

@@ -149,7 +149,8 @@ def test_csv_export_of_a_table(client, world):
         "admin@a.example": Decimal("2.000000000001"),
     }
     recent = client.get(f"/spend/members/{world.cast.member.pk}/?export=recent-requests")
-    assert len(list(csv.reader(io.StringIO(recent.content.decode())))) == 3  # header + 2
+    body = b"".join(recent.streaming_content).decode()
+    assert len(list(csv.reader(io.StringIO(body)))) == 3  # header + 2
     assert client.get("/?export=nope").status_code == 404
 
 

@@ -91,7 +91,9 @@ def test_burn_bar_and_forecast(scoped):
     spend = burns["usd"]
     assert spend.budget.pk == budget.pk
     assert (spend.used, spend.percent) == (Decimal("2.5"), Decimal("25.0"))
-    assert spend.forecast >= spend.used and spend.ladder == [50, 75, 90, 100]
+    # Forecast only past 10 % of the period (tests/attribution/test_console.py pins the model).
+    assert spend.forecast is None or spend.forecast >= spend.used
+    assert spend.ladder == [50, 75, 90, 100]
     assert spend.state in ("ok", "forecast-over")
     count = burns["requests"]
     assert (count.used, count.percent, count.forecast) == (Decimal(1), Decimal("25.0"), None)

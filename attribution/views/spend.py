@@ -1,0 +1,189 @@
+"""The finance owner's spend pages: overview, lists and drill-downs (CSV export of every table)."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from django.http import Http404, HttpResponse
+from django.shortcuts import redirect
+from django.template.loader import select_template
+from django.utils import timezone
+
+from attribution import selectors
+from attribution.budget_burn import budget_burns, period_anchor
+from attribution.budget_chain import chain_burns
+from attribution.charts import spend_bars, stacked_bars
+from attribution.exports import (
+    overview_budgets_table,
+    recent_requests_table,
+    rows_table,
+    series_table,
+)
+from attribution.models import RollupState
+from attribution.series import model_stack, previous_to_date, totals_between
+from attribution.views.alerts import recent_alerts
+from attribution.views.common import (
+    SEGMENTS,
+    base_context,
+    export_slug,
+    label_recent,
+    link_for,
+    page_number,
+    period_of,
+)
+from attribution.views.requests import requests_csv
+from workspaces.decorators import WorkspaceRequest, role_required, workspace_required
+from workspaces.models import SPEND_READER_ROLES
+from workspaces.tables import render_with_export
+
+
+def _previous(ws, period, now, *, dimension: str = "workspace", key: str = ""):
+    start, end = previous_to_date(period, now)
+    return totals_between(workspace=ws, start=start, end=end, dimension=dimension, key=key)
+
+
+@workspace_required
+def overview(request: WorkspaceRequest) -> HttpResponse:
+    member = request.member
+    if not member.can_read_spend:
+        return redirect(f"/spend/members/{member.pk}/")
+    ws, period, now = request.workspace, period_of(request), timezone.now()
+    totals = selectors.spend_totals(workspace=ws, period=period)
+    series = selectors.spend_series(workspace=ws, period=period)
+    tops = {
+        dim: selectors.top_rows(
+            workspace=ws, period=period, dimension=dim, limit=8, total=totals.cost
+        )
+        for dim in ("member", "agent", "department", "model")
+    }
+    for rows in tops.values():
+        for r in rows:
+            r.extra["url"] = link_for(r.dimension, r.key)
+    burns = budget_burns(workspace=ws, now=now, at=period_anchor(period, now))
+    stack_buckets, bands = model_stack(workspace=ws, period=period)
+    tables = [rows_table(f"top-{dim}s", rows, key_header=dim) for dim, rows in tops.items()]
+    tables.append(overview_budgets_table(burns))
+    tables.append(series_table(series))
+    context = base_context(
+        request,
+        period,
+        totals=totals,
+        previous=_previous(ws, period, now),
+        tops=tops,
+        burns=burns,
+        chart=spend_bars(series, hourly=period.hourly, tz=ws.tz),
+        model_chart=stacked_bars(stack_buckets, bands, hourly=period.hourly, tz=ws.tz),
+        alerts=recent_alerts(ws, limit=5),
+        rolled_up_at=RollupState.objects.filter(workspace=ws)
+        .values_list("updated_at", flat=True)
+        .first(),
+    )
+    return render_with_export(
+        request,
+        "attribution/overview.html",
+        context,
+        tables,
+        slug=export_slug(request, period, "overview"),
+    )
+
+
+@role_required(*SPEND_READER_ROLES)
+def spend_list(request: WorkspaceRequest, segment: str) -> HttpResponse:
+    if segment not in SEGMENTS:
+        raise Http404("Unknown list.")
+    dimension, heading = SEGMENTS[segment]
+    ws, period = request.workspace, period_of(request)
+    rows = selectors.top_rows(workspace=ws, period=period, dimension=dimension, limit=None)
+    for r in rows:
+        r.extra["url"] = link_for(dimension, r.key)
+    context = base_context(
+        request,
+        period,
+        rows=rows,
+        heading=heading,
+        segment=segment,
+        total=selectors.spend_totals(workspace=ws, period=period),
+    )
+    return render_with_export(
+        request,
+        "attribution/list.html",
+        context,
+        [rows_table(segment, rows, key_header=dimension)],
+        slug=export_slug(request, period),
+    )
+
+
+def drilldown(
+    request: WorkspaceRequest,
+    *,
+    dimension: str,
+    key: str,
+    title: str,
+    subtitle: str = "",
+    by: str = "model",
+    extra: dict | None = None,
+    entity=None,
+    template: str = "attribution/drilldown.html",
+) -> HttpResponse:
+    ws, period, now = request.workspace, period_of(request), timezone.now()
+    # The request table shows one page; its export streams every ledger row of the period.
+    if request.GET.get("export") in ("requests", "recent-requests"):
+        return requests_csv(
+            request, period=period, filters={LOG_FILTERS[dimension]: key}, page=f"{dimension}-{key}"
+        )
+    totals = selectors.spend_totals(workspace=ws, period=period, dimension=dimension, key=key)
+    series = selectors.spend_series(workspace=ws, period=period, dimension=dimension, key=key)
+    split = selectors.breakdown(workspace=ws, period=period, dimension=dimension, key=key, by=by)
+    for r in split:
+        r.extra["url"] = link_for(by, r.key)
+    page = page_number(request)
+    recent, has_next = selectors.recent_requests(
+        workspace=ws, period=period, dimension=dimension, key=key, page=page
+    )
+    label_recent(ws, recent)
+    tables = [
+        rows_table(f"by-{by}", split, key_header=by),
+        series_table(series),
+        recent_requests_table(recent),
+    ]
+    efficiency = select_template(["efficiency/_drilldown_card.html", "attribution/_empty.html"])
+    context = base_context(
+        request,
+        period,
+        title=title,
+        subtitle=subtitle,
+        dimension=dimension,
+        key=key,
+        totals=totals,
+        previous=_previous(ws, period, now, dimension=dimension, key=key),
+        chart=spend_bars(series, hourly=period.hourly, tz=ws.tz),
+        split=split,
+        by=by,
+        recent=recent,
+        page=page,
+        has_next=has_next,
+        chain=chain_burns(workspace=ws, entity=entity, at=period_anchor(period, now), now=now),
+        requests_url=f"/requests/?{_log_filter(dimension, key)}",
+        efficiency_template=efficiency.template.name,
+        **(extra or {}),
+    )
+    return render_with_export(
+        request, template, context, tables, slug=export_slug(request, period, f"{dimension}-{key}")
+    )
+
+
+LOG_FILTERS = {
+    "member": "member",
+    "agent": "agent",
+    "department": "department",
+    "gateway_key": "key",
+    "model": "model",
+    "session": "session",
+    "property": "property",
+    "provider": "provider",
+}
+
+
+def _log_filter(dimension: str, key: str) -> str:
+    name = LOG_FILTERS.get(dimension)
+    return urlencode({name: key}) if name else ""
