@@ -12,4 +12,5 @@ urlpatterns = [
     path("v1/", include("billing.api_urls")),
     path("v1/", include("attribution.api_urls")),
     path("v1/", include("efficiency.api_urls")),
+    path("v1/", include("reconciliation.api_urls")),
 ]

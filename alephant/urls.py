@@ -12,4 +12,5 @@ urlpatterns = [
     path("", include("gateway.urls")),
     path("", include("workspaces.urls")),
     path("", include("efficiency.urls")),
+    path("", include("reconciliation.urls")),
 ]

@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "gateway",
     "attribution",
     "efficiency",
+    "reconciliation",
 ]
 
 MIDDLEWARE = [
@@ -132,6 +133,13 @@ CELERY_BEAT_SCHEDULE["billing-counters-reconcile"] = {
     "task": "billing.counters_reconcile_all",
     "schedule": env_int("ALEPHANT_COUNTERS_RECONCILE_INTERVAL_S", 600),
 }
+# Reconciliation with the providers' bills: re-pull the last N days once a day (late data).
+CELERY_BEAT_SCHEDULE["reconciliation-pull"] = {
+    "task": "reconciliation.pull_all",
+    "schedule": env_int("ALEPHANT_RECONCILIATION_INTERVAL_S", 24 * 3600),
+}
+# The monthly FOCUS file (last month, per workspace) goes here; empty: no file is written.
+ALEPHANT_FOCUS_EXPORT_DIR = env_str("ALEPHANT_FOCUS_EXPORT_DIR", "")
 ALEPHANT_ALERT_RETRY_BASE_S = env_int("ALEPHANT_ALERT_RETRY_BASE_S", 2)
 
 CACHES = {
@@ -300,3 +308,9 @@ X_FRAME_OPTIONS = "DENY"
 if not DEBUG:
     SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", False)
     CSRF_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", False)
+
+# The monthly FOCUS file (reconciliation.tasks): on the 1st, for the month just ended.
+CELERY_BEAT_SCHEDULE["reconciliation-focus-files"] = {
+    "task": "reconciliation.focus_files_all",
+    "schedule": crontab(minute=30, hour=2, day_of_month=1),
+}

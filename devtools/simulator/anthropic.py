@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from devtools.simulator import billing
 from devtools.simulator.core import (
     SIM,
     Plan,
@@ -111,6 +112,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
         stop = "tool_use"
     else:
         content = [{"type": "text", "text": " ".join(words)}]
+    billing.bill_request(sim, request, provider="anthropic", model=model, usage=usage)
     msg = {
         "id": "msg_sim" + hashlib.sha256(all_text.encode()).hexdigest()[:16],
         "type": "message",

@@ -7,7 +7,7 @@ import argparse
 import orjson
 from aiohttp import web
 
-from devtools.simulator import anthropic, gemini, openai, responses
+from devtools.simulator import anthropic, billing, gemini, openai, responses
 from devtools.simulator.core import SIM, Sim
 
 routes = web.RouteTableDef()
@@ -40,7 +40,7 @@ async def models(_request: web.Request) -> web.Response:
 def make_app(sim: Sim) -> web.Application:
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app[SIM] = sim
-    for module in (openai, responses, anthropic, gemini):
+    for module in (openai, responses, anthropic, gemini, billing):
         app.add_routes(module.routes)
     app.add_routes(routes)
     return app

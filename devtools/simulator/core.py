@@ -68,6 +68,10 @@ class Sim:
         self.last_auth: str | None = None
         self.last_body: Any = None
         self.last_headers: dict[str, str] = {}
+        # The admin (billing) APIs' tally and knobs: see `billing.py`.
+        self.billed: list[dict[str, Any]] = []
+        self.billing_knobs: dict[str, Any] = {}
+        self.admin_auths: list[str] = []
 
     def stats(self) -> dict[str, Any]:
         return {

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from devtools.simulator import billing
 from devtools.simulator.core import (
     SIM,
     Plan,
@@ -200,6 +201,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
     created = int(time.time())
     message, n, finish = _chat_message(body, words, last, tool, n, finish)
     usage = oai_usage(prompt, n, plan)
+    billing.bill_request(sim, request, provider="openai", model=model, usage=usage)
     if not body.get("stream"):
         out = {
             "id": rid,

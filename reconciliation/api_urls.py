@@ -1,0 +1,23 @@
+from django.urls import re_path
+from rest_framework.routers import SimpleRouter
+
+from reconciliation import apis
+
+router = SimpleRouter()
+router.register(
+    "reconciliation/admin-keys", apis.AdminKeyViewSet, basename="api-reconciliation-admin-keys"
+)
+
+urlpatterns = [
+    re_path(
+        r"^reconciliation/?$",
+        apis.ReconciliationViewSet.as_view({"get": "list"}),
+        name="api-reconciliation",
+    ),
+    re_path(
+        r"^exports/focus/?$",
+        apis.FocusExportViewSet.as_view({"get": "list"}),
+        name="api-export-focus",
+    ),
+    *router.urls,
+]

@@ -1,0 +1,20 @@
+from django.urls import path
+
+from reconciliation import views
+
+urlpatterns = [
+    path("reconciliation/", views.month_page, name="reconciliation"),
+    path("reconciliation/admin-keys/", views.admin_key_save, name="reconciliation-admin-key"),
+    path(
+        "reconciliation/admin-keys/<int:pk>/delete/",
+        views.admin_key_delete,
+        name="reconciliation-admin-key-delete",
+    ),
+    path("reconciliation/pull/", views.pull_now, name="reconciliation-pull"),
+    # Last: its segments would swallow the paths above.
+    path(
+        "reconciliation/<str:day>/<str:provider>/<path:model>/",
+        views.day_page,
+        name="reconciliation-day",
+    ),
+]
