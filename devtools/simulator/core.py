@@ -81,6 +81,7 @@ class Sim:
             "last_auth": self.last_auth,
             "last_body": self.last_body,
             "last_headers": self.last_headers,
+            "admin_auths": self.admin_auths,
         }
 
 
