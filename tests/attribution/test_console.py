@@ -219,3 +219,26 @@ def test_request_log_filters_search_and_cursor(client, world):
     _login(client, c.outsider)
     outsider_view = client.get(f"/requests/?member={c.member.pk}").content.decode()
     assert "data-request=" not in outsider_view
+
+
+def test_odd_query_strings_answer_without_a_500(client, world):
+    _login(client, world.cast.finance)
+    odd = [
+        "after=nope",
+        "after=2026-01-01T00:00:00_x",
+        "after=2026-01-01T00:00:00+00:00_99999999999999999999",
+        "status=xx",
+        "status=9999",
+        "property=bad",
+        "property=a b=c",
+        "member=-1",
+        "key=99999999999999999999",
+        "model=%00",
+        "q=" + "x" * 500,
+        "kind=zz&scope=zz&state=zz",
+        "period=month&date=1970-01-01",
+        "sort=zz&page=-4",
+    ]
+    for url in ("/requests/", "/alerts/", "/budgets/", "/spend/sessions/", "/budgets/mine/"):
+        for qs in odd:
+            assert client.get(f"{url}?{qs}").status_code < 500, (url, qs)
