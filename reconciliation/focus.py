@@ -28,6 +28,7 @@ from django.db.models import Count, Sum
 from django.db.models.functions import TruncDate
 
 from billing.models import UsageRecord
+from core.money import usd_exact
 from gateway.models import GatewayKey
 from workspaces.models import Agent, Department, Member, Workspace
 
@@ -81,8 +82,14 @@ def _month(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
     return _midnight(first), _midnight(following)
 
 
+def _text(value: str) -> str:
+    """Free text a person typed (names, sessions): a leading = + - @ would run as a formula in
+    a spreadsheet, so it is quoted the way `workspaces.tables` quotes CSV cells."""
+    return "'" + value if value[:1] in ("=", "+", "-", "@") else value
+
+
 def _amount(value: Decimal) -> str:
-    return f"{value:f}"
+    return usd_exact(value)  # every stored digit, trailing zeros trimmed, no exponent
 
 
 def ledger_groups(*, workspace: Workspace, since: dt.date, until: dt.date):
@@ -149,7 +156,8 @@ def _row(group: dict, workspace: Workspace, names: dict, *, credit: bool) -> dic
     row.update(
         BilledCost=_amount(cost), EffectiveCost=_amount(cost), ListCost=_amount(cost),
         ContractedCost=_amount(cost), BillingCurrency="USD",
-        BillingAccountId=f"alephant-workspace-{workspace.pk}", BillingAccountName=workspace.name,
+        BillingAccountId=f"alephant-workspace-{workspace.pk}",
+        BillingAccountName=_text(workspace.name),
         BillingPeriodStart=_iso(period_start), BillingPeriodEnd=_iso(period_end),
         ChargePeriodStart=_iso(_midnight(day)),
         ChargePeriodEnd=_iso(_midnight(day + dt.timedelta(days=1))),
@@ -163,16 +171,17 @@ def _row(group: dict, workspace: Workspace, names: dict, *, credit: bool) -> dic
         ServiceSubcategory=SERVICE_SUBCATEGORY,
         SkuId=f"{provider}/{model}", SkuPriceId=f"{provider}/{model}",
         ResourceId=f"alephant-gateway-key-{key_id}" if key_id else "",
-        ResourceName=names["key"].get(key_id, "") if key_id else "",
+        ResourceName=_text(names["key"].get(key_id, "")) if key_id else "",
         ResourceType="Gateway key" if key_id else "",
         SubAccountId=f"alephant-department-{group['department_id']}"
         if group["department_id"] else "",
-        SubAccountName=names["department"].get(group["department_id"], "")
+        SubAccountName=_text(names["department"].get(group["department_id"], ""))
         if group["department_id"] else "",
         Tags=json.dumps(_tags(group, names), sort_keys=True, ensure_ascii=False),
         x_Provider=provider, x_Model=model, x_GatewayKeyId=str(key_id or ""),
         x_MemberId=str(group["member_id"] or ""), x_AgentId=str(group["agent_id"] or ""),
-        x_DepartmentId=str(group["department_id"] or ""), x_SessionId=group["session_id"] or "",
+        x_DepartmentId=str(group["department_id"] or ""),
+        x_SessionId=_text(group["session_id"] or ""),
         x_Requests=str(group["requests"]), x_InputTokens=str(group["input_tokens"] or 0),
         x_CachedTokens=str(group["cached_tokens"] or 0),
         x_OutputTokens=str(group["output_tokens"] or 0),

@@ -6,6 +6,7 @@ import httpx
 import pytest
 
 from reconciliation.services.credentials import admin_credential_set
+from tests.gateway.conftest import gw  # noqa: F401  (the gateway end-to-end fixture, reused)
 from workspaces.tenancy import workspace_scope
 
 OPENAI_ADMIN = "sk-admin-sim-PLAINTEXT-0001"
