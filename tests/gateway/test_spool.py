@@ -167,7 +167,7 @@ def test_replay_loop_waits_out_a_dead_redis_and_then_delivers(tmp_path, private_
             while not (entries := await client.xrange(STREAM)):
                 assert time.monotonic() < deadline and not task.done()
                 await asyncio.sleep(0.05)
-            return [orjson.loads(f[b"e"])["request_id"] for _id, f in entries]
+            return [orjson.loads(f[b"e"])["request_id"] for _id, f in entries if f is not None]
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
@@ -188,11 +188,12 @@ def test_emit_durable_spools_when_redis_is_down_and_logs_events_when_disk_fails_
 
     async def emit(spool_dir) -> bool:
         client = aioredis.Redis.from_url(dead_url, socket_connect_timeout=0.5)
-        queue = UsageQueue(client, STREAM, spool=spool(spool_dir, dead_url))
+        local = spool(spool_dir, dead_url)
+        queue = UsageQueue(client, STREAM, spool=local)
         try:
             return await queue.emit_durable(events("req_1"), request_id="req_1")
         finally:
-            queue.spool.close()
+            local.close()
             await client.aclose()
 
     with caplog.at_level(logging.WARNING, logger="alephant.gateway"):
