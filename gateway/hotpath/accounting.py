@@ -77,7 +77,8 @@ async def serve_cached(
             saved=entry.cost_usd,
         )
     )
-    await queue.emit_many(call.events)
+    # Redis answered the cache read a moment ago; if it died since, the event is spooled.
+    await queue.emit_durable([usage_encode(e) for e in call.events], request_id=call.request_id)
     headers = header_list(
         {
             "alephant-request-id": call.request_id,
