@@ -16,6 +16,7 @@ request with no limit is reserved at `default_max_output_tokens`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -390,5 +391,8 @@ def _embedding_tokens(value: Any) -> int:
 def _estimate(raw_size: int | None, body: dict) -> int:
     if raw_size is None:
         # Only when the caller has no raw body (tests); the hot path passes its length.
-        raw_size = len(orjson.dumps(body))
+        try:
+            raw_size = len(orjson.dumps(body))
+        except TypeError:  # a Python int wider than 64 bits: no JSON body we parsed holds one
+            raw_size = len(json.dumps(body, default=str))
     return -(-raw_size // CHARS_PER_TOKEN)
