@@ -51,6 +51,14 @@ class Thresholds:
     offhours_weight: Decimal = Decimal("0.25")
     # Score = 100 x (1 - waste_factor x weighted waste / spend), floored at 0.
     waste_factor: Decimal = Decimal("2")
+    # Materiality. An entity is graded only when its spend in the period reaches the grade
+    # floor; a signal counts only when its dollars reach the signal floor. Each floor is the
+    # larger of an absolute amount and a share of the workspace's spend in the period, unless
+    # the workspace set its own (`EfficiencySettings`, `/api/v1/efficiency/settings`).
+    grade_min_usd: Decimal = Decimal("1")
+    grade_min_share: Decimal = Decimal("0.005")
+    signal_min_usd: Decimal = Decimal("0.10")
+    signal_min_share: Decimal = Decimal("0.001")
 
     @property
     def siblings(self) -> dict[str, str]:

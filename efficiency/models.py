@@ -52,6 +52,8 @@ class EfficiencyReport(TenantModel):
     saved_usd = models.DecimalField(max_digits=24, decimal_places=12, default=0)
     # SHA-256 of the ledger rows and thresholds the result was computed from.
     input_digest = models.CharField(max_length=64, blank=True, default="")
+    # The thresholds and dollar floors this result used (strings: exact; part of the digest).
+    thresholds = models.JSONField(default=dict, blank=True)
 
     class Meta:
         constraints = [
@@ -76,13 +78,18 @@ class EfficiencyGrade(TenantModel):
     spend_usd = models.DecimalField(max_digits=24, decimal_places=12, default=0)
     saved_usd = models.DecimalField(max_digits=24, decimal_places=12, default=0)
     waste_usd = models.DecimalField(max_digits=24, decimal_places=12, default=0)
-    score = models.PositiveSmallIntegerField()
-    grade = models.CharField(max_length=1)
+    # None / "": not enough spend to grade (below the report's grade floor).
+    score = models.PositiveSmallIntegerField(null=True, blank=True)
+    grade = models.CharField(max_length=1, blank=True, default="")
     # Departments get a grade but no verdict (the verdict is per member and agent).
     verdict = models.CharField(max_length=16, choices=Verdict.choices, blank=True, default="")
     reason = models.TextField(blank=True, default="")
     capped_by = models.CharField(max_length=32, blank=True, default="")
+    # Ranked by avoidable dollars (`waste_usd`), largest first.
     rank = models.PositiveIntegerField(default=0)
+    # Where the waste happened: a member's own calls vs each agent ("via agents"), a department's
+    # contributors, and the facts a trend compares (cache hits, spend per model).
+    breakdown = models.JSONField(default=dict, blank=True)
 
     class Meta:
         indexes = [
@@ -93,7 +100,11 @@ class EfficiencyGrade(TenantModel):
         ordering = ["entity_kind", "rank"]
 
     def __str__(self) -> str:
-        return f"{self.label}: {self.grade} ({self.score})"
+        return f"{self.label}: {self.grade or 'not graded'} ({self.score})"
+
+    @property
+    def graded(self) -> bool:
+        return bool(self.grade)
 
     @property
     def entity_id(self) -> int | None:
@@ -121,6 +132,30 @@ class EfficiencySignal(TenantModel):
 
     def __str__(self) -> str:
         return f"{self.kind}: {self.summary}"
+
+
+class EfficiencySettings(TenantModel):
+    """A workspace's own dollar floors; None keeps the default (see `efficiency/conf.py`)."""
+
+    grade_min_usd = models.DecimalField(max_digits=24, decimal_places=12, null=True, blank=True)
+    signal_min_usd = models.DecimalField(max_digits=24, decimal_places=12, null=True, blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["workspace"], name="eff_settings_one_per_workspace"),
+            models.CheckConstraint(
+                condition=models.Q(grade_min_usd__gte=0) | models.Q(grade_min_usd__isnull=True),
+                name="eff_settings_grade_min_positive",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(signal_min_usd__gte=0) | models.Q(signal_min_usd__isnull=True),
+                name="eff_settings_signal_min_positive",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"efficiency floors {self.grade_min_usd} / {self.signal_min_usd}"
 
 
 class CacheScope(models.TextChoices):

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.db import transaction
 from django.template.loader import render_to_string
@@ -20,7 +21,13 @@ from core.periods import period_bounds as core_period_bounds
 from efficiency import grading
 from efficiency.conf import Thresholds, thresholds
 from efficiency.findings import Row
-from efficiency.models import EfficiencyGrade, EfficiencyReport, EfficiencySignal, Period
+from efficiency.models import (
+    EfficiencyGrade,
+    EfficiencyReport,
+    EfficiencySettings,
+    EfficiencySignal,
+    Period,
+)
 from efficiency.prices import catalog_price
 from workspaces.models import Agent, Department, Member, Role, Workspace
 
@@ -50,12 +57,44 @@ def ledger_rows(*, workspace: Workspace, start: datetime, end: datetime) -> list
     ]
 
 
-def _digest(rows: list[Row], t: Thresholds, time_zone: str) -> str:
-    h = hashlib.sha256(repr(sorted(asdict(t).items())).encode())
+def _digest(rows: list[Row], used: dict[str, str], time_zone: str) -> str:
+    h = hashlib.sha256(repr(sorted(used.items())).encode())
     h.update(time_zone.encode())
     for row in rows:
         h.update(repr(tuple(getattr(row, f) for f in ROW_FIELDS)).encode())
     return h.hexdigest()
+
+
+def thresholds_used(t: Thresholds, floors: grading.Floors) -> dict[str, str]:
+    """Every threshold and the two dollar floors, as exact strings (shown, and digested)."""
+    return {**{k: str(v) for k, v in asdict(t).items()}, **floors.as_dict()}
+
+
+def workspace_floors(*, workspace: Workspace) -> EfficiencySettings | None:
+    return EfficiencySettings.objects.filter(workspace=workspace).first()
+
+
+@transaction.atomic
+def efficiency_settings_set(
+    *,
+    workspace: Workspace,
+    grade_min_usd: Decimal | None,
+    signal_min_usd: Decimal | None,
+) -> EfficiencySettings:
+    """The workspace's own dollar floors (None: back to the default). Applies from the next
+    compute; recompute to see it at once."""
+    for name, value in (("grade_min_usd", grade_min_usd), ("signal_min_usd", signal_min_usd)):
+        if value is not None and value < 0:
+            raise ValidationError({name: ["Must be zero or more."]})
+    obj, _ = EfficiencySettings.objects.update_or_create(
+        workspace=workspace,
+        defaults={
+            "grade_min_usd": grade_min_usd,
+            "signal_min_usd": signal_min_usd,
+            "updated_at": timezone.now(),
+        },
+    )
+    return obj
 
 
 _OWNER_REF = re.compile(r"\b(agent|member) #(\d+)")
@@ -86,7 +125,13 @@ def efficiency_compute(
     start, end = period_bounds(workspace=workspace, period=period, at=at or timezone.now())
     t = thresholds()
     rows = ledger_rows(workspace=workspace, start=start, end=end)
-    result = grading.evaluate(rows, t, price=catalog_price, time_zone=workspace.time_zone)
+    own = workspace_floors(workspace=workspace)
+    result = grading.evaluate(
+        rows, t, price=catalog_price, time_zone=workspace.time_zone,
+        grade_min_usd=own.grade_min_usd if own else None,
+        signal_min_usd=own.signal_min_usd if own else None,
+    )  # fmt: skip
+    used = thresholds_used(t, result.floors)
 
     report, _ = EfficiencyReport.objects.select_for_update().get_or_create(
         workspace=workspace, period=period, period_start=start, defaults={"period_end": end}
@@ -96,11 +141,17 @@ def efficiency_compute(
     report.rows = result.rows
     report.spend_usd = result.spend_usd
     report.saved_usd = result.saved_usd
-    report.input_digest = _digest(rows, t, workspace.time_zone)
+    report.input_digest = _digest(rows, used, workspace.time_zone)
+    report.thresholds = {**used, "immaterial_findings": str(result.immaterial)}
     report.save()
+    _store(workspace=workspace, report=report, result=result)
+    return report
+
+
+def _store(*, workspace: Workspace, report: EfficiencyReport, result: grading.Result) -> None:
+    """Replace the report's signals and grades (inside the compute's transaction)."""
     EfficiencyGrade.objects.filter(workspace=workspace, report=report).delete()
     EfficiencySignal.objects.filter(workspace=workspace, report=report).delete()
-
     labels = _labels(workspace, result)
 
     def named(text: str) -> str:
@@ -130,10 +181,21 @@ def efficiency_compute(
                 waste_usd=g.waste_usd, score=g.score, grade=g.grade,
                 verdict="" if g.entity_kind == "department" else g.verdict,
                 reason=named(g.reason), capped_by=g.capped_by, rank=rank[g.entity_kind],
+                breakdown=_labelled(g.breakdown, labels),
             )
         )  # fmt: skip
     EfficiencyGrade.objects.bulk_create(grades)
-    return report
+
+
+def _labelled(breakdown: dict, labels: dict[tuple[str, int], str]) -> dict:
+    def label(c: dict) -> dict:
+        return {**c, "label": labels.get((c["kind"], c["id"]), f"{c['kind']} #{c['id']}")}
+
+    out = dict(breakdown)
+    for key in ("contributors", "via_agents"):
+        if key in out:
+            out[key] = [label(c) for c in out[key]]
+    return out
 
 
 def digest_recipients(*, workspace: Workspace) -> list[str]:
@@ -155,9 +217,10 @@ def efficiency_digest_send(*, workspace: Workspace, at: datetime | None = None) 
         "workspace": workspace,
         "report": report,
         "grades": grades,
+        # Dollars first, like the page and the API.
         "worst": sorted(
-            (g for g in grades if g.entity_kind != "department"),
-            key=lambda g: (g.score, -g.waste_usd, g.label),
+            (g for g in grades if g.entity_kind != "department" and g.waste_usd > 0),
+            key=lambda g: (-g.waste_usd, g.entity_kind, g.rank),
         )[:10],
         "waste_usd": sum((g.waste_usd for g in grades if g.entity_kind == "member"), Decimal(0)),
         "site_url": settings.SITE_URL.rstrip("/"),

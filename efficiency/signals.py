@@ -176,7 +176,10 @@ def detect_model_overkill(rows: list[Row], t: Thresholds, price: PriceFn) -> lis
 
 
 def detect_cache_miss(rows: list[Row], t: Thresholds) -> list[Finding]:
-    """Identical non-streaming requests paid again while a cache entry would still be live."""
+    """Identical non-streaming requests paid again while a cache entry would still be live.
+
+    A paid call followed by a cache hit on the same request filled the gateway's cache: that is
+    the cache working (its TTL had lapsed, or it was just switched on), not a miss."""
     findings = []
     cacheable = [r for r in rows if r.fingerprint and not r.stream and not r.failed]
     for owner, owner_rows in group_by(cacheable, lambda r: r.owner).items():
@@ -185,14 +188,15 @@ def detect_cache_miss(rows: list[Row], t: Thresholds) -> list[Finding]:
         for (_fingerprint,), group in group_by(owner_rows, lambda r: (r.fingerprint,)).items():
             entry_at = None  # when the (hypothetical) cache entry was written
             hit_any = False
-            for r in group:
+            for i, r in enumerate(group):
                 live = entry_at is not None and (
                     (r.created_at - entry_at).total_seconds() <= t.cache_window_seconds
                 )
-                if live and r.paid:
+                fills = r.paid and i + 1 < len(group) and group[i + 1].cache_hit
+                if live and r.paid and not fills:
                     impact[r.request_id] = r.cost_usd
                     hit_any = True
-                elif not live:
+                elif not live or fills:
                     entry_at = r.created_at
             fingerprints += hit_any
         if not impact:

@@ -83,6 +83,23 @@ class Ledger:
             )
 
 
+# The signal and grade tests measure the maths on micro-dollar rows, so they switch the dollar
+# floors off; tests/efficiency/test_finance.py puts the defaults back (`default_floors`).
+MICRO_FLOORS = ("GRADE_MIN_USD", "GRADE_MIN_SHARE", "SIGNAL_MIN_USD", "SIGNAL_MIN_SHARE")
+
+
+@pytest.fixture(autouse=True)
+def micro_floors(settings):
+    for name in MICRO_FLOORS:
+        setattr(settings, f"ALEPHANT_EFF_{name}", "0")
+
+
+@pytest.fixture
+def default_floors(settings):
+    for name in MICRO_FLOORS:
+        delattr(settings, f"ALEPHANT_EFF_{name}")
+
+
 @pytest.fixture
 def ledger(scoped):
     return Ledger(scoped.workspace)

@@ -48,9 +48,16 @@ def test_looping_agent_gets_d_and_wasteful_with_the_loop_as_evidence(scoped, led
     assert signal.evidence["request_ids"] == [r.request_id for r in loop]
     repeats_cost = sum((r.cost_usd for r in loop[1:]), Decimal(0))
     assert Decimal(signal.evidence["impact_usd"]) == repeats_cost
-    # The loop also shows on the owning member and the agent's department.
-    assert _grade(scoped.workspace, "member", scoped.member.pk).verdict == "wasteful"
-    assert _grade(scoped.workspace, "department", bot.department_id).grade == "D"
+    # The owning member made no call of their own: not graded, the waste is "via agents".
+    member = _grade(scoped.workspace, "member", scoped.member.pk)
+    assert (member.grade, member.verdict, member.waste_usd) == ("", "", repeats_cost)
+    assert [(c["label"], c["share_percent"]) for c in member.breakdown["via_agents"]] == [
+        ("Looper", "100.0")
+    ]
+    # The department is graded on its waste ratio, never capped by one contributor's veto.
+    department = _grade(scoped.workspace, "department", bot.department_id)
+    assert (department.grade, department.capped_by) == ("D", "")
+    assert "largest contributor agent Looper (100.0%" in department.reason
 
 
 def test_runaway_run_is_thrashing_too(scoped, ledger, bot):
@@ -156,15 +163,15 @@ def test_clean_varied_workload_gets_a_or_s_and_justified(scoped, ledger, helper)
     ledger.varied(member=scoped.admin, agent=helper, count=40)
     ledger.varied(member=scoped.owner, count=15, session_prefix="o")
     efficiency_compute(workspace=scoped.workspace, at=T0)
-    for kind, pk in (
-        ("agent", helper.pk),
-        ("member", scoped.admin.pk),
-        ("member", scoped.owner.pk),
-    ):
+    for kind, pk in (("agent", helper.pk), ("member", scoped.owner.pk)):
         grade = _grade(scoped.workspace, kind, pk)
         assert grade.grade in ("S", "A"), grade.reason
         assert grade.verdict == "justified"
-        assert "no waste signal" in grade.reason
+        assert "No avoidable spend" in grade.reason
+    # The admin only called through their agent: no own calls to grade, nothing avoidable.
+    admin = _grade(scoped.workspace, "member", scoped.admin.pk)
+    assert (admin.grade, admin.waste_usd) == ("", 0)
+    assert admin.reason.startswith("Own calls: Not enough spend to grade")
     assert not EfficiencySignal.objects.exists()
 
 
