@@ -163,3 +163,24 @@ def test_a_refused_admin_key_is_reported_not_raised(ws, sim):
         result = provider_costs_pull(workspace=ws, provider="anthropic", days=1)
         assert result.error == "the provider answered HTTP 404"
         assert ws.pk and selectors.admin_credentials(workspace=ws)[0].last_error == result.error
+
+
+def test_tasks_and_beat(ws, sim, tmp_path, settings):
+    from reconciliation.services.focus_files import focus_file_write
+    from reconciliation.tasks import reconciliation_pull_task, reconciliation_pull_workspace_task
+
+    assert settings.CELERY_BEAT_SCHEDULE["reconciliation-pull"]["task"] == "reconciliation.pull_all"
+    assert "reconciliation-focus-files" in settings.CELERY_BEAT_SCHEDULE
+    with workspace_scope(ws.pk):
+        cost = _ledger(ws, day=TODAY)
+        _billed(sim, day=TODAY)
+    # The tasks are thin: called in-process here, they scope themselves to the workspace.
+    result = reconciliation_pull_task.run(workspace_id=ws.pk, provider="openai")
+    assert result["error"] == "" and result["lines"] == 3  # input + output line items, usage
+    with workspace_scope(ws.pk):
+        [row] = _rows(ws, "openai", TODAY, TODAY)
+        assert row.theirs.cost == row.ours.cost == cost
+        path = focus_file_write(workspace=ws, month_day=TODAY, directory=str(tmp_path))
+    assert path.name == f"focus-{TODAY:%Y-%m}.csv" and "BilledCost" in path.read_text()
+    assert f"{cost:f}".rstrip("0") in path.read_text()
+    assert reconciliation_pull_workspace_task.name == "reconciliation.pull_workspace"
