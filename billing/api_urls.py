@@ -13,3 +13,8 @@ from billing.apis import UsageViewSet  # noqa: E402
 _usage_router = SimpleRouter()
 _usage_router.register("usage", UsageViewSet, basename="api-usage")
 urlpatterns += _usage_router.urls
+
+# Budget increase requests (billing/request_apis.py).
+from billing.request_apis import urlpatterns as _request_urlpatterns  # noqa: E402
+
+urlpatterns += _request_urlpatterns

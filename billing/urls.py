@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from billing import views
+from billing import request_views, views
 
 urlpatterns = [
     path("manage/budgets/", views.budgets_manage, name="manage-budgets"),
@@ -11,4 +11,21 @@ urlpatterns = [
     path("manage/channels/", views.channels, name="manage-channels"),
     path("manage/channels/<int:pk>/test/", views.channel_test, name="manage-channel-test"),
     path("manage/channels/<int:pk>/delete/", views.channel_delete, name="manage-channel-delete"),
+    path("budget-requests/", request_views.requests_page, name="budget-requests"),
+    path("budget-requests/new/", request_views.request_new, name="budget-request-new"),
+    path(
+        "budget-requests/<int:pk>/approve/",
+        request_views.request_decide,
+        {"verdict": "approve"},
+        name="budget-request-approve",
+    ),
+    path(
+        "budget-requests/<int:pk>/deny/",
+        request_views.request_decide,
+        {"verdict": "deny"},
+        name="budget-request-deny",
+    ),
+    path(
+        "budget-requests/link/<str:token>/", request_views.request_link, name="budget-request-link"
+    ),
 ]

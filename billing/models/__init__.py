@@ -4,5 +4,16 @@ from billing.models.alerts import Alert, AlertChannel
 from billing.models.budgets import Budget, GuardrailSettings
 from billing.models.ledger import UsageRecord
 from billing.models.prices import PriceOverride
+from billing.models.requests import BudgetRequest, RequestStatus, SignedLinkUse
 
-__all__ = ["Alert", "AlertChannel", "Budget", "GuardrailSettings", "PriceOverride", "UsageRecord"]
+__all__ = [
+    "Alert",
+    "AlertChannel",
+    "Budget",
+    "BudgetRequest",
+    "GuardrailSettings",
+    "PriceOverride",
+    "RequestStatus",
+    "SignedLinkUse",
+    "UsageRecord",
+]

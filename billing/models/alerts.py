@@ -58,6 +58,7 @@ class AlertKind(models.TextChoices):
     LOOP = "loop", "Agent loop"
     FAIL_OPEN = "fail_open", "Enforcement failed open"
     TEST = "test", "Test alert"
+    BUDGET_REQUEST = "budget_request", "Budget increase request"
 
 
 class Alert(TenantModel):

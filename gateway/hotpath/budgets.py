@@ -74,6 +74,26 @@ def _ladder_arg(budget: dict) -> str:
     return ",".join(f"{int(s)}={-(-limit * int(s) // 100)}" for s in steps) or "-"
 
 
+def effective(budget: dict, now: float) -> dict:
+    """The budget with only the approved temporary increases still running (`increases`:
+    [[until epoch s, nano-USD]] over `base_limit`): each lapses at its `until` here, on its own,
+    not when Django next republishes. One variant dict per distinct limit, cached on the budget
+    (so `compiled` stays once per snapshot and limit)."""
+    increases = budget.get("increases")
+    if not increases:
+        return budget
+    limit = int(budget["base_limit"]) + sum(int(n) for until, n in increases if until > now)
+    if limit == int(budget["limit"]):
+        return budget
+    variants = budget.setdefault("_alephant_variants", {})
+    found = variants.get(limit)
+    if found is None:
+        found = {k: v for k, v in budget.items() if not k.startswith("_alephant")}
+        found["limit"] = limit
+        variants[limit] = found
+    return found
+
+
 @dataclass(frozen=True)
 class Compiled:
     """What the scripts need of a budget, computed once per snapshot (not per request)."""
@@ -134,6 +154,7 @@ def chain_for(
         for budget in index.get(scope, ()):
             if not model_matches(budget.get("model"), req.provider, req.model):
                 continue
+            budget = effective(budget, now)
             metric = budget.get("metric", MONEY)
             if metric == REQUEST_COST:
                 # Per-request cost cap: decided here, no counter needed.

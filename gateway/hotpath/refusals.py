@@ -46,6 +46,7 @@ def budget_exceeded(
         "reserved": fmt(reserved),
         "limit": fmt(limit),
         "resets_at": resets,
+        "request_url": budget.get("request_url"),  # ask for more (README "Budget requests")
     }
     headers = (
         {"Alephant-Budget-Remaining-USD": _usd(max(0, limit - spent - reserved))}
