@@ -10,7 +10,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from alephant.env import BASE_DIR, env_bool, env_int, env_list, env_str, load_dotenv
-from core.headers import DEFAULT_CSP
+from alephant.headers import DEFAULT_CSP
 
 load_dotenv()
 
@@ -43,8 +43,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "core.headers.ContentSecurityPolicyMiddleware",
-    "core.requestguard.RejectNullBytesMiddleware",
+    "alephant.headers.ContentSecurityPolicyMiddleware",
+    "alephant.requestguard.RejectNullBytesMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -231,6 +231,10 @@ SPECTACULAR_SETTINGS = {
         "AlertChannelKindEnum": "billing.models.alerts.ChannelKind",
         "AlertKindEnum": "billing.models.alerts.AlertKind",
         "TokenScopeEnum": "workspaces.models.TokenScope",
+        "ProviderEnum": "gateway.models.Provider",
+        "AdminProviderEnum": "reconciliation.models.AdminProvider",
+        "BudgetPeriodEnum": "billing.models.budgets.Period",
+        "GradePeriodEnum": "efficiency.models.Period",
         "CacheScopeEnum": "efficiency.models.CacheScope",
     },
 }
@@ -295,9 +299,9 @@ LOGGING = {
 
 # --- Security headers and error reports ----------------------------------------------------
 # Debug pages and error mails: settings named like URL/DSN/OWNER hidden too, and a password in
-# any `scheme://user:password@` value masked (core/errorfilter.py), in every mode.
-DEFAULT_EXCEPTION_REPORTER_FILTER = "core.errorfilter.CredentialSafeExceptionReporterFilter"
-DEFAULT_EXCEPTION_REPORTER = "core.errorfilter.CredentialSafeExceptionReporter"
+# any `scheme://user:password@` value masked (alephant/errorfilter.py), in every mode.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "alephant.errorfilter.CredentialSafeExceptionReporterFilter"
+DEFAULT_EXCEPTION_REPORTER = "alephant.errorfilter.CredentialSafeExceptionReporter"
 ALEPHANT_CSP = env_str("ALEPHANT_CSP", DEFAULT_CSP)
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CONTENT_TYPE_NOSNIFF = True
