@@ -16,8 +16,8 @@ import pytest
 from django.conf import settings
 from django.test import Client, override_settings
 
-from alephant.settings.safety import production_refusals
 from alephant.errorfilter import CredentialSafeExceptionReporterFilter
+from alephant.settings.safety import production_refusals
 from core.logmask import SecretMaskingFilter
 from devtools.run import mode_banner
 from tests.security.boom_urls import OWNER_URL
