@@ -26,7 +26,9 @@ from gateway.hotpath.config import Config
 from gateway.hotpath.funnel import ROUTES, proxy
 from gateway.hotpath.http import GatewayError, header_list, send_bytes
 from gateway.hotpath.runtime import EnforcerFactory, Runtime
+from gateway.hotpath.scrape import CONTENT_TYPE, authorized, render
 from gateway.hotpath.snapshots import Loader
+from gateway.hotpath.telemetry import Telemetry
 
 logger = logging.getLogger("alephant.gateway")
 
@@ -53,6 +55,7 @@ class Gateway:
             enforcer_factory=enforcer_factory,
         )
         self._start_lock: asyncio.Lock | None = None
+        self.telemetry = Telemetry(config)
 
     async def startup(self) -> None:
         if not self.runtime.started:
@@ -60,6 +63,7 @@ class Gateway:
 
     async def shutdown(self) -> None:
         await self.runtime.close()
+        self.telemetry.close()
 
     async def _ensure_started(self) -> None:
         if self.runtime.started:
@@ -95,6 +99,9 @@ class Gateway:
     async def http(self, scope: dict, receive: Any, send: Any) -> None:
         path = scope["path"].rstrip("/") or "/"
         method = scope["method"].encode()
+        if path == "/metrics" and method == b"GET":
+            await self.metrics(scope, send)
+            return
         endpoint = ROUTES.get((method, path))
         call = Call(
             request_id="req_" + os.urandom(12).hex(),
@@ -103,6 +110,15 @@ class Gateway:
             started=time.perf_counter(),
             created_at=time.time(),
         )
+        try:
+            await self._call(call, endpoint, method, path, scope, receive, send)
+        finally:
+            self.telemetry.record(call, scope)  # the one telemetry hook: the call has ended
+
+    async def _call(
+        self, call: Call, endpoint: str | None, method: bytes, path: str, *asgi: Any
+    ) -> None:
+        scope, receive, send = asgi
         try:
             if endpoint is not None:
                 await proxy(self.runtime, call, scope, receive, send)
@@ -115,6 +131,7 @@ class Gateway:
         except GatewayError as exc:
             await _send_error(send, call, exc)
         except ConnectionResetError:
+            call.status = 499  # the client left
             return
         except (RedisError, OSError) as exc:  # snapshots or counters unreachable: fail closed
             logger.error("gateway: redis unavailable in %s: %r", call.request_id, exc)
@@ -131,7 +148,22 @@ class Gateway:
                 send, call, GatewayError(500, "Internal gateway error.", error_type="api_error")
             )
 
+    async def metrics(self, scope: dict, send: Any) -> None:
+        """Prometheus text format; `ALEPHANT_METRICS_TOKEN` set: a bearer token is required."""
+        if not authorized(self.config.metrics_token, scope["headers"]):
+            headers = [(b"www-authenticate", b"Bearer")]
+            await send_bytes(send, 401, b"unauthorized\n", headers, content_type=b"text/plain")
+            return
+        await self._ensure_started()
+        body = await render(
+            self.runtime.redis,
+            self.telemetry.registry,
+            per_workspace=self.config.metrics_per_workspace,
+        )
+        await send_bytes(send, 200, body, content_type=CONTENT_TYPE)
+
 
 async def _send_error(send: Any, call: Call, err: GatewayError) -> None:
+    call.status, call.error_type = err.status, err.error_type
     headers = {"alephant-request-id": call.request_id, **err.headers}
     await send_bytes(send, err.status, err.body(call.style), header_list(headers))

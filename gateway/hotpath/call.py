@@ -31,6 +31,13 @@ class Call:
     tokens: int = 0
     cache_ttl: int = 0  # > 0: answers are cached (gateway/hotpath/cache.py) this long
     cache_fingerprint: str = ""
+    # For telemetry (gateway/hotpath/telemetry.py), filled where each is known:
+    raw: bytes = b""  # the request body (logged only with ALEPHANT_LOG_BODIES=1)
+    admit_s: float = 0.0  # the admission round trip
+    upstream_s: float = 0.0  # time spent waiting on providers, all attempts
+    attempts: int = 0  # provider attempts made
+    status: int = 200  # what the client was answered (an error's status)
+    error_type: str = ""
 
 
 def usage_event(

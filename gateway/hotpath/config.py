@@ -52,6 +52,12 @@ class Config:
     egress: EgressPolicy = field(default_factory=EgressPolicy)
     # Usage events Redis would not take, fsynced here until replayed (`spool.py`).
     usage_spool_dir: str = DEFAULT_SPOOL_DIR
+    # Observability (gateway/hotpath/telemetry.py; README "Observability").
+    metrics_token: str = ""  # set: /metrics wants `Authorization: Bearer <token>`
+    metrics_per_workspace: bool = False  # a `workspace` label on every series
+    log_format: str = "text"  # "json": one JSON line per call on stdout
+    log_bodies: bool = False  # the request body in that line
+    otel_endpoint: str = ""  # OTEL_EXPORTER_OTLP_ENDPOINT: one span per call when set
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
@@ -77,6 +83,13 @@ class Config:
             cache_max_bytes=_int(env, "ALEPHANT_CACHE_MAX_BYTES", cls.cache_max_bytes),
             egress=_egress(env),
             usage_spool_dir=env.get("ALEPHANT_USAGE_SPOOL_DIR") or cls.usage_spool_dir,
+            metrics_token=env.get("ALEPHANT_METRICS_TOKEN") or "",
+            metrics_per_workspace=(env.get("ALEPHANT_METRICS_PER_WORKSPACE") or "") in _TRUE,
+            log_format=(env.get("ALEPHANT_LOG_FORMAT") or "text").lower(),
+            log_bodies=(env.get("ALEPHANT_LOG_BODIES") or "").lower() in _TRUE,
+            otel_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+            or env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            or "",
         )
 
 

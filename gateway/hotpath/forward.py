@@ -3,6 +3,7 @@ price what the provider reported, settle, answer, and fill the response cache on
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import aiohttp
@@ -88,7 +89,10 @@ async def forward(
         adapter = adapter_for(route.provider)
         cred = rt.credentials.get(call.key["workspace_id"], route.credential)
         upstream = build_upstream(adapter, call, body, raw, route, cred, False)
+        started = time.perf_counter()
         outcome = await _exchange(rt, call, adapter, upstream, route, cred)
+        call.upstream_s += time.perf_counter() - started
+        call.attempts += 1
         if isinstance(outcome, Reply):
             await _answer(rt, call, route, attempt_id(call, index), admission, outcome, send)
             return

@@ -4,6 +4,7 @@ worst case on every budget of the chain) -> forward (`forward.py`) or stream (`r
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -36,6 +37,7 @@ async def proxy(rt: Runtime, call: Call, scope: dict, receive: Any, send: Any) -
     headers = dict(scope["headers"])
     call.key = await authenticate(rt.snapshots, headers, secret=rt.config.key_hash_secret)
     raw, body = await read_json(receive, rt.config.max_body_bytes)
+    call.raw = raw
     v = _validated(rt, call, body, raw)
     ref = v.model
     call.workspace = await workspace_of(rt.snapshots, call.key)
@@ -167,7 +169,9 @@ async def _admit(
         fingerprint=call.fingerprint,
         session_id=who.session_id or None,
     )
+    started = time.perf_counter()
     admission = await rt.enforcer.admit(request, call.workspace, call.key)
+    call.admit_s = time.perf_counter() - started
     if admission.allowed:
         return admission
     call.events.append(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import aiohttp
@@ -58,6 +59,8 @@ async def forward_stream(
         adapter = adapter_for(route.provider)
         cred = rt.credentials.get(call.key["workspace_id"], route.credential)
         upstream = build_upstream(adapter, call, body, raw, route, cred, True)
+        call.attempts += 1
+        started = time.perf_counter()
         try:
             resp = await rt.session.post(
                 upstream.url,
@@ -69,6 +72,7 @@ async def forward_stream(
         except (TimeoutError, aiohttp.ClientError) as exc:
             last = connect_error(exc, cred)
         else:
+            call.upstream_s += time.perf_counter() - started
             if resp.status < 300:
                 streamer = adapter.streamer(call.endpoint, client_wants_usage, route.model)
                 relay = _Relay(rt, call, route, resp, attempt_id(call, index), admission)
@@ -135,7 +139,9 @@ class _Relay:
                 ],
             }
         )
+        started = time.perf_counter()
         upstream_error = await self._pump(streamer, receive, send)
+        call.upstream_s += time.perf_counter() - started  # the provider's time, for telemetry
         tail = streamer.finish()
         await self._settle(streamer, upstream_error)
         if not self.state.disconnected:

@@ -1,0 +1,232 @@
+"""What the gateway tells Prometheus, OpenTelemetry and the log about each call.
+
+`Telemetry.record(call)` is the one hook, called once per request when the call ends
+(`app.Gateway.http`): it reads what the funnel already put on the `Call` (its usage events, cost,
+timings, final status) and updates the counters and histograms. Nothing else on the request path
+touches a metric, so a call pays for metrics once, in one place (about 30 us of CPU, see README).
+
+Multiprocess: with `PROMETHEUS_MULTIPROC_DIR` set (before this module is imported) every worker
+writes its values to memory-mapped files there and `/metrics` (`scrape.py`) sums them, so
+several workers report one view. Labels stay bounded: route, provider, model, status, reason;
+members, sessions and properties never become labels (a series per person or per session would
+grow without end); a `workspace` label only with `ALEPHANT_METRICS_PER_WORKSPACE=1`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+if TYPE_CHECKING:
+    from gateway.hotpath.call import Call
+    from gateway.hotpath.config import Config
+
+ADDED_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+UPSTREAM_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+ADMIT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5)
+# Why the gateway itself refused a call (no provider was asked); any other error is "other".
+_REASONS = {
+    "budget_exceeded": "budget",
+    "rate_limit_exceeded": "rate",
+    "loop_detected": "loop",
+    "invalid_request_error": "validation",
+    "authentication_error": "auth",
+    "permission_denied": "auth",
+}
+_TOKEN_KINDS = ("input", "output", "cached", "reasoning")
+
+
+def refusal_reason(call: Call) -> str:
+    """'' for a call that reached a provider or succeeded; else why the gateway said no."""
+    if call.attempts or call.status < 400:
+        return ""
+    return _REASONS.get(call.error_type, "other")
+
+
+class Telemetry:
+    """The metric objects of one gateway process, and the per-call hook."""
+
+    def __init__(self, config: Config) -> None:
+        self.per_workspace = config.metrics_per_workspace
+        self.token = config.metrics_token
+        self.log_json = config.log_format == "json"
+        self.log_bodies = config.log_bodies
+        # Private registry: only used when not in multiprocess mode (then `scrape.py` reads it);
+        # in multiprocess mode the values live in the files and the registry is ignored.
+        self.registry = CollectorRegistry(auto_describe=False)
+        ws = ("workspace",) if self.per_workspace else ()
+        self._define(ws)
+        self._children: dict[tuple, Any] = {}
+        self.otel: Any = None
+        if config.otel_endpoint:
+            # Imported only when export is on: no OpenTelemetry cost (or import time) otherwise.
+            from gateway.hotpath.otel import OtelExport
+
+            self.otel = OtelExport()
+        self._log = _json_logger() if self.log_json else None
+
+    def _define(self, ws: tuple[str, ...]) -> None:
+        r = self.registry
+        model = (*ws, "provider", "model")
+        self.requests = Counter(
+            "alephant_requests",
+            "Gateway calls by route, provider, model, status and refusal reason.",
+            (*ws, "route", "provider", "model", "status", "reason"),
+            registry=r,
+        )
+        self.tokens = Counter(
+            "alephant_tokens",
+            "Tokens by kind (input, output, cached, reasoning).",
+            (*model, "kind"),
+            registry=r,
+        )
+        self.cost = Counter("alephant_cost_usd", "Spend in USD.", model, registry=r)
+        self.cache_hits = Counter(
+            "alephant_cache_hits", "Answers from the cache.", model, registry=r
+        )
+        self.cache_saved = Counter(
+            "alephant_cache_savings_usd", "What cached answers would have cost.", model, registry=r
+        )
+        self.upstream_errors = Counter(
+            "alephant_upstream_errors",
+            "Failed provider attempts by error type.",
+            (*model, "error_type"),
+            registry=r,
+        )
+        self.retries = Counter(
+            "alephant_upstream_retries",
+            "Attempts after the first (retry or fallback).",
+            (*ws, "provider"),
+            registry=r,
+        )
+        self.added = Histogram(
+            "alephant_added_latency_seconds",
+            "Time the gateway adds to a call: the whole call minus the provider's time.",
+            (*ws, "route"),
+            buckets=ADDED_BUCKETS,
+            registry=r,
+        )
+        self.upstream = Histogram(
+            "alephant_upstream_latency_seconds",
+            "Time spent waiting on the provider.",
+            model,
+            buckets=UPSTREAM_BUCKETS,
+            registry=r,
+        )
+        self.admit = Histogram(
+            "alephant_admission_seconds",
+            "Admission (budget, rate, loop script) round trip.",
+            (*ws, "route"),
+            buckets=ADMIT_BUCKETS,
+            registry=r,
+        )
+
+    def _child(self, metric: Any, labels: tuple) -> Any:
+        """`metric.labels(...)` once per label set: labels() takes a lock and builds a key."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            if len(self._children) > 50_000:  # bounded labels make this unreachable; be safe
+                self._children.clear()
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    def record(self, call: Call, scope: dict | None = None) -> None:
+        """The call has ended (answered, refused or failed): count it. Never raises."""
+        try:
+            self._record(call)
+            if self.otel is not None:
+                self.otel.export(call, scope)
+            if self._log is not None:
+                self._log.info(self.log_line(call))
+        except Exception:  # telemetry must never break a call
+            logging.getLogger("alephant.gateway").exception("telemetry: record failed")
+
+    def _record(self, call: Call) -> None:
+        total = time.perf_counter() - call.started
+        ws = (str(call.key.get("workspace_id", "")),) if self.per_workspace else ()
+        last = call.events[-1] if call.events else None
+        provider = last["provider"] if last else ""
+        model = last["model"] if last else ""
+        status = call.status
+        if status == 200 and last is not None and last["status_code"] >= 400:
+            status = last["status_code"]  # a stream that was cut or left (502/499)
+        labels = (*ws, call.endpoint or "other", provider, model, str(status), refusal_reason(call))
+        self._child(self.requests, labels).inc()
+        self._child(self.added, (*ws, call.endpoint or "other")).observe(total - call.upstream_s)
+        if call.admit_s:
+            self._child(self.admit, (*ws, call.endpoint)).observe(call.admit_s)
+        if call.attempts:
+            self._child(self.upstream, (*ws, provider, model)).observe(call.upstream_s)
+            if call.attempts > 1:
+                self._child(self.retries, (*ws, provider)).inc(call.attempts - 1)
+        for event in call.events:
+            self._event(ws, event, upstream=bool(call.attempts))
+
+    def _event(self, ws: tuple, event: dict, *, upstream: bool) -> None:
+        key = (*ws, event["provider"], event["model"])
+        for kind in _TOKEN_KINDS:
+            n = event[kind + "_tokens"]
+            if n:
+                self._child(self.tokens, (*key, kind)).inc(n)
+        cost = event["cost_usd"]
+        if cost != "0":
+            self._child(self.cost, key).inc(float(cost))
+        if event["cache_hit"]:
+            self._child(self.cache_hits, key).inc()
+            self._child(self.cache_saved, key).inc(float(event["saved_usd"]))
+        if upstream and event["error_type"] and event["status_code"] >= 400:
+            self._child(self.upstream_errors, (*key, event["error_type"])).inc()
+
+    def log_line(self, call: Call) -> str:
+        """One JSON object: ids, model, status, tokens, cost, latency. Never a key or a secret;
+        the prompt only with ALEPHANT_LOG_BODIES=1."""
+        who = call.who
+        last = call.events[-1] if call.events else {}
+        line: dict[str, Any] = {
+            "event": "gateway.call",
+            "request_id": call.request_id,
+            "workspace_id": call.key.get("workspace_id"),
+            "gateway_key_id": call.key.get("key_id"),
+            "member_id": who.member_id if who else None,
+            "agent_id": who.agent_id if who else None,
+            "session_id": (who.session_id or None) if who else None,
+            "route": call.endpoint,
+            "provider": last.get("provider"),
+            "model": last.get("model"),
+            "status": call.status,
+            "refusal_reason": refusal_reason(call) or None,
+            "error_type": call.error_type or last.get("error_type") or None,
+            "input_tokens": sum(e["input_tokens"] for e in call.events),
+            "output_tokens": sum(e["output_tokens"] for e in call.events),
+            "cost_usd": str(call.cost.normalize() if call.cost else Decimal(0)),
+            "cache_hit": bool(last.get("cache_hit")),
+            "attempts": call.attempts,
+            "latency_ms": round((time.perf_counter() - call.started) * 1000, 2),
+            "upstream_ms": round(call.upstream_s * 1000, 2),
+        }
+        if self.log_bodies:
+            line["request_body"] = call.raw.decode("utf-8", "replace")
+        return orjson.dumps(line).decode()
+
+    def close(self) -> None:
+        if self.otel is not None:
+            self.otel.close()
+
+
+def _json_logger() -> logging.Logger:
+    """`alephant.calls`: one bare JSON line per call on stdout, whatever the root logger does."""
+    log = logging.getLogger("alephant.calls")
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+    return log
