@@ -15,6 +15,11 @@ urlpatterns = [
         name="api-reconciliation",
     ),
     re_path(
+        r"^reconciliation/policy/?$",
+        apis.PolicyViewSet.as_view({"get": "list", "post": "create"}),
+        name="api-reconciliation-policy",
+    ),
+    re_path(
         r"^exports/focus/?$",
         apis.FocusExportViewSet.as_view({"get": "list"}),
         name="api-export-focus",

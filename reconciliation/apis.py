@@ -13,9 +13,15 @@ from rest_framework.response import Response
 from core.money import usd_exact
 from reconciliation import exports, selectors
 from reconciliation.focus import focus_csv, focus_rows
-from reconciliation.models import AdminCredential, AdminProvider, ProviderCostLine
+from reconciliation.models import (
+    AdminCredential,
+    AdminProvider,
+    ProviderCostLine,
+    ReconciliationPolicy,
+)
 from reconciliation.params import window_from_params
 from reconciliation.services.credentials import admin_credential_delete, admin_credential_set
+from reconciliation.services.policy import reconciliation_policy_set
 from workspaces.api_base import ErrorSerializer, WorkspaceViewSet
 from workspaces.models import MANAGER_ROLES, SPEND_READER_ROLES
 
@@ -159,3 +165,35 @@ class AdminKeyViewSet(WorkspaceViewSet):
     def destroy(self, request, pk=None):
         admin_credential_delete(credential=self.get_object(), actor=self.member)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class PolicyOut(serializers.ModelSerializer):
+    class Meta:
+        model = ReconciliationPolicy
+        fields = ["capture_threshold_pct", "drift_limit_usd", "lookback_days"]
+
+
+class PolicyIn(serializers.Serializer):
+    capture_threshold_pct = serializers.DecimalField(max_digits=6, decimal_places=2)
+    drift_limit_usd = serializers.DecimalField(max_digits=18, decimal_places=6)
+    lookback_days = serializers.IntegerField(min_value=1, max_value=31)
+
+
+class PolicyViewSet(WorkspaceViewSet):
+    """The alert thresholds: read by finance too, set by owners and admins."""
+
+    queryset = ReconciliationPolicy.objects.all()
+    action_roles = {"list": SPEND_READER_ROLES}
+
+    @extend_schema(responses={200: PolicyOut, **ERRORS})
+    def list(self, request):
+        return Response(PolicyOut(selectors.policy_for(workspace=self.workspace)).data)
+
+    @extend_schema(request=PolicyIn, responses={200: PolicyOut, **ERRORS})
+    def create(self, request):
+        data = PolicyIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        policy = reconciliation_policy_set(
+            workspace=self.workspace, actor=self.member, **data.validated_data
+        )
+        return Response(PolicyOut(policy).data)

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
@@ -113,7 +115,7 @@ def _ledger(workspace: Workspace, providers: list[str], since: dt.date, until: d
     )
 
 
-def _figures(row: dict) -> Figures:
+def _figures(row: Mapping[str, Any]) -> Figures:
     return Figures(
         cost=row.get("cost") or ZERO,
         input_tokens=row.get("input_tokens") or 0,

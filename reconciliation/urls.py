@@ -11,6 +11,7 @@ urlpatterns = [
         name="reconciliation-admin-key-delete",
     ),
     path("reconciliation/pull/", views.pull_now, name="reconciliation-pull"),
+    path("reconciliation/policy/", views.policy_save, name="reconciliation-policy"),
     # Last: its segments would swallow the paths above.
     path(
         "reconciliation/<str:day>/<str:provider>/<path:model>/",

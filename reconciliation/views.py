@@ -5,6 +5,7 @@ and the admin-key form (owners and admins)."""
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
@@ -19,6 +20,7 @@ from reconciliation.exports import comparison_table
 from reconciliation.models import AdminCredential, AdminProvider
 from reconciliation.params import month_of
 from reconciliation.services.credentials import admin_credential_delete, admin_credential_set
+from reconciliation.services.policy import reconciliation_policy_set
 from reconciliation.services.pull import provider_costs_pull
 from workspaces.access import get_in_workspace
 from workspaces.decorators import WorkspaceRequest, role_required
@@ -117,6 +119,27 @@ def admin_key_delete(request: WorkspaceRequest, pk: int) -> HttpResponse:
     credential = get_in_workspace(AdminCredential, workspace=request.workspace, pk=pk)
     admin_credential_delete(credential=credential, actor=request.member)
     messages.success(request, "Admin key removed.")
+    return redirect("reconciliation")
+
+
+@require_POST
+@role_required(*MANAGER_ROLES)
+def policy_save(request: WorkspaceRequest) -> HttpResponse:
+    try:
+        reconciliation_policy_set(
+            workspace=request.workspace,
+            actor=request.member,
+            capture_threshold_pct=Decimal(request.POST.get("capture_threshold_pct", "")),
+            drift_limit_usd=Decimal(request.POST.get("drift_limit_usd", "")),
+            lookback_days=int(request.POST.get("lookback_days", "")),
+        )
+    except (ArithmeticError, ValueError):
+        messages.error(request, "Thresholds are numbers.")
+    except ValidationError as exc:
+        for text in exc.messages:
+            messages.error(request, text)
+    else:
+        messages.success(request, "Thresholds saved.")
     return redirect("reconciliation")
 
 

@@ -55,7 +55,9 @@ def paged(
     """Every bucket of every page, following `next_page` while `has_more`."""
     page: str | None = None
     for _ in range(MAX_PAGES):
-        query = params + ([("page", page)] if page else [])
+        query: list[tuple[str, str | int | float | bool | None]] = [*params]
+        if page:
+            query.append(("page", page))
         try:
             response = client.get(url, params=query, headers=headers)
         except httpx.HTTPError as exc:

@@ -174,3 +174,21 @@ def test_pages(cast):
     member = Client()
     member.force_login(cast.member.user)
     assert member.get("/reconciliation/").status_code == 403
+
+
+def test_policy_defaults_roles_and_tenancy(cast):
+    url = "/api/v1/reconciliation/policy/"
+    assert call(cast.finance, "get", url).json() == {
+        "capture_threshold_pct": "98.00", "drift_limit_usd": "1.000000", "lookback_days": 7,
+    }  # fmt: skip
+    new = {"capture_threshold_pct": "95.5", "drift_limit_usd": "0.25", "lookback_days": 14}
+    assert call(cast.finance, "post", url, new).status_code == 403
+    assert call(cast.admin, "post", url, {**new, "lookback_days": 90}).status_code == 400
+    assert call(cast.admin, "post", url, new).json()["capture_threshold_pct"] == "95.50"
+    assert call(cast.owner, "get", url).json()["lookback_days"] == 14
+    assert call(cast.outsider, "get", url).json()["capture_threshold_pct"] == "98.00"
+    page = Client()
+    page.force_login(cast.owner.user)
+    page.post("/reconciliation/policy/", {"capture_threshold_pct": "90", "drift_limit_usd": "2",
+                                          "lookback_days": "3"})  # fmt: skip
+    assert call(cast.finance, "get", url).json()["lookback_days"] == 3
