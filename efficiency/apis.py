@@ -1,21 +1,26 @@
-"""`GET /api/v1/efficiency` (the latest report's grades) and `GET /api/v1/efficiency/<id>`
-(one grade with its signals and evidence). Owners, admins and finance read everything; a
-member reads their own grade and their agents'. Foreign and missing ids are the same 404."""
+"""`GET /api/v1/efficiency` (the latest report's grades, ranked by avoidable dollars) and
+`GET /api/v1/efficiency/<id>` (one grade with its signals and evidence); `POST
+/api/v1/efficiency/recompute/`; `GET|PUT /api/v1/efficiency/settings/` (dollar floors). Owners,
+admins and finance read everything; a member reads their own grade and their agents'. Foreign
+and missing ids are the same 404."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.db.models import Q, QuerySet
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
-from efficiency import selectors
+from efficiency import selectors, services
 from efficiency.cache_policies import cache_policy_delete, cache_policy_set
 from efficiency.models import (
     CacheScope,
     EfficiencyGrade,
+    EfficiencyReport,
+    EfficiencySettings,
     EfficiencySignal,
     EntityKind,
     Period,
@@ -42,17 +47,22 @@ class SignalOut(serializers.ModelSerializer):
 
 class GradeOut(serializers.ModelSerializer):
     entity_id = serializers.IntegerField()
+    graded = serializers.BooleanField()
     period = serializers.CharField(source="report.period")
     period_start = serializers.DateTimeField(source="report.period_start")
     period_end = serializers.DateTimeField(source="report.period_end")
     computed_at = serializers.DateTimeField(source="report.computed_at")
+    input_digest = serializers.CharField(source="report.input_digest")
+    thresholds = serializers.DictField(source="report.thresholds", child=serializers.CharField())
 
     class Meta:
         model = EfficiencyGrade
+        # Ranked by `waste_usd` (avoidable dollars), largest first, within each entity kind.
         fields = [
             "id", "entity_kind", "entity_id", "label", "period", "period_start", "period_end",
-            "computed_at", "rank", "score", "grade", "verdict", "reason", "capped_by",
-            "requests", "spend_usd", "saved_usd", "waste_usd",
+            "computed_at", "input_digest", "thresholds", "rank", "waste_usd", "graded", "score",
+            "grade", "verdict", "reason", "capped_by", "requests", "spend_usd", "saved_usd",
+            "breakdown",
         ]  # fmt: skip
 
 
@@ -98,6 +108,77 @@ class EfficiencyViewSet(WorkspaceViewSet):
     def retrieve(self, request, pk=None):
         grade = self.get_object()
         return Response(GradeDetailOut(grade, context=self.get_serializer_context()).data)
+
+
+# --- recompute and floors ------------------------------------------------------------------
+
+
+class RecomputeIn(serializers.Serializer):
+    period = serializers.ChoiceField(choices=Period.choices, default=Period.WEEK)
+    # Recompute a stored report's period instead of the current one (to check its digest).
+    report_id = serializers.IntegerField(min_value=1, max_value=2**63 - 1, required=False)
+
+
+class ReportOut(serializers.ModelSerializer):
+    grades = serializers.SerializerMethodField()
+
+    class Meta:
+        model = EfficiencyReport
+        fields = ["id", "period", "period_start", "period_end", "computed_at", "rows",
+                  "spend_usd", "saved_usd", "input_digest", "thresholds", "grades"]  # fmt: skip
+
+    @extend_schema_field(serializers.IntegerField())
+    def get_grades(self, report: EfficiencyReport) -> int:
+        return report.grades.count()
+
+
+class EfficiencyRecomputeViewSet(WorkspaceViewSet):
+    """`POST /api/v1/efficiency/recompute/`: recompute from the ledger now (owners, admins,
+    finance). The same ledger and thresholds give the same `input_digest` and grades."""
+
+    queryset = EfficiencyReport.objects.all()
+    action_roles = {"create": SPEND_READER_ROLES}
+
+    @extend_schema(request=RecomputeIn, responses={200: ReportOut, 400: ErrorSerializer,
+                                                   **ERRORS})  # fmt: skip
+    def create(self, request):
+        data = RecomputeIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        period, at = data.validated_data["period"], None
+        if "report_id" in data.validated_data:
+            stored = get_object_or_404(self.get_queryset(), pk=data.validated_data["report_id"])
+            period, at = stored.period, stored.period_start
+        report = services.efficiency_compute(workspace=self.workspace, period=period, at=at)
+        return Response(ReportOut(report).data)
+
+
+class SettingsIO(serializers.Serializer):
+    """The workspace's own dollar floors; null: the default (see `thresholds` on a grade)."""
+
+    grade_min_usd = serializers.DecimalField(max_digits=24, decimal_places=12, min_value=0,
+                                             allow_null=True)  # fmt: skip
+    signal_min_usd = serializers.DecimalField(max_digits=24, decimal_places=12, min_value=0,
+                                              allow_null=True)  # fmt: skip
+
+
+class EfficiencySettingsViewSet(WorkspaceViewSet):
+    """`GET|PUT /api/v1/efficiency/settings/`: the grade and signal floors (owners and admins
+    write; finance reads). Applies from the next compute."""
+
+    queryset = EfficiencySettings.objects.all()
+    action_roles = {"show": SPEND_READER_ROLES}
+
+    @extend_schema(responses={200: SettingsIO, **ERRORS})
+    def show(self, request):
+        own = selectors.workspace_settings(workspace=self.workspace)
+        return Response(SettingsIO(own or {"grade_min_usd": None, "signal_min_usd": None}).data)
+
+    @extend_schema(request=SettingsIO, responses={200: SettingsIO, 400: ErrorSerializer, **ERRORS})
+    def put(self, request):
+        data = SettingsIO(data=request.data)
+        data.is_valid(raise_exception=True)
+        own = services.efficiency_settings_set(workspace=self.workspace, **data.validated_data)
+        return Response(SettingsIO(own).data)
 
 
 # --- response cache opt-ins -----------------------------------------------------------------

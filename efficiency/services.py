@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from billing.models import UsageRecord
 from core.periods import period_bounds as core_period_bounds
-from efficiency import grading
+from efficiency import grading, selectors
 from efficiency.conf import Thresholds, thresholds
 from efficiency.findings import Row
 from efficiency.models import (
@@ -68,10 +68,6 @@ def _digest(rows: list[Row], used: dict[str, str], time_zone: str) -> str:
 def thresholds_used(t: Thresholds, floors: grading.Floors) -> dict[str, str]:
     """Every threshold and the two dollar floors, as exact strings (shown, and digested)."""
     return {**{k: str(v) for k, v in asdict(t).items()}, **floors.as_dict()}
-
-
-def workspace_floors(*, workspace: Workspace) -> EfficiencySettings | None:
-    return EfficiencySettings.objects.filter(workspace=workspace).first()
 
 
 @transaction.atomic
@@ -125,7 +121,7 @@ def efficiency_compute(
     start, end = period_bounds(workspace=workspace, period=period, at=at or timezone.now())
     t = thresholds()
     rows = ledger_rows(workspace=workspace, start=start, end=end)
-    own = workspace_floors(workspace=workspace)
+    own = selectors.workspace_settings(workspace=workspace)
     result = grading.evaluate(
         rows, t, price=catalog_price, time_zone=workspace.time_zone,
         grade_min_usd=own.grade_min_usd if own else None,
@@ -146,6 +142,18 @@ def efficiency_compute(
     report.save()
     _store(workspace=workspace, report=report, result=result)
     return report
+
+
+def efficiency_previous_ensure(
+    *, workspace: Workspace, report: EfficiencyReport
+) -> EfficiencyReport:
+    """The report of the period just before `report`'s, computed once if it is missing (the
+    trend compares the two)."""
+    previous = selectors.previous_report(workspace=workspace, report=report)
+    if previous is not None and previous.period_end == report.period_start:
+        return previous
+    before = report.period_start - timedelta(microseconds=1)
+    return efficiency_compute(workspace=workspace, period=report.period, at=before)
 
 
 def _store(*, workspace: Workspace, report: EfficiencyReport, result: grading.Result) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from decimal import Decimal, InvalidOperation
+
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
@@ -35,7 +37,11 @@ def ranking(request: HttpRequest) -> HttpResponse:
     if report is None:
         # First visit before the hourly task ran: compute now (one transaction, this scope).
         report = services.efficiency_compute(workspace=workspace, period=period)
-    grades = selectors.report_grades(workspace=workspace, report=report)
+    grades = list(selectors.report_grades(workspace=workspace, report=report))
+    previous = services.efficiency_previous_ensure(workspace=workspace, report=report)
+    trends = selectors.report_trends(workspace=workspace, report=report, previous=previous)
+    for g in grades:
+        g.trend = trends.get((g.entity_kind, g.entity_id))  # type: ignore[attr-defined]
     sections = [
         (kind.label + "s", [g for g in grades if g.entity_kind == kind.value])
         for kind in (EntityKind.MEMBER, EntityKind.AGENT, EntityKind.DEPARTMENT)
@@ -45,7 +51,8 @@ def ranking(request: HttpRequest) -> HttpResponse:
     ).first()
     return render(request, "efficiency/ranking.html", {
         "report": report, "sections": sections, "period": period, "periods": Period.choices,
-        "cache_policy": cache_policy,
+        "cache_policy": cache_policy, "previous": previous,
+        "floors": selectors.workspace_settings(workspace=workspace),
     })  # fmt: skip
 
 
@@ -77,6 +84,27 @@ def cache_settings(request: HttpRequest) -> HttpResponse:
     return redirect("/efficiency/")
 
 
+@require_POST
+@role_required(*MANAGER_ROLES)
+def floor_settings(request: HttpRequest) -> HttpResponse:
+    """The workspace's own dollar floors (blank: the default relative to spend)."""
+    values = {}
+    for name in ("grade_min_usd", "signal_min_usd"):
+        raw = (request.POST.get(name) or "").strip()
+        try:
+            values[name] = Decimal(raw) if raw else None
+        except InvalidOperation:
+            messages.error(request, f"{name}: not an amount.")
+            return redirect("/efficiency/")
+    try:
+        services.efficiency_settings_set(workspace=request.workspace, **values)  # type: ignore[attr-defined]
+    except ValidationError as exc:
+        messages.error(request, "; ".join(exc.messages))
+        return redirect("/efficiency/")
+    messages.success(request, "Floors saved; recompute to apply them now.")
+    return redirect("/efficiency/")
+
+
 @workspace_required
 def entity_detail(request: HttpRequest, kind: str, pk: int) -> HttpResponse:
     workspace, member = request.workspace, request.member  # type: ignore[attr-defined]
@@ -97,8 +125,12 @@ def entity_detail(request: HttpRequest, kind: str, pk: int) -> HttpResponse:
     signals = list(selectors.grade_signals(workspace=workspace, grade=grade))
     for s in signals:
         s.label = SIGNAL_LABELS.get(s.kind, s.kind)  # type: ignore[attr-defined]
+    previous = selectors.previous_report(workspace=workspace, report=grade.report)
+    trend = selectors.report_trends(workspace=workspace, report=grade.report, previous=previous)
     return render(request, "efficiency/detail.html", {
         "grade": grade, "signals": signals, "spend_url": _spend_url(grade),
+        "trend": trend.get((grade.entity_kind, grade.entity_id)),
+        "thresholds": sorted(grade.report.thresholds.items()),
     })  # fmt: skip
 
 
