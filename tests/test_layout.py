@@ -22,13 +22,22 @@ FIRST_PARTY = (
     "efficiency",
     "alephant",
     "devtools",
+    "bench",
+    "reconciliation",
 )
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60
-# Known, to split next: a module or function listed here may shrink, must not grow. Empty now:
-# anything over 400 / 60 lines fails.
+# Known, to split next: a module or function listed here may shrink, must not grow; anything
+# else over 400 / 60 lines fails.
 KNOWN_LONG_MODULES: dict[str, int] = {}
-KNOWN_LONG_FUNCTIONS: dict[str, int] = {}
+KNOWN_LONG_FUNCTIONS = {
+    # The benchmark drivers: each scenario's setup and measurement loop in one function.
+    "bench/__main__.py:seed_snapshots": 84,
+    "bench/__main__.py:bench": 74,
+    "bench/dashboard.py:worker": 75,
+    "bench/enforcement.py:_run": 71,
+    "bench/enforcement.py:_gateway_cells": 84,
+}
 
 
 def _lint() -> subprocess.CompletedProcess:
