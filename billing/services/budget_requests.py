@@ -56,7 +56,7 @@ def _positive(amount: object, field: str) -> Decimal:
     value = Decimal(str(amount))
     if value <= 0 or value.as_tuple().exponent < -6:  # type: ignore[operator]
         raise ValidationError({field: "a positive amount with at most 6 decimals"})
-    return value
+    return value.quantize(Decimal("0.000001"))  # exact; the column's scale
 
 
 @transaction.atomic
@@ -112,7 +112,7 @@ def _decide(request: BudgetRequest, actor: Member | None, action: str, via: str)
         target=request,
         after=after,
     )
-    transaction.on_commit(lambda: requester_tell(request=request))
+    requester_tell_on_commit(request)
 
 
 @transaction.atomic
@@ -169,7 +169,7 @@ def budget_request_expire(*, workspace_id: int, now: datetime | None = None) -> 
             target=request,
             after=budget_request_summary(request),
         )
-        transaction.on_commit(lambda r=request: requester_tell(request=r))
+        requester_tell_on_commit(request)
     lapsed = BudgetRequest.objects.filter(
         workspace_id=workspace_id,
         status=RequestStatus.APPROVED,
@@ -181,8 +181,9 @@ def budget_request_expire(*, workspace_id: int, now: datetime | None = None) -> 
     return len(stale)
 
 
-def requester_tell(*, request: BudgetRequest) -> None:
-    """The requester hears the answer (email; their drill-down shows it too)."""
+def requester_tell_on_commit(request: BudgetRequest) -> None:
+    """The requester hears the answer by email (their request list shows it too). The message
+    is built now, inside the workspace scope; it is sent after commit."""
     member = request.requested_by
     if member is None or not member.user.email:
         return
@@ -192,13 +193,17 @@ def requester_tell(*, request: BudgetRequest) -> None:
         RequestStatus.DENIED: f"denied: {request.decision_reason}",
         RequestStatus.EXPIRED: "expired without a decision",
     }.get(request.status, request.status)
-    try:
-        send_mail(
-            subject=f"[Alephant] Your budget request {request.pk} was {request.status}",
-            message=f"Your request for {format_usd(request.amount_usd)} on budget "
-            f"{request.budget_id} was {answer}.",
-            from_email=None,
-            recipient_list=[member.user.email],
-        )
-    except OSError:
-        logger.warning("could not email the answer to budget request %s", request.pk)
+    subject = f"[Alephant] Your budget request {request.pk} was {request.status}"
+    body = (
+        f"Your request for {format_usd(request.amount_usd)} on budget {request.budget_id} "
+        f"was {answer}."
+    )
+    to = [member.user.email]
+
+    def send() -> None:
+        try:
+            send_mail(subject=subject, message=body, from_email=None, recipient_list=to)
+        except OSError:
+            logger.warning("could not email the answer to budget request %s", request.pk)
+
+    transaction.on_commit(send)
