@@ -24,6 +24,7 @@ async def application(scope, receive, send):
     if scope["type"] == "lifespan":  # the gateway owns start-up/shutdown (HTTP client, Redis)
         return await gateway_application(scope, receive, send)
     path = scope.get("path", "")
-    if path == "/v1" or path.startswith("/v1/"):
+    # `/metrics` too: the gateway's series and the Redis gauges (gateway/hotpath/scrape.py).
+    if path == "/v1" or path.startswith("/v1/") or path == "/metrics":
         return await gateway_application(scope, receive, send)
     return await django_application(scope, receive, send)
