@@ -13,6 +13,7 @@ from billing.services.alerts import (
     alert_deliver,
     alerts_drain,
 )
+from billing.services.budget_requests import budget_request_expire
 from billing.services.channels import DeliveryError
 from billing.services.counters import counters_reconcile
 from billing.services.forecast import budget_forecast_check
@@ -86,3 +87,19 @@ def counters_reconcile_task(*, workspace_id: int) -> int:
 
 def register() -> None:
     """Called from `BillingConfig.ready()`: importing this module registered the tasks."""
+
+
+@shared_task(name="billing.budget_requests_expire_all")
+def budget_requests_expire_all() -> int:
+    """Beat, every minute: pending requests past their end expire; lapsed increases republish
+    (the gateway already stopped counting them at their end)."""
+    ids = all_workspace_ids()
+    for workspace_id in ids:
+        budget_requests_expire_task.delay(workspace_id=workspace_id)
+    return len(ids)
+
+
+@shared_task(name="billing.budget_requests_expire")
+@scoped_task
+def budget_requests_expire_task(*, workspace_id: int) -> int:
+    return budget_request_expire(workspace_id=workspace_id)

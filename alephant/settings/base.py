@@ -19,6 +19,8 @@ SECRET_KEY = env_str("DJANGO_SECRET_KEY", "insecure-local-development-key-change
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 SITE_URL = env_str("ALEPHANT_SITE_URL", "http://127.0.0.1:8000")
+# Approve/deny links in budget-request notifications stop working after this many seconds.
+ALEPHANT_REQUEST_LINK_MAX_AGE_S = env_int("ALEPHANT_REQUEST_LINK_MAX_AGE_S", 3 * 86400)
 
 INSTALLED_APPS = [
     "django.contrib.auth",
@@ -132,6 +134,11 @@ CELERY_BEAT_SCHEDULE["billing-budgets-forecast"] = {
 CELERY_BEAT_SCHEDULE["billing-counters-reconcile"] = {
     "task": "billing.counters_reconcile_all",
     "schedule": env_int("ALEPHANT_COUNTERS_RECONCILE_INTERVAL_S", 600),
+}
+# Budget increase requests: expire pending ones past their end, tidy lapsed increases.
+CELERY_BEAT_SCHEDULE["billing-budget-requests-expire"] = {
+    "task": "billing.budget_requests_expire_all",
+    "schedule": env_int("ALEPHANT_BUDGET_REQUESTS_EXPIRE_INTERVAL_S", 60),
 }
 # Reconciliation with the providers' bills: re-pull the last N days once a day (late data).
 CELERY_BEAT_SCHEDULE["reconciliation-pull"] = {
