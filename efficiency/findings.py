@@ -146,6 +146,13 @@ def median_without(ordered: list[int], value: int) -> Decimal:
     return Decimal(at(n // 2 - 1) + at(n // 2)) / 2
 
 
+def fills_cache(group: list[Row], index: int) -> bool:
+    """A paid call answered next by a cache hit on the same request (`group`: one request's
+    calls in time order) filled the gateway's response cache: the cost of the cache, not waste."""
+    row = group[index]
+    return row.paid and index + 1 < len(group) and group[index + 1].cache_hit
+
+
 def who_label(owner: tuple) -> str:
     member_id, agent_id, _ = owner
     if agent_id is not None:

@@ -30,6 +30,7 @@ from efficiency.findings import (
     Finding,
     PriceFn,
     Row,
+    fills_cache,
     group_by,
     median_without,
     money,
@@ -57,8 +58,12 @@ def detect_thrashing(rows: list[Row], t: Thresholds) -> list[Finding]:
         if not flagged:
             continue
         loop = [group[i] for i in sorted(flagged)]
-        # The first call of the loop was a legitimate request; every repeat is waste.
-        impact = {r.request_id: (ZERO if i == 0 else r.cost_usd) for i, r in enumerate(loop)}
+        # The first call of the loop was a legitimate request; every paid repeat is waste,
+        # except the one that filled the response cache (switching the cache on is the fix).
+        impact = {
+            r.request_id: (ZERO if i == 0 or fills_cache(group, k) else r.cost_usd)
+            for i, (k, r) in enumerate((k, group[k]) for k in sorted(flagged))
+        }
         span = (loop[-1].created_at - loop[0].created_at).total_seconds()
         owner = (member_id, agent_id, dept_id)
         findings.append(
@@ -192,7 +197,7 @@ def detect_cache_miss(rows: list[Row], t: Thresholds) -> list[Finding]:
                 live = entry_at is not None and (
                     (r.created_at - entry_at).total_seconds() <= t.cache_window_seconds
                 )
-                fills = r.paid and i + 1 < len(group) and group[i + 1].cache_hit
+                fills = fills_cache(group, i)
                 if live and r.paid and not fills:
                     impact[r.request_id] = r.cost_usd
                     hit_any = True
