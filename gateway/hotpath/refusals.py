@@ -49,9 +49,7 @@ def budget_exceeded(
         "request_url": budget.get("request_url"),  # ask for more (README "Budget requests")
     }
     headers = (
-        {"Alephant-Budget-Remaining-USD": _usd(max(0, limit - spent - reserved))}
-        if money
-        else {}
+        {"Alephant-Budget-Remaining-USD": _usd(max(0, limit - spent - reserved))} if money else {}
     )
     return Admission(False, 402, "budget_exceeded", message, headers, details=details)
 
