@@ -3,11 +3,16 @@ writer, then the efficiency grades computed from that ledger."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 
 import httpx
 import pytest
+from django.db.models import F
+from django.test import Client
 
+from billing.models import UsageRecord
+from efficiency import selectors
 from efficiency.models import EfficiencyGrade, EfficiencySignal
 from efficiency.services import efficiency_compute
 from tests.cast import build_cast
@@ -119,3 +124,46 @@ def test_real_traffic_workload_without_cache_raises_cache_miss(gw):
         ]
         lost = sum((r.cost_usd for r in rows[1:]), Decimal(0))
         assert Decimal(miss.evidence["dollars_lost"]) == lost
+
+
+def test_real_traffic_cache_switched_on_improves_the_next_periods_grade(gw):
+    loop = {"Alephant-Agent": "looper", "Alephant-Session-Id": "run-1"}
+    for _ in range(8):
+        assert "alephant-cache" not in chat(gw, "fix the failing test", **loop).headers
+    last_week = gw.ledger()
+    assert len(last_week) == 8 and all(r.cost_usd > 0 for r in last_week)
+    ws = gw.cast.workspace
+    with workspace_scope(ws.pk):
+        # That loop ran last week: move its ledger rows back seven days.
+        UsageRecord.objects.filter(workspace=ws).update(
+            created_at=F("created_at") - timedelta(days=7)
+        )
+
+    # This week the cache is on for the looper: one miss fills it, the repeats are free.
+    on = {**loop, "Alephant-Cache": "on"}
+    assert chat(gw, "fix the failing test", **on).headers["alephant-cache"] == "miss"
+    assert [chat(gw, "fix the failing test", **on).headers["alephant-cache"] for _ in range(7)] == [
+        "hit"
+    ] * 7
+    assert len(gw.ledger()) == 16 and gw.stack.sim_stats()["total"] == 9
+
+    with workspace_scope(ws.pk):
+        now = efficiency_compute(workspace=ws)
+        before = efficiency_compute(workspace=ws, at=now.period_start - timedelta(microseconds=1))
+        agent_id = last_week[0].agent_id
+        old = EfficiencyGrade.objects.get(report=before, entity_kind="agent", agent_id=agent_id)
+        new = EfficiencyGrade.objects.get(report=now, entity_kind="agent", agent_id=agent_id)
+        repeats = sum((r.cost_usd for r in last_week[1:]), Decimal(0))
+        assert (old.grade, old.capped_by, old.waste_usd) == ("D", "thrashing", repeats)
+        assert (new.grade, new.verdict, new.capped_by, new.waste_usd) == ("S", "justified", "", 0)
+        assert not EfficiencySignal.objects.filter(report=now).exists()
+        trend = selectors.report_trends(workspace=ws, report=now, previous=before)[
+            ("agent", agent_id)
+        ]
+        assert trend.direction == "better" and trend.waste_change_usd == -repeats
+        assert "cache hits rose from 0 to 7" in trend.causes
+
+    page = Client()
+    page.force_login(gw.cast.finance.user)
+    html = page.get("/efficiency/").content.decode()
+    assert "cache hits rose from 0 to 7" in html and 'data-trend="better"' in html
