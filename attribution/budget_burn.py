@@ -22,7 +22,7 @@ from attribution.forecasts import Baseline, Forecast, budget_forecast
 from attribution.models import Granularity, UsageRollup
 from attribution.periods import Period, period_for
 from attribution.selectors import labels_for
-from billing.models import Alert, Budget, UsageRecord
+from billing.models import Alert, Budget, BudgetRequest, RequestStatus, UsageRecord
 from billing.services.counters import glob_to_regex
 from workspaces.models import Workspace
 
@@ -53,6 +53,13 @@ class Burn:
     window: Period | None = None
     forecast_detail: Forecast | None = None
     reserved: Decimal = Decimal(0)  # held by calls in flight (live periods only)
+    # Approved temporary increases running now (included in `limit`), and the first to end.
+    increase: Decimal = Decimal(0)
+    increase_until: dt.datetime | None = None
+
+    @property
+    def base_limit(self) -> Decimal:
+        return self.limit - self.increase
 
     @property
     def forecast(self) -> Decimal | None:
@@ -168,9 +175,26 @@ def _blocked(budget, window: Period | None) -> bool:
     return qs.exists()
 
 
+def _increases(budget, now: dt.datetime) -> tuple[Decimal, dt.datetime | None]:
+    """Approved budget requests running now: their sum and the first end (billing/snapshots.py
+    gives the gateway the same)."""
+    rows = list(
+        BudgetRequest.objects.filter(
+            budget=budget, status=RequestStatus.APPROVED, until__gt=now
+        ).values_list("approved_usd", "until")
+    )
+    return sum((a for a, _ in rows), Decimal(0)), min((u for _, u in rows), default=None)
+
+
 def _burn(budget, workspace: Workspace, *, at: dt.datetime, now: dt.datetime) -> Burn:
     money = budget.metric in ("usd", "request_usd")
     limit = (budget.amount_usd if money else Decimal(budget.limit_count or 0)) or Decimal(0)
+    increase, increase_until = (
+        _increases(budget, now)
+        if budget.metric == "usd" and at >= now - dt.timedelta(seconds=1)
+        else (Decimal(0), None)
+    )
+    limit += increase
     label = _scope_label(budget, workspace)
     if budget.metric == "request_usd":
         return Burn(
@@ -212,6 +236,8 @@ def _burn(budget, workspace: Workspace, *, at: dt.datetime, now: dt.datetime) ->
         closed=end is not None and end <= now,
         window=window,
         forecast_detail=forecast,
+        increase=increase,
+        increase_until=increase_until,
     )
 
 

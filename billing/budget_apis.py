@@ -51,6 +51,9 @@ class BudgetStatusOut(serializers.Serializer):
     remaining = serializers.CharField()
     percent = serializers.FloatField(allow_null=True)
     live = serializers.BooleanField(help_text="false: read from the ledger (no live counter)")
+    base_limit = serializers.CharField(help_text="the budget's own amount")
+    increase = serializers.CharField(help_text="approved temporary increases running now")
+    increase_until = serializers.CharField(allow_null=True, help_text="when the first ends")
 
 
 class BudgetOut(serializers.ModelSerializer):

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import redis
 from django.db.models import Q, QuerySet
 
-from billing.models import Alert, Budget
+from billing.models import Alert, Budget, BudgetRequest, RequestStatus
 from billing.services.counters import ledger_total
-from core.money import usd_exact
+from core.money import NANOS_PER_USD, usd_exact
 from core.periods import period_bounds
 from core.rediskeys import budget_counter
 from gateway.models import GatewayKey
@@ -65,6 +65,20 @@ def alerts_visible(*, member: Member, queryset: QuerySet[Alert] | None = None) -
     return qs
 
 
+def active_increases(
+    *, workspace_id: int, now: float | None = None
+) -> dict[int, list[tuple[int, datetime]]]:
+    """Approved budget requests running at `now`, by budget: (nano-USD, until)."""
+    at = datetime.fromtimestamp(now or time.time(), tz=UTC)
+    found: dict[int, list[tuple[int, datetime]]] = {}
+    rows = BudgetRequest.objects.filter(
+        workspace_id=workspace_id, status=RequestStatus.APPROVED, until__gt=at
+    ).values_list("budget_id", "approved_usd", "until")
+    for budget_id, approved, until in rows:
+        found.setdefault(budget_id, []).append((int(approved * NANOS_PER_USD), until))
+    return found
+
+
 @dataclass
 class BudgetStatus:
     period_key: str
@@ -73,6 +87,8 @@ class BudgetStatus:
     used: int  # counter units (nano-USD for money budgets)
     reserved: int
     live: bool  # False: no counter in Redis yet (no call this period, or Redis restarted)
+    increase: int = 0  # approved temporary increases running now (nano-USD), above the base
+    increase_until: datetime | None = None  # when the first of them ends
 
     def as_dict(self, budget: Budget) -> dict:
         def fmt(units: int) -> str:
@@ -80,7 +96,7 @@ class BudgetStatus:
                 return usd_exact(int(units))  # exact: an API value, not a display
             return str(units)
 
-        limit = budget.limit_units
+        limit = budget.limit_units + self.increase
         return {
             "period_key": self.period_key,
             "period_start": self.period_start.isoformat() if self.period_start else None,
@@ -90,6 +106,9 @@ class BudgetStatus:
             "remaining": fmt(max(0, limit - self.used - self.reserved)),
             "percent": round(100 * self.used / limit, 2) if limit else None,
             "live": self.live,
+            "base_limit": fmt(budget.limit_units),
+            "increase": fmt(self.increase),
+            "increase_until": self.increase_until.isoformat() if self.increase_until else None,
         }
 
 
@@ -113,6 +132,7 @@ def budget_statuses(
     except redis.RedisError:
         rows = [[None, None] for _ in budgets]
     out = {}
+    increases = active_increases(workspace_id=workspace.pk, now=now)
     for budget, (spent, reserved) in zip(budgets, rows, strict=True):
         key, start, end = periods[budget.pk]
         if spent is None and budget.metric not in ("request_usd", "rpm"):
@@ -137,5 +157,7 @@ def budget_statuses(
             used=int(spent or 0),
             reserved=int(reserved or 0),
             live=live,
+            increase=sum(n for n, _u in increases.get(budget.pk, ())),
+            increase_until=min((u for _n, u in increases.get(budget.pk, ())), default=None),
         )
     return out

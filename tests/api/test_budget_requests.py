@@ -150,3 +150,46 @@ def test_signed_link_approves_once_and_a_forged_one_is_404(cast, api, client):
         assert BudgetRequest.objects.get(pk=rid).approved_usd == Decimal(1)
         assert SignedLinkUse.objects.count() == 1
         assert AuditLog.objects.filter(action="budget_request.approve").exists()
+
+
+def _login(cast, role):
+    from django.test import Client
+
+    client = Client()
+    client.force_login(cast.by_role(role).user)
+    return client
+
+
+def test_pages_member_asks_finance_approves_less_burn_shows_base_and_increase(cast, api):
+    budget = _budget(cast)
+    member = _login(cast, "member")
+    mine = member.get("/budgets/mine/").content.decode()
+    assert f"/budget-requests/new/?budget={budget.pk}" in mine  # from the drill-down
+    form = member.get(f"/budget-requests/new/?budget={budget.pk}")
+    assert form.status_code == 200
+    filed = member.post(
+        "/budget-requests/new/",
+        {"budget": budget.pk, "amount_usd": "3", "reason": "launch", "until": _until(24 * 30)},
+    )
+    assert filed.status_code == 302
+    assert member.post("/budget-requests/1/approve/", {}).status_code == 403
+    finance = _login(cast, "finance")
+    page = finance.get("/budget-requests/").content.decode()
+    assert "launch" in page and "Approve" in page and "Deny" in page
+    with workspace_scope(cast.workspace.pk):
+        rid = BudgetRequest.objects.get(budget=budget).pk
+    finance.post(f"/budget-requests/{rid}/approve/", {"amount_usd": "2"})
+    with workspace_scope(cast.workspace.pk):
+        assert BudgetRequest.objects.get(pk=rid).approved_usd == Decimal(2)
+    burn = member.get("/budgets/mine/").content.decode()
+    assert "base $1.00" in burn and "+ $2.00 approved increase" in burn
+    status = api.call("member", "get", f"/api/v1/budgets/{budget.pk}/").json()["status"]
+    assert status["base_limit"] == "1.00" and status["increase"] == "2.00"
+    assert status["remaining"] == "3.00"
+
+
+def test_requests_page_for_a_member_lists_only_their_own(cast, api):
+    _file(api, _budget(cast))
+    _file(api, _budget(cast, "workspace", cast.workspace.pk), role="finance")
+    page = _login(cast, "member").get("/budget-requests/").content.decode()
+    assert page.count("data-request=") == 1 and "Approve</button>" not in page
