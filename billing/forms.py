@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 
 from billing.models.alerts import ChannelKind
 from billing.models.budgets import Metric, Period
+from core.money import usd_exact
 from gateway.models import GatewayKey
 from workspaces.forms import csv_list, set_choices
 from workspaces.models import Agent, Department, Member, Workspace
@@ -82,7 +83,8 @@ class BudgetForm(forms.Form):
             "name": budget.name,
             "scope": f"{budget.scope_type}:{budget.scope_id}",
             "metric": budget.metric,
-            "amount_usd": budget.amount_usd,
+            # "400.00", not the column's "400.000000": exact, trailing zeros trimmed.
+            "amount_usd": usd_exact(budget.amount_usd) if budget.amount_usd is not None else None,
             "limit_count": budget.limit_count,
             "period": budget.period,
             "ladder": ", ".join(str(s) for s in budget.ladder or []),

@@ -13,6 +13,7 @@ from attribution import selectors
 from attribution.budget_burn import budget_burns, period_anchor
 from attribution.budget_chain import chain_burns
 from attribution.charts import spend_bars, stacked_bars
+from attribution.charts_health import cache_chart, health_chart, trend_lines
 from attribution.exports import (
     overview_budgets_table,
     recent_requests_table,
@@ -20,7 +21,8 @@ from attribution.exports import (
     series_table,
 )
 from attribution.models import RollupState
-from attribution.series import model_stack, previous_to_date, totals_between
+from attribution.series import health_series, model_stack, previous_to_date, totals_between
+from attribution.series_health import cache_series, entity_trends
 from attribution.views.alerts import recent_alerts
 from attribution.views.common import (
     SEGMENTS,
@@ -73,6 +75,7 @@ def overview(request: WorkspaceRequest) -> HttpResponse:
         burns=burns,
         chart=spend_bars(series, hourly=period.hourly, tz=ws.tz),
         model_chart=stacked_bars(stack_buckets, bands, hourly=period.hourly, tz=ws.tz),
+        **_health_charts(ws, period),
         alerts=recent_alerts(ws, limit=5),
         rolled_up_at=RollupState.objects.filter(workspace=ws)
         .values_list("updated_at", flat=True)
@@ -96,10 +99,15 @@ def spend_list(request: WorkspaceRequest, segment: str) -> HttpResponse:
     rows = selectors.top_rows(workspace=ws, period=period, dimension=dimension, limit=None)
     for r in rows:
         r.extra["url"] = link_for(dimension, r.key)
+    trend = None
+    if dimension in TREND_DIMENSIONS:
+        trend_buckets, lines = entity_trends(workspace=ws, period=period, dimension=dimension)
+        trend = trend_lines(trend_buckets, lines, hourly=period.hourly, tz=ws.tz, noun=dimension)
     context = base_context(
         request,
         period,
         rows=rows,
+        trend=trend,
         heading=heading,
         segment=segment,
         total=selectors.spend_totals(workspace=ws, period=period),
@@ -157,6 +165,7 @@ def drilldown(
         totals=totals,
         previous=_previous(ws, period, now, dimension=dimension, key=key),
         chart=spend_bars(series, hourly=period.hourly, tz=ws.tz),
+        **_health_charts(ws, period, dimension=dimension, key=key),
         split=split,
         by=by,
         recent=recent,
@@ -170,6 +179,19 @@ def drilldown(
     return render_with_export(
         request, template, context, tables, slug=export_slug(request, period, f"{dimension}-{key}")
     )
+
+
+TREND_DIMENSIONS = ("member", "agent", "department")
+
+
+def _health_charts(ws, period, *, dimension: str = "workspace", key: str = "") -> dict:
+    """Error rate + latency (ledger) and cache hit rate + savings (rollups) of one scope."""
+    health = health_series(workspace=ws, period=period, dimension=dimension, key=key)
+    cache = cache_series(workspace=ws, period=period, dimension=dimension, key=key)
+    return {
+        "health_chart": health_chart(health, hourly=period.hourly, tz=ws.tz),
+        "cache_chart": cache_chart(cache, hourly=period.hourly, tz=ws.tz),
+    }
 
 
 LOG_FILTERS = {
