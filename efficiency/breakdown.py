@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
 
 from core.money import format_usd
 from efficiency.findings import ZERO, Finding, Row, money
@@ -53,7 +54,7 @@ def contributors(rows: list[Row], worst: dict[str, Decimal]) -> list[dict]:
     for r in rows:
         groups.setdefault(contributor_ref(r), []).append(r)
     total = sum((waste_of(g, worst) for g in groups.values()), ZERO)
-    out = []
+    out: list[dict[str, Any]] = []
     for (kind, entity_id), group in groups.items():
         if entity_id is None:
             continue
