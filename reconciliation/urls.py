@@ -12,10 +12,6 @@ urlpatterns = [
     ),
     path("reconciliation/pull/", views.pull_now, name="reconciliation-pull"),
     path("reconciliation/policy/", views.policy_save, name="reconciliation-policy"),
-    # Last: its segments would swallow the paths above.
-    path(
-        "reconciliation/<str:day>/<str:provider>/<path:model>/",
-        views.day_page,
-        name="reconciliation-day",
-    ),
+    # ?day=YYYY-MM-DD&provider=&model= (a model id may hold any character, "/" included)
+    path("reconciliation/day/", views.day_page, name="reconciliation-day"),
 ]

@@ -67,13 +67,16 @@ def month_page(request: WorkspaceRequest) -> HttpResponse:
 
 
 @role_required(*SPEND_READER_ROLES)
-def day_page(request: WorkspaceRequest, day: str, provider: str, model: str) -> HttpResponse:
+def day_page(request: WorkspaceRequest) -> HttpResponse:
     try:
-        when = dt.date.fromisoformat(day)
+        when = dt.date.fromisoformat(request.GET.get("day", ""))
     except ValueError:
         raise Http404("No such day.") from None
+    provider = request.GET.get("provider", "")
+    if provider not in AdminProvider.values:
+        raise Http404("No such provider.")
     ws = request.workspace
-    model = "" if model == "-" else model  # "-" names the provider's non-model charges
+    model = request.GET.get("model", "")[:200]  # empty: the provider's non-model charges
     rows = [
         r
         for r in selectors.comparison(workspace=ws, since=when, until=when, provider=provider)

@@ -15,6 +15,7 @@ from django.test import Client
 from billing.models import UsageRecord
 from reconciliation.focus import COLUMNS, MANDATORY
 from reconciliation.models import AdminCredential
+from reconciliation.services.credentials import admin_credential_set
 from tests.cast import build_cast
 from tests.factories import UsageRecordFactory
 from workspaces.models import AuditLog
@@ -164,13 +165,18 @@ def test_focus_export_reads_back_to_the_ledger(cast):
 
 def test_pages(cast):
     _ledger(cast)
+    with workspace_scope(cast.workspace.pk):  # only providers with an admin key are compared
+        admin_credential_set(workspace=cast.workspace, provider="openai", secret=SECRET)
     client = Client()
     client.force_login(cast.finance.user)
     page = client.get("/reconciliation/?month=2026-11")
     assert page.status_code == 200 and b"Reconciliation" in page.content
     assert client.get("/reconciliation/?month=2026-11&export=models").status_code == 200
-    drill = client.get("/reconciliation/2026-11-03/openai/gpt-4o-mini/")
+    drill = client.get("/reconciliation/day/?day=2026-11-03&provider=openai&model=gpt-4o-mini")
     assert drill.status_code == 200 and b"The requests behind it" in drill.content
+    assert b"req-" in drill.content  # the ledger rows behind the figure
+    assert b"day=2026-11-03&amp;provider=openai&amp;model=gpt-4o-mini" in page.content
+    assert client.get("/reconciliation/day/?day=nope&provider=openai").status_code == 404
     member = Client()
     member.force_login(cast.member.user)
     assert member.get("/reconciliation/").status_code == 403
