@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import redis
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
 from alephant.celery import app
+from core.redisclients import sync_client
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -20,7 +20,7 @@ def _check_postgres() -> None:
 
 
 def _check_redis() -> None:
-    client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1)
+    client = sync_client(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1)
     try:
         client.ping()
     finally:

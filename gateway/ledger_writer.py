@@ -35,6 +35,7 @@ from django.db import Error as DjangoDBError
 
 from billing.models import UsageRecord
 from core.backoff import Backoff
+from core.redisclients import sync_client
 from core.rediskeys import USAGE_DEAD_STREAM
 from gateway.hotpath.usage import GROUP, STREAM
 from workspaces.tenancy import workspace_scope
@@ -102,7 +103,7 @@ class LedgerWriter:
         create_group: bool = True,
     ) -> None:
         # A socket timeout above the blocking read, so a hung (not dead) Redis is noticed too.
-        self.redis = client or redis.Redis.from_url(
+        self.redis = client or sync_client(
             settings.REDIS_URL, socket_timeout=block_ms / 1000 + 10, socket_connect_timeout=5
         )
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"

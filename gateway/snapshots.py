@@ -24,6 +24,7 @@ from django.db import transaction
 
 from core import rediskeys
 from core.limits import Limits, effective
+from core.redisclients import sync_client
 from workspaces import system
 from workspaces.tenancy import workspace_scope
 
@@ -45,7 +46,7 @@ _extenders: list[Callable[[int, dict], None]] = []
 def redis_client() -> redis.Redis:
     global _client
     if _client is None:
-        _client = redis.Redis.from_url(settings.REDIS_URL)
+        _client = sync_client(settings.REDIS_URL)
     return _client
 
 
@@ -223,7 +224,12 @@ def _write_and_announce(key: str, value: str, ttl: int) -> None:
     """SET, then PUBLISH the key on `SNAPSHOT_CHANNEL` (one round trip, in this order): every
     gateway drops its in-memory copy and re-reads the new value, so a revocation takes effect
     in milliseconds rather than after the gateways' cache TTL (gateway/hotpath/invalidation.py)."""
-    pipe = redis_client().pipeline(transaction=False)
+    client = redis_client()
+    if rediskeys.CLUSTER:  # a cluster pipeline refuses PUBLISH (no key): two round trips
+        client.set(key, value, ex=ttl)
+        client.publish(rediskeys.SNAPSHOT_CHANNEL, key)
+        return
+    pipe = client.pipeline(transaction=False)
     pipe.set(key, value, ex=ttl)
     pipe.publish(rediskeys.SNAPSHOT_CHANNEL, key)
     pipe.execute()

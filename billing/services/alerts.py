@@ -29,7 +29,7 @@ from billing.services.channel_secrets import (
 from billing.services.channels import DeliveryError, deliver
 from core.egress import EgressPolicy, EgressRefused
 from core.money import format_usd, usd_exact
-from core.rediskeys import ALERTS_STREAM
+from core.rediskeys import ALERTS_STREAM, alerts_streams
 from workspaces.models import Member, Workspace
 from workspaces.services.audit import audit_record
 from workspaces.services.throttle import action_throttle
@@ -164,17 +164,25 @@ def _decode(fields: dict) -> dict[str, str]:
 
 
 def alerts_drain(*, client: redis.Redis, consumer: str, count: int = 200) -> int:
-    """Record every pending alert event; returns how many events were handled."""
+    """Record every pending alert event (every shard on a cluster); returns how many events
+    were handled."""
+    return sum(
+        _alerts_drain_stream(client=client, stream=stream, consumer=consumer, count=count)
+        for stream in alerts_streams()
+    )
+
+
+def _alerts_drain_stream(*, client: redis.Redis, stream: str, consumer: str, count: int) -> int:
     try:
-        client.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
+        client.xgroup_create(stream, GROUP, id="0", mkstream=True)
     except redis.ResponseError as exc:
         if "BUSYGROUP" not in str(exc):
             raise
     handled = 0
     # Events a dead worker took but never acknowledged come back after a minute.
-    claimed: Any = client.xautoclaim(STREAM, GROUP, consumer, min_idle_time=60_000, count=count)
+    claimed: Any = client.xautoclaim(stream, GROUP, consumer, min_idle_time=60_000, count=count)
     batches = [claimed[1]]
-    fresh: Any = client.xreadgroup(GROUP, consumer, {STREAM: ">"}, count=count)
+    fresh: Any = client.xreadgroup(GROUP, consumer, {stream: ">"}, count=count)
     for _stream, entries in fresh or []:
         batches.append(entries)
     for entries in batches:
@@ -190,7 +198,7 @@ def alerts_drain(*, client: redis.Redis, consumer: str, count: int = 200) -> int
                 # Leave it pending: it is retried (claimed again) after a minute.
                 logger.exception("alert event %s failed", event_id)
                 continue
-            client.xack(STREAM, GROUP, event_id)
+            client.xack(stream, GROUP, event_id)
             handled += 1
     return handled
 

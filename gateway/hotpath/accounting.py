@@ -31,7 +31,7 @@ async def account(
     events go through the usage queue. Either way they are in Redis, or if Redis is down in
     the local spool (`spool.py`), when this returns."""
     events = [usage_encode(e) for e in call.events]
-    stream = queue.stream
+    stream = queue.stream_for(call.key["workspace_id"])
     try:
         if success or call.cost > 0:
             written = await enforcer.settle(

@@ -37,7 +37,8 @@ from redis.exceptions import RedisError
 
 from core.money import usd_exact
 from core.periods import PeriodCache, period_bounds
-from core.rediskeys import ALERTS_STREAM, USAGE_STREAM, workspace_tag
+from core.rediskeys import alerts_stream, workspace_tag
+from core.rediskeys import usage_stream as usage_stream_of
 from gateway.hotpath import refusals
 from gateway.hotpath.admission import (
     Admission,
@@ -167,7 +168,7 @@ class Enforcer:
             f"{tag}:rl:k{req.key_id}",
             f"{tag}:tpm:k{req.key_id}:{int(now // 60)}",
             f"{tag}:loop:{subject}:{req.fingerprint}",
-            ALERTS_STREAM,
+            alerts_stream(req.workspace_id),
             f"{tag}:resv",
         ]
         args: list = [
@@ -318,12 +319,13 @@ class Enforcer:
         cost_nanos: int,
         tokens: int,
         usage: Sequence[bytes] = (),
-        usage_stream: str = USAGE_STREAM,
+        usage_stream: str | None = None,
     ) -> bool:
         """Swap the reservation for the actual usage (once per request id).
 
         `usage`: the request's usage events, encoded (`gateway.hotpath.usage.encode`); they are
-        appended to `usage_stream` in the same script call, atomically with the counter change.
+        appended to `usage_stream` (default: the workspace's shard, `core.rediskeys.usage_stream`)
+        in the same script call, atomically with the counter change.
         Returns True when those events are in Redis; False means the caller must append them
         itself (no budget on the chain, so no script ran, or Redis failed)."""
         return await self._finish(
@@ -336,7 +338,11 @@ class Enforcer:
         )
 
     async def release(
-        self, admission: Admission, *, usage: Sequence[bytes] = (), usage_stream: str = USAGE_STREAM
+        self,
+        admission: Admission,
+        *,
+        usage: Sequence[bytes] = (),
+        usage_stream: str | None = None,
     ) -> bool:
         """Drop the reservation; `usage` and the result as for `settle`."""
         return await self._finish(
@@ -351,7 +357,7 @@ class Enforcer:
         tokens: int,
         count: int,
         usage: Sequence[bytes],
-        usage_stream: str,
+        usage_stream: str | None,
     ) -> bool:
         handle = admission.handle
         if not isinstance(handle, Handle) or handle.done:
@@ -360,7 +366,11 @@ class Enforcer:
         if not handle.budgets:
             return not usage  # nothing to settle: no round trip of ours for the events either
         tag = workspace_tag(handle.workspace_id)
-        keys = [f"{tag}:settled:{handle.request_id}", ALERTS_STREAM, f"{tag}:resv"]
+        keys = [
+            f"{tag}:settled:{handle.request_id}",
+            alerts_stream(handle.workspace_id),
+            f"{tag}:resv",
+        ]
         packed = []
         for b in handle.budgets:
             actual = cost_nanos if b.metric == MONEY else count if b.metric == REQUESTS else tokens
@@ -377,7 +387,7 @@ class Enforcer:
             handle.member,
         ]
         if usage:
-            keys.append(usage_stream)
+            keys.append(usage_stream or usage_stream_of(handle.workspace_id))
             args.extend(usage)
         try:
             await self._batcher.call(SETTLE, keys, args)

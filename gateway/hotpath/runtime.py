@@ -15,6 +15,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from core.egress_aiohttp import EgressGuard
+from core.redisclients import async_client, topology
 from gateway.hotpath.admission import CounterLoader
 from gateway.hotpath.auth import Credentials
 from gateway.hotpath.config import Config
@@ -71,15 +72,20 @@ class Runtime:
         # Blocking pool: a burst waits for a connection instead of failing ("too many
         # connections" would read as Redis down -> 503); one quick retry, not redis-py's default
         # backoff, so a dead Redis costs milliseconds before the 503.
-        pool = aioredis.BlockingConnectionPool.from_url(
-            config.redis_url,
-            max_connections=256,
-            timeout=5,
-            socket_connect_timeout=1,
-            socket_timeout=5,
-            retry=Retry(NoBackoff(), 1),
-        )
-        self.redis = aioredis.Redis(connection_pool=pool)
+        if topology() == "single":
+            pool = aioredis.BlockingConnectionPool.from_url(
+                config.redis_url,
+                max_connections=256,
+                timeout=5,
+                socket_connect_timeout=1,
+                socket_timeout=5,
+                retry=Retry(NoBackoff(), 1),
+            )
+            self.redis = aioredis.Redis(connection_pool=pool)
+        else:
+            # A cluster (slot routing, MOVED/ASK, topology refresh) or the Sentinel's current
+            # master: redis-py's clients, which follow a failover without a restart.
+            self.redis = async_client(config.redis_url, socket_connect_timeout=1, socket_timeout=5)
         self.snapshots = SnapshotCache(self.redis, self.loader, ttl=config.snapshot_cache_ttl)
         # Django's announcements drop cached snapshots at once (a revocation in milliseconds);
         # the TTL above stays the backstop when the subscription is down.
@@ -88,10 +94,12 @@ class Runtime:
         # The per-call commands (admit, settle + usage event) go over one lean pipelined
         # connection (`RespClient`): far less client CPU per command than redis-py's pool.
         try:
+            if topology() != "single":
+                raise ValueError("RespClient talks to one server")
             self.call_redis: Any = RespClient.from_url(
                 config.redis_url, timeout_s=5, connect_timeout_s=1
             )
-        except ValueError:  # rediss:// or a socket path: redis-py handles those
+        except ValueError:  # rediss://, a socket path, a cluster or Sentinel: redis-py's client
             self.call_redis = self.redis
         self.enforcer: Enforcer = self.enforcer_factory(self.call_redis)
         # Usage events Redis would not take (it died mid-call) wait on local disk; the replay

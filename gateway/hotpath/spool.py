@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from core.backoff import Backoff
+from core.rediskeys import usage_stream_of_event as stream_of
 
 logger = logging.getLogger("alephant.gateway")
 
@@ -216,7 +217,7 @@ async def replay_once(spool: Spool, redis: Any, pending: list[Claimed]) -> int:
         for start in range(0, len(item.events), REPLAY_BATCH):
             pipe = redis.pipeline(transaction=False)
             for raw in item.events[start : start + REPLAY_BATCH]:
-                pipe.xadd(spool.stream, {"e": raw})
+                pipe.xadd(stream_of(raw, spool.stream), {"e": raw})
             await pipe.execute()
         pending.pop(0)  # before the delete: if that fails, the unlocked file is replayed again
         await asyncio.to_thread(spool.discard, item)

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from core.rediskeys import USAGE_GROUP, USAGE_STREAM
+from core.rediskeys import CLUSTER, USAGE_GROUP, USAGE_STREAM, usage_stream
+from core.rediskeys import usage_stream_of_event as stream_of
 
 if TYPE_CHECKING:
     from gateway.hotpath.spool import Spool
@@ -80,6 +81,10 @@ class UsageQueue:
         self._flushing = False
         self._task: asyncio.Task | None = None
 
+    def stream_for(self, workspace_id: int) -> str:
+        """The stream a workspace's events go to (its shard on a cluster)."""
+        return usage_stream(workspace_id) if CLUSTER else self.stream
+
     async def emit(self, event: dict[str, Any]) -> None:
         await self.emit_many([event])
 
@@ -141,11 +146,11 @@ class UsageQueue:
 
     async def _send(self, events: list[bytes]) -> None:
         if len(events) == 1:
-            await self.redis.xadd(self.stream, {"e": events[0]})
+            await self.redis.xadd(stream_of(events[0], self.stream), {"e": events[0]})
             return
         pipe = self.redis.pipeline(transaction=False)
         for raw in events:
-            pipe.xadd(self.stream, {"e": raw})
+            pipe.xadd(stream_of(raw, self.stream), {"e": raw})
         await pipe.execute()
 
     async def _flush(self) -> None:

@@ -19,6 +19,8 @@ import redis
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
+from core.redisclients import sync_client
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_LIMITS: dict[str, dict[str, tuple[int, int]]] = {
@@ -40,7 +42,7 @@ class RateLimited(ValidationError):
 def _redis() -> redis.Redis:
     global _client
     if _client is None:
-        _client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2)
+        _client = sync_client(settings.REDIS_URL, socket_timeout=2)
     return _client
 
 

@@ -1,0 +1,114 @@
+"""Real Redis topologies on loopback for the scale-out tests: a 3-master + 3-replica Redis
+Cluster (Debian `redis-server --cluster-enabled yes`, `redis-cli --cluster create`)."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+
+from tests.gateway.servers import Proc, free_port
+
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
+
+
+@dataclass
+class Cluster:
+    ports: list[int]
+    procs: dict[int, Proc] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.ports[0]}/0"
+
+    def node(self, port: int) -> redis.Redis:
+        return redis.Redis(port=port, socket_timeout=2, socket_connect_timeout=1)
+
+    def master_of(self, key: str) -> int:
+        """The port of the master currently serving `key`'s slot."""
+        for port in self.ports:
+            if self.procs[port].proc.poll() is not None:
+                continue
+            slot = self.node(port).execute_command("CLUSTER", "KEYSLOT", key)
+            for start, end, master, *_ in self.node(port).execute_command("CLUSTER", "SLOTS"):
+                if start <= slot <= end:
+                    return int(master[1])
+        raise LookupError(key)
+
+    def state_ok(self, port: int) -> bool:
+        try:
+            info = self.node(port).execute_command("CLUSTER", "INFO").decode()
+        except redis.RedisError:
+            return False
+        return "cluster_state:ok" in info
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            proc.kill()
+
+
+def _cluster_port() -> int:
+    # A cluster node also listens on port + 10000 (the cluster bus): stay at or below 55535.
+    while True:
+        port = free_port()
+        if port <= 55535 and _bus_free(port + 10000):
+            return port
+
+
+def _bus_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def cluster_start(directory: Path, *, node_timeout_ms: int = 1000) -> Cluster:
+    ports = [_cluster_port() for _ in range(6)]
+    cluster = Cluster(ports)
+    try:
+        for port in ports:
+            node_dir = directory / str(port)
+            node_dir.mkdir()
+            cmd = [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(node_dir)]
+            cmd += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+            cmd += ["--cluster-node-timeout", str(node_timeout_ms), "--save", ""]
+            cmd += ["--appendonly", "yes", "--appendfsync", "everysec", "--daemonize", "no"]
+            cluster.procs[port] = Proc(cmd, name=f"redis-{port}").start()
+        for port in ports:
+            _wait(lambda p=port: _pings(p), f"redis {port}")
+        subprocess.run(
+            [REDIS_CLI, "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports)]
+            + ["--cluster-replicas", "1", "--cluster-yes"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        for port in ports:
+            _wait(lambda p=port: cluster.state_ok(p), f"cluster state on {port}", timeout=30)
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
+
+
+def _pings(port: int) -> bool:
+    try:
+        return bool(redis.Redis(port=port, socket_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+def _wait(condition, what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not ready")
+        time.sleep(0.05)
