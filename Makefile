@@ -56,9 +56,13 @@ format: venv
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-## Benchmarks: gateway hot path vs direct and a bare pass-through; enforcement on vs off;
+## Benchmarks: gateway hot path (wrk, nginx mock) vs direct and a bare pass-through; enforcement on/off;
 ## dashboard pages over 1,000,000 ledger rows. Ratios against baselines measured in the same run.
 bench: migrate
+	@command -v wrk >/dev/null 2>&1 && { command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx; } || \
+		(echo "[make] installing Debian wrk and nginx-light for the benchmark (once per machine)" && \
+		 DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx-light >/dev/null)
 	$(PY) -m bench
 	$(PY) -m bench.enforcement
 	$(PY) -m bench.dashboard

@@ -1,352 +1,190 @@
-"""`make bench` (`python -m bench`): direct to the simulator vs a bare pass-through proxy vs the
-Alephant full path (auth, rate cap, costing, usage queue), and the same gateway with 5 money
-budgets on the key's chain (`5budgets`), non-streaming and streaming, at concurrency 1 and 64.
-Reports RPS, p50, p99 and server CPU per request, with ratios, in one run.
+"""`make bench` (`python -m bench`): the gateway's hot path measured from outside, in one run.
 
-Each server is one uvicorn worker (uvloop + httptools). The gateway reads its key and workspace
-snapshots from a Redis database of its own (`ALEPHANT_BENCH_REDIS_DB`, default 11): the bench
-writes them there directly (sealed with the configured master key), so it touches no Postgres
-rows. The load generator is an aiohttp client in this process. Bounded: about a minute.
-`BENCH_APP=gateway.asgi:application` benchmarks the standalone gateway app instead of the
-dispatcher; `ALEPHANT_ENFORCEMENT=0` shows what the enforcement script costs.
+`wrk` (one thread) drives each server; the upstream is nginx answering a canned chat completion
+and a canned SSE stream (`bench/mockstack.py`), so neither the load generator nor the upstream is
+Python. Targets, one uvicorn worker each (uvloop + httptools): `direct` (wrk -> nginx), `bare`
+(`bench/baseline.py`: the same server and client stack, nothing else), `alephant` (enforcement on,
+rate cap, no budgets) and `5budgets` (a money budget on all five scopes of the key's chain + the
+rate cap). Cells: JSON at c=64 (RPS, CPU per call), JSON at c=1 (p50 added over `direct`), SSE at
+c=64. CPU per call is utime + stime over the server's process tree plus the bench's private
+`redis-server`. Rounds alternate the target order; every figure is the median of `--rounds`, and
+each is also printed as a ratio to `bare` from the same run. Writes `bench/results.md`. About 2
+minutes. `BENCH_APP=alephant.asgi:application` benchmarks the dispatcher instead.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
-import re
 import statistics
 import sys
 import time
-from dataclasses import dataclass
+from pathlib import Path
 
-import aiohttp
 import orjson
 
 from alephant.env import load_dotenv
+from bench.mockstack import MockStack, ensure_tool
+from bench.seed import seed_key
+from bench.wrk import Cell, run_wrk
 from tests.gateway.servers import Proc, free_port, wait_http
 
 WORKSPACE_ID = 987_654_321
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process and its children that were waited for (/proc/<pid>/stat)."""
-    with open(f"/proc/{pid}/stat") as fh:
-        fields = fh.read().rsplit(")", 1)[1].split()
-    return sum(int(x) for x in fields[11:15]) / CLK_TCK
-
-
-@dataclass
-class Result:
-    target: str
-    mode: str
-    concurrency: int
-    requests: int
-    errors: int
-    seconds: float
-    p50_ms: float
-    p99_ms: float
-    cpu_ms_per_req: float
-
-    @property
-    def rps(self) -> float:
-        return self.requests / self.seconds if self.seconds else 0.0
-
-
-async def one(
-    session: aiohttp.ClientSession, url: str, body: bytes, headers: dict, stream: bool
-) -> bool:
-    async with session.post(url, data=body, headers=headers) as resp:
-        if stream:
-            async for _chunk in resp.content.iter_any():
-                pass
-        else:
-            await resp.read()
-        return resp.status == 200
-
-
-async def run_cell(
-    target: str, url: str, headers: dict, stream: bool, concurrency: int, seconds: float, pid: int
-) -> Result:
-    payload = {
-        "model": "gpt-4o-mini",
-        "messages": [{"role": "user", "content": "benchmark me"}],
-        "max_tokens": 16,
-    }
-    if stream:
-        payload["stream"] = True
-    body = orjson.dumps(payload)
-    connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=0)
-    latencies: list[float] = []
-    errors = 0
-    async with aiohttp.ClientSession(connector=connector) as session:
-        for _ in range(min(concurrency, 8)):  # warm the connection pools
-            await one(session, url, body, headers, stream)
-        stop_at = time.perf_counter() + seconds
-        cpu0 = cpu_seconds(pid)
-        start = time.perf_counter()
-
-        async def worker() -> None:
-            nonlocal errors
-            while time.perf_counter() < stop_at:
-                t = time.perf_counter()
-                try:
-                    ok = await one(session, url, body, headers, stream)
-                except aiohttp.ClientError:
-                    ok = False
-                if ok:
-                    latencies.append(time.perf_counter() - t)
-                else:
-                    errors += 1
-
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - start
-        cpu = cpu_seconds(pid) - cpu0
-    latencies.sort()
-    n = len(latencies)
-    return Result(
-        target,
-        "stream" if stream else "json",
-        concurrency,
-        n,
-        errors,
-        elapsed,
-        p50_ms=statistics.median(latencies) * 1000 if n else float("nan"),
-        p99_ms=latencies[min(n - 1, int(n * 0.99))] * 1000 if n else float("nan"),
-        cpu_ms_per_req=cpu * 1000 / n if n else float("nan"),
-    )
-
-
-BUDGET_SCOPES = (("key", 1), ("agent", 1), ("member", 1), ("department", 1))
-
-
-def seed_snapshots(
-    redis_url: str, key_hash_secret: str, sim_url: str, *, budgets: bool = False
-) -> str:
-    """Write a key and workspace snapshot for the bench gateway; returns the raw key.
-
-    `budgets`: a workspace of its own (WORKSPACE_ID + 1) with a money budget on every scope of
-    the chain (key, agent, member, department, workspace: 5), counters pre-seeded (lifetime,
-    effectively unlimited), so the run shows the full path with budget enforcement."""
-    import redis
-
-    from core import vault
-    from core.keyhash import generate_key, hash_key
-
-    ws_id = WORKSPACE_ID + 1 if budgets else WORKSPACE_ID
-    raw, prefix = generate_key()
-    wrapped, version = vault.wrap_data_key(ws_id, vault.new_data_key())
-    enc = vault.seal_secret(ws_id, "sk-bench-upstream", wrapped_dek=wrapped, key_version=version)
-    enc.setdefault("wrapped_dek", wrapped)
-    enc.setdefault("key_version", version)
-    key = {
-        "v": 1,
-        "workspace_id": ws_id,
-        "key_id": 1,
-        "prefix": prefix,
-        "member_id": 1,
-        "department_id": 1 if budgets else None,
-        "agent_id": 1 if budgets else None,
-        "member_agents": {},
-        "expires_at": None,
-        "revoked": False,
-        "allowed_models": None,
-        "rpm": 2_000_000_000,
-        "tpm": None,
-    }
-    workspace = {
-        "v": 1,
-        "workspace_id": ws_id,
-        "time_zone": "UTC",
-        # The floor bounds every key's rpm (a key only narrows it): lifted for the bench.
-        "rpm_floor": 2_000_000_000,
-        "credentials": [
-            {
-                "id": 1,
-                "provider": "openai",
-                "name": "sim",
-                "base_url": sim_url + "/v1",
-                "api_version": None,
-                "organization": None,
-                "timeout_s": 60,
-                "enc": enc,
-            }
-        ],
-        "price_overrides": [],
-        "budgets": [],
-        "settings": {},
-    }
-    client = redis.Redis.from_url(redis_url)
-    budget_list: list[dict] = []
-    workspace["budgets"] = budget_list
-    if budgets:
-        for i, (scope_type, scope_id) in enumerate((*BUDGET_SCOPES, ("workspace", ws_id))):
-            budget_list.append(
-                {
-                    "id": 900 + i,
-                    "scope_type": scope_type,
-                    "scope_id": scope_id,
-                    "metric": "usd",
-                    "limit": 1_000_000 * 1_000_000_000,  # $1M: never refuses
-                    "period": "lifetime",
-                    "ladder": [50, 75, 90, 100],
-                    "throttle_at": None,
-                    "throttle_rpm": None,
-                    "hard_stop": True,
-                    "model": None,
-                }
-            )
-            client.hset(
-                f"alephant:{{w{ws_id}}}:b:{900 + i}:life",
-                mapping={"init": "bench", "spent": 0, "reserved": 0},
-            )
-    client.set(f"alephant:gk:{hash_key(raw, key_hash_secret)}", orjson.dumps(key))
-    client.set(f"alephant:ws:{ws_id}", orjson.dumps(workspace))
-    client.close()
-    return raw
+CELLS = (("json", 64), ("json", 1), ("stream", 64))
+TARGETS = ("direct", "bare", "alephant", "5budgets")
+RESULTS = Path(__file__).with_name("results.md")
 
 
 def uvicorn(app: str, port: int, env: dict) -> Proc:
-    return Proc(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            app,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--no-access-log",
-            "--lifespan",
-            "on",
-            "--log-level",
-            "warning",
-            "--loop",
-            "uvloop",
-            "--http",
-            "httptools",
-            "--timeout-graceful-shutdown",
-            "1",
-        ],
-        env,
-        app,
-    ).start()
+    cmd = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
+    cmd += ["--no-access-log", "--lifespan", "on", "--log-level", "warning", "--loop", "uvloop"]
+    cmd += ["--http", "httptools", "--timeout-graceful-shutdown", "1", "--backlog", "4096"]
+    return Proc(cmd, env, app).start()
 
 
-def print_table(results: list[Result]) -> None:
-    by = {(r.target, r.mode, r.concurrency): r for r in results}
-    head = (
-        f"{'mode':<7}{'c':>4}  {'target':<10}{'rps':>9}{'p50 ms':>9}{'p99 ms':>9}"
-        f"{'cpu ms/req':>12}{'errors':>8}{'rps/bare':>10}{'p50 +ms vs direct':>19}"
-    )
-    print("\n" + head + "\n" + "-" * len(head))
-    for r in results:
-        bare = by.get(("bare", r.mode, r.concurrency))
-        direct = by.get(("direct", r.mode, r.concurrency))
-        ratio = f"{r.rps / bare.rps:.2f}" if bare and bare.rps else "-"
-        added = f"{r.p50_ms - direct.p50_ms:+.2f}" if direct and r.target != "direct" else "-"
-        print(
-            f"{r.mode:<7}{r.concurrency:>4}  {r.target:<10}{r.rps:>9.0f}{r.p50_ms:>9.2f}"
-            f"{r.p99_ms:>9.2f}{r.cpu_ms_per_req:>12.3f}{r.errors:>8}{ratio:>10}{added:>19}"
+def body(mode: str) -> bytes:
+    payload: dict = {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": "benchmark me, call %d"}],
+        "max_tokens": 16,
+    }
+    if mode == "stream":
+        payload["stream"] = True
+    return orjson.dumps(payload)  # `%d`: wrk numbers each call (bench/wrk.py)
+
+
+class Servers:
+    """The mock stack, the bare pass-through and the gateway, and where each target is reached."""
+
+    def __init__(self) -> None:
+        load_dotenv()
+        self.stack = MockStack().start()
+        env = dict(os.environ, REDIS_URL=self.stack.redis_url, PYTHONDONTWRITEBYTECODE="1")
+        env["ALEPHANT_ALLOW_PRIVATE_UPSTREAMS"] = "1"
+        self.bare_port, self.gw_port = free_port(), free_port()
+        baseline_env = dict(env, BENCH_UPSTREAM=self.stack.upstream)
+        self.bare = uvicorn("bench.baseline:application", self.bare_port, baseline_env)
+        app = os.environ.get("BENCH_APP", "gateway.asgi:application")
+        self.gateway = uvicorn(app, self.gw_port, env)
+        wait_http(f"http://127.0.0.1:{self.bare_port}/", proc=self.bare)
+        wait_http(f"http://127.0.0.1:{self.gw_port}/v1/models", timeout=90, proc=self.gateway)
+        secret = env.get("ALEPHANT_KEY_HASH_SECRET") or env.get("DJANGO_SECRET_KEY", "")
+        self.keys = {}
+        for i, (target, mode) in enumerate(
+            (t, m) for t in ("alephant", "5budgets") for m in ("json", "stream")
+        ):
+            self.keys[target, mode] = seed_key(
+                redis_url=self.stack.redis_url, key_hash_secret=secret, ws_id=WORKSPACE_ID + i,
+                base_url=f"{self.stack.upstream}/{'sse' if mode == 'stream' else 'json'}/v1",
+                budgets=target == "5budgets",
+            )  # fmt: skip
+
+    def where(self, target: str, mode: str) -> tuple[str, dict[str, str], list[int]]:
+        """URL, headers and the pids whose CPU counts for `target`."""
+        prefix = "sse" if mode == "stream" else "json"
+        headers = {"content-type": "application/json"}
+        if target == "direct":
+            url = f"{self.stack.upstream}/{prefix}/v1/chat/completions"
+            return url, headers, [self.stack.nginx_pid]
+        if target == "bare":
+            url = f"http://127.0.0.1:{self.bare_port}/{prefix}/v1/chat/completions"
+            return url, headers, [self._pid(self.bare)]
+        headers["authorization"] = f"Bearer {self.keys[target, mode]}"
+        url = f"http://127.0.0.1:{self.gw_port}/v1/chat/completions"
+        return url, headers, [self._pid(self.gateway), self.stack.redis_pid]
+
+    @staticmethod
+    def _pid(proc: Proc) -> int:
+        assert proc.proc is not None
+        return proc.proc.pid
+
+    def stop(self) -> None:
+        self.gateway.kill()
+        self.bare.kill()
+        self.stack.stop()
+
+
+def measure(servers: Servers, *, rounds: int, seconds: float) -> dict[tuple, list[Cell]]:
+    cells: dict[tuple, list[Cell]] = {}
+    for target in TARGETS:  # warm pools, snapshot caches and script caches
+        for mode in ("json", "stream"):
+            url, headers, pids = servers.where(target, mode)
+            run_wrk(url, body=body(mode), headers=headers, connections=64, seconds=1, cpu_pids=pids)
+    for round_no in range(rounds):
+        order = TARGETS if round_no % 2 == 0 else tuple(reversed(TARGETS))
+        for mode, conns in CELLS:
+            for target in order:
+                url, headers, pids = servers.where(target, mode)
+                length = seconds if conns > 1 else max(1.0, seconds * 2 / 3)
+                cell = run_wrk(
+                    url, body=body(mode), headers=headers, connections=conns, seconds=length,
+                    cpu_pids=pids,
+                )  # fmt: skip
+                cells.setdefault((target, mode, conns), []).append(cell)
+                print(
+                    f"  round {round_no + 1} {mode:<6} c={conns:<3} {target:<9}"
+                    f"{cell.rps:8.0f} rps  p50 {cell.p50_ms:6.2f} ms"
+                    f"  cpu {cell.cpu_ms_per_call:.3f} ms/call  errors {cell.errors}",
+                    flush=True,
+                )
+    return cells
+
+
+def _median(cells: list[Cell], attr: str) -> float:
+    return statistics.median(getattr(c, attr) for c in cells)
+
+
+def table(cells: dict[tuple, list[Cell]]) -> str:
+    def med(target: str, mode: str, conns: int, attr: str) -> float:
+        return _median(cells[target, mode, conns], attr)
+
+    def spread(target: str, mode: str, conns: int) -> str:
+        rps = [c.rps for c in cells[target, mode, conns]]
+        return f"{(max(rps) - min(rps)) / statistics.median(rps) * 100:.0f} %"
+
+    bare_rps, bare_cpu = med("bare", "json", 64, "rps"), med("bare", "json", 64, "cpu_ms_per_call")
+    bare_stream = med("bare", "stream", 64, "rps")
+    direct_p50 = med("direct", "json", 1, "p50_ms")
+    lines = [
+        "| target | JSON RPS c=64 | vs bare | spread | added p50 c=1 | CPU ms/call | vs bare "
+        "| stream RPS c=64 | vs bare | errors |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for target in TARGETS:
+        rps, cpu = med(target, "json", 64, "rps"), med(target, "json", 64, "cpu_ms_per_call")
+        stream = med(target, "stream", 64, "rps")
+        added = med(target, "json", 1, "p50_ms") - direct_p50
+        errors = sum(c.errors for key, group in cells.items() if key[0] == target for c in group)
+        lines.append(
+            f"| {target} | {rps:,.0f} | {rps / bare_rps:.0%} | {spread(target, 'json', 64)} "
+            f"| {'-' if target == 'direct' else f'+{added:.2f} ms'} | {cpu:.3f} "
+            f"| {cpu / bare_cpu:.1f}x | {stream:,.0f} | {stream / bare_stream:.0%} | {errors} |"
         )
-    print()
-
-
-async def bench(args: argparse.Namespace) -> list[Result]:
-    load_dotenv()
-    base_redis = os.environ.get("REDIS_URL", "redis://127.0.0.1:63799/0")
-    redis_url = re.sub(r"/\d*$", "", base_redis.rstrip("/")) + f"/{args.redis_db}"
-    env = dict(os.environ, REDIS_URL=redis_url, PYTHONDONTWRITEBYTECODE="1")
-    secret = env.get("ALEPHANT_KEY_HASH_SECRET") or env.get("DJANGO_SECRET_KEY", "")
-    sim_port, bare_port, gw_port = free_port(), free_port(), free_port()
-    sim = Proc(
-        [sys.executable, "-m", "devtools.simulator", "--port", str(sim_port)], env, "sim"
-    ).start()
-    sim_url = f"http://127.0.0.1:{sim_port}"
-    bare = uvicorn("bench.baseline:application", bare_port, dict(env, BENCH_UPSTREAM=sim_url))
-    gateway = uvicorn(os.environ.get("BENCH_APP", "alephant.asgi:application"), gw_port, env)
-    procs = [sim, bare, gateway]
-    try:
-        wait_http(sim_url + "/_sim/stats", proc=sim)
-        wait_http(f"http://127.0.0.1:{bare_port}/", proc=bare)
-        wait_http(f"http://127.0.0.1:{gw_port}/v1/models", timeout=90, proc=gateway)
-        raw_key = seed_snapshots(redis_url, secret, sim_url)
-        budgeted_key = seed_snapshots(redis_url, secret, sim_url, budgets=True)
-        targets = {
-            "direct": (
-                sim_url + "/v1/chat/completions",
-                {"authorization": "Bearer sk-direct"},
-                sim,
-            ),
-            "bare": (f"http://127.0.0.1:{bare_port}/v1/chat/completions", {}, bare),
-            "alephant": (
-                f"http://127.0.0.1:{gw_port}/v1/chat/completions",
-                {"authorization": f"Bearer {raw_key}"},
-                gateway,
-            ),
-            # The same gateway, 5 money budgets on the key's chain (admit reserves on all five,
-            # settle + usage event in one script call).
-            "5budgets": (
-                f"http://127.0.0.1:{gw_port}/v1/chat/completions",
-                {"authorization": f"Bearer {budgeted_key}"},
-                gateway,
-            ),
-        }
-        results = []
-        for stream in (False, True):
-            for concurrency in args.concurrency:
-                for name, (url, headers, proc) in targets.items():
-                    assert proc.proc is not None
-                    result = await run_cell(
-                        name,
-                        url,
-                        {"content-type": "application/json", **headers},
-                        stream,
-                        concurrency,
-                        args.seconds,
-                        proc.proc.pid,
-                    )
-                    results.append(result)
-                    print(
-                        f"  {result.mode:<6} c={concurrency:<3} {name:<9} {result.rps:8.0f} rps"
-                        f"  p50 {result.p50_ms:6.2f} ms",
-                        flush=True,
-                    )
-        return results
-    finally:
-        for proc in procs:
-            proc.kill()
-        try:
-            import redis
-
-            client = redis.Redis.from_url(redis_url)
-            client.delete("alephant:usage")  # bench calls are not real spend
-            for key in client.scan_iter(f"alephant:{{w{WORKSPACE_ID + 1}}}:*", count=1000):
-                client.delete(key)
-            client.close()
-        except Exception:  # noqa: S110 - cleanup is best effort
-            pass
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=float, default=4.0, help="per cell")
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 64])
-    parser.add_argument(
-        "--redis-db", type=int, default=int(os.environ.get("ALEPHANT_BENCH_REDIS_DB", "11"))
-    )
+    parser.add_argument("--seconds", type=float, default=3.0, help="per c=64 cell")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    ensure_tool("wrk", "wrk")
     started = time.time()
-    results = asyncio.run(bench(args))
-    print_table(results)
-    print(
-        f"total {time.time() - started:.0f} s; one uvicorn worker per server, load generator "
-        "in-process; 2 shared cores, so absolute numbers move with other load."
+    servers = Servers()
+    try:
+        cells = measure(servers, rounds=args.rounds, seconds=args.seconds)
+    finally:
+        servers.stop()
+    result = table(cells)
+    load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
+    note = (
+        f"`make bench`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} "
+        f"cores, load average {load} at the end; medians of {args.rounds} alternating rounds "
+        f"(spread: max-min of JSON RPS over the median); {time.time() - started:.0f} s in all. "
+        "CPU: server process tree (+ its private redis-server for the gateway; nginx for direct)."
     )
+    print("\n" + result + "\n\n" + note)
+    RESULTS.write_text("# Hot-path benchmark\n\n" + note + "\n\n" + result + "\n")
 
 
 if __name__ == "__main__":

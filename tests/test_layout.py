@@ -32,8 +32,6 @@ MAX_FUNCTION_LINES = 60
 KNOWN_LONG_MODULES: dict[str, int] = {}
 KNOWN_LONG_FUNCTIONS = {
     # The benchmark drivers: each scenario's setup and measurement loop in one function.
-    "bench/__main__.py:seed_snapshots": 84,
-    "bench/__main__.py:bench": 74,
     "bench/dashboard.py:worker": 75,
     "bench/enforcement.py:_run": 71,
     "bench/enforcement.py:_gateway_cells": 84,
