@@ -66,6 +66,7 @@ bench: migrate
 	$(PY) -m bench
 	$(PY) -m bench.enforcement
 	$(PY) -m bench.dashboard
+	$(PY) -m bench.telemetry
 
 clean: services-down
 	rm -rf .run staticfiles

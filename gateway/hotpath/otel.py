@@ -56,8 +56,11 @@ class OtelExport:
         self.tracer_provider = TracerProvider(resource=resource)
         self.tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
         self.tracer = self.tracer_provider.get_tracer("alephant.gateway")
-        reader = PeriodicExportingMetricReader(OTLPMetricExporter())
-        self.meter_provider = MeterProvider(resource=resource, metric_readers=[reader])
+        # The GenAI client metrics cost about half of the export CPU (the SDK's per-record
+        # attribute hashing): `OTEL_METRICS_EXPORTER=none` keeps only the spans.
+        self.metrics_on = os.environ.get("OTEL_METRICS_EXPORTER", "otlp").lower() != "none"
+        readers = [PeriodicExportingMetricReader(OTLPMetricExporter())] if self.metrics_on else []
+        self.meter_provider = MeterProvider(resource=resource, metric_readers=readers)
         meter = self.meter_provider.get_meter("alephant.gateway")
         self.token_usage = meter.create_histogram(
             "gen_ai.client.token.usage", unit="{token}", description="Tokens per call."
@@ -69,30 +72,34 @@ class OtelExport:
     def export(self, call: Call, scope: dict | None) -> None:
         end_ns = time.time_ns()
         elapsed = time.perf_counter() - call.started
-        parent = _parent(scope)
-        attributes = span_attributes(call)
-        operation = attributes["gen_ai.operation.name"]
+        operation = OPERATIONS.get(call.endpoint, call.endpoint or "unknown")
+        events = call.events
+        model = events[0]["model"] if events else ""
+        # The sampler (OTEL_TRACES_SAMPLER, parent-based by default) decides first: an unsampled
+        # call costs a non-recording span and nothing more.
         span = self.tracer.start_span(
-            f"{operation} {attributes.get('gen_ai.request.model', '')}".strip(),
-            context=parent,
+            f"{operation} {model}".strip(),
+            context=_parent(scope),
             kind=SpanKind.CLIENT,
-            attributes=attributes,
             start_time=end_ns - int(elapsed * 1e9),
         )
-        if call.status >= 400:
-            span.set_status(Status(StatusCode.ERROR, call.error_type or str(call.status)))
-            span.set_attribute("error.type", call.error_type or str(call.status))
+        if span.is_recording():
+            span.set_attributes(span_attributes(call))
+            if call.status >= 400:
+                span.set_status(Status(StatusCode.ERROR, call.error_type or str(call.status)))
+                span.set_attribute("error.type", call.error_type or str(call.status))
         span.end(end_time=end_ns)
-        common = {
-            k: attributes[k]
-            for k in ("gen_ai.operation.name", "gen_ai.provider.name", "gen_ai.request.model")
-            if k in attributes
-        }
-        self.duration.record(elapsed, common)
-        for kind in ("input", "output"):
-            key = f"gen_ai.usage.{kind}_tokens"
-            if attributes.get(key):
-                self.token_usage.record(attributes[key], {**common, "gen_ai.token.type": kind})
+        if self.metrics_on:
+            common = {"gen_ai.operation.name": operation}
+            if events:
+                provider = events[-1]["provider"]
+                common["gen_ai.provider.name"] = PROVIDERS.get(provider, provider)
+                common["gen_ai.request.model"] = model
+            self.duration.record(elapsed, common)
+            for kind in ("input", "output"):
+                tokens = sum(e[kind + "_tokens"] for e in events)
+                if tokens:
+                    self.token_usage.record(tokens, {**common, "gen_ai.token.type": kind})
 
     def close(self) -> None:
         self.tracer_provider.shutdown()  # flushes the batch
