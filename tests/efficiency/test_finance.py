@@ -10,11 +10,12 @@ from datetime import timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.test import Client
 from genai_prices import Usage, calc_price
 
 from core.money import format_usd
+from efficiency import selectors
 from efficiency.models import (
     EfficiencyGrade,
     EfficiencyReport,
@@ -296,3 +297,47 @@ def test_cache_switched_on_mid_period_the_fill_is_not_waste(scoped):
     loop = EfficiencySignal.objects.get(report=report, kind="thrashing")
     assert fill.request_id in loop.evidence["request_ids"]
     assert Decimal(loop.evidence["impact_usd"]) == repeats
+
+
+def test_model_switched_shows_as_a_better_week_with_the_model_mix_as_cause(scoped):
+    ws, m = scoped.workspace, scoped.member
+    bot = agent_create(workspace=ws, slug="asker", name="Asker", owner=m)
+    last = T0 - timedelta(days=7)
+    for i in range(10):  # last week: one-liners on the frontier model
+        call(ws, m, bot, last + timedelta(minutes=2 * i), model="gpt-4o", inp=300, out=200)
+    for i in range(10):  # this week: the same calls on the cheap sibling
+        call(ws, m, bot, T0 + timedelta(minutes=2 * i), inp=300, out=200)
+    before = efficiency_compute(workspace=ws, at=last)
+    now = efficiency_compute(workspace=ws, at=T0)
+    old = EfficiencyGrade.objects.get(report=before, agent=bot)
+    new = EfficiencyGrade.objects.get(report=now, agent=bot)
+    saving = 10 * (price("gpt-4o", 300, 200) - price("gpt-4o-mini", 300, 200))
+    assert (old.grade, old.waste_usd) == ("D", saving)
+    assert (new.grade, new.waste_usd) == ("S", 0)
+    trend = selectors.report_trends(workspace=ws, report=now, previous=before)[("agent", bot.pk)]
+    assert trend.direction == "better" and trend.waste_change_usd == -saving
+    assert trend.causes == (
+        "openai/gpt-4o went from 100% to 0% of spend",
+        "openai/gpt-4o-mini went from 0% to 100% of spend",
+    )
+    html = _login(scoped.finance).get(f"/efficiency/agent/{bot.pk}/?period=week").content
+    # The detail page shows the latest week (this one) against the last.
+    assert b'data-trend="better"' in html and b"gpt-4o went from 100% to 0%" in html
+
+
+def test_floors_form_for_managers_and_command_rejects_unknown_workspace(scoped):
+    assert (
+        _login(scoped.finance).post("/efficiency/floors/", {"grade_min_usd": "3"}).status_code
+        == 403
+    )
+    response = _login(scoped.admin).post(
+        "/efficiency/floors/", {"grade_min_usd": "3", "signal_min_usd": ""}
+    )
+    assert response.status_code == 302
+    own = EfficiencySettings.objects.get(workspace=scoped.workspace)
+    assert (own.grade_min_usd, own.signal_min_usd) == (Decimal("3"), None)
+    _login(scoped.admin).post("/efficiency/floors/", {"grade_min_usd": "-2"})
+    own.refresh_from_db()
+    assert own.grade_min_usd == Decimal("3")  # refused, unchanged
+    with pytest.raises(CommandError):
+        call_command("efficiency_recompute", workspace=10**9, stdout=io.StringIO())
