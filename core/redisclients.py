@@ -11,7 +11,9 @@ Celery's broker (`CELERY_BROKER_URL`) is not built here: it cannot be a cluster 
 
 from __future__ import annotations
 
+import asyncio
 import os
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import unquote, urlparse
 
@@ -20,12 +22,59 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 from redis.cluster import RedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisClusterException
 from redis.sentinel import Sentinel
 
 from core.rediskeys import CLUSTER
 
 # Options only a single-server pool knows; a cluster or sentinel client builds its own pools.
 _POOL_ONLY = ("max_connections", "timeout", "connection_pool")
+
+
+class _ClusterPipeline:
+    """What the hot path pipelines (EVALSHA, XADD), which redis-py's cluster pipeline refuses:
+    the commands are sent concurrently, each to its slot's master (one round trip per node in
+    flight at once, not one after another); results in order, errors as values or raised."""
+
+    def __init__(self, client: _Cluster) -> None:
+        self.client = client
+        self.calls: list[Callable[[], Awaitable[Any]]] = []
+
+    def __getattr__(self, name: str) -> Callable[..., _ClusterPipeline]:
+        method = getattr(self.client, name)
+
+        def queue(*args: Any, **kwargs: Any) -> _ClusterPipeline:
+            self.calls.append(lambda: method(*args, **kwargs))
+            return self
+
+        return queue
+
+    async def execute(self, raise_on_error: bool = True) -> list[Any]:
+        calls, self.calls = self.calls, []
+        results = await asyncio.gather(*(call() for call in calls), return_exceptions=True)
+        if raise_on_error:
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
+        return results
+
+
+class _Cluster(AsyncRedisCluster):
+    """redis-py raises `RedisClusterException` (not a `RedisError`) while the slot map has a
+    hole (a master just died, no replica promoted yet): callers treat that as Redis down (503,
+    spool), like any other connection error, so it is re-raised as one."""
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().execute_command(*args, **kwargs)
+        except RedisClusterException as exc:
+            raise RedisConnectionError(f"redis cluster: {exc}") from exc
+
+    def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> _ClusterPipeline:
+        if shard_hint or transaction:
+            raise RedisClusterException("cluster pipelines are not transactions")
+        return _ClusterPipeline(self)  # type: ignore[return-value]
 
 
 def sentinels() -> list[tuple[str, int]]:
@@ -60,6 +109,11 @@ def _cluster_url(url: str) -> str:
     return urlparse(url)._replace(path="").geturl()
 
 
+def pubsub_url(url: str) -> str:
+    """Where to SUBSCRIBE: on a cluster any node (PUBLISH reaches every node), without a db."""
+    return _cluster_url(url) if CLUSTER else url
+
+
 def _sentinel_master_name() -> str:
     return os.environ.get("REDIS_SENTINEL_MASTER") or "alephant"
 
@@ -86,7 +140,7 @@ def async_client(url: str, **kwargs: Any) -> Any:
         return aioredis.Redis.from_url(url, **kwargs)
     options = {k: v for k, v in kwargs.items() if k not in _POOL_ONLY}
     if kind == "cluster":
-        return AsyncRedisCluster.from_url(_cluster_url(url), **options)
+        return _Cluster.from_url(_cluster_url(url), **options)
     auth = _url_auth(url)
     sentinel = AsyncSentinel(
         sentinels(), socket_timeout=options.get("socket_timeout") or 1, socket_connect_timeout=1

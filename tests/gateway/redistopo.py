@@ -15,7 +15,8 @@ import redis
 from tests.gateway.servers import Proc, free_port
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
-REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
+REDIS_CLI = shutil.which("redis-cli")
+REPLICAS = ("--cluster-replicas", "1", "--cluster-yes")
 
 
 @dataclass
@@ -85,8 +86,7 @@ def cluster_start(directory: Path, *, node_timeout_ms: int = 1000) -> Cluster:
         for port in ports:
             _wait(lambda p=port: _pings(p), f"redis {port}")
         subprocess.run(
-            [REDIS_CLI, "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports)]
-            + ["--cluster-replicas", "1", "--cluster-yes"],
+            [REDIS_CLI, "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports), *REPLICAS],
             check=True,
             capture_output=True,
             timeout=60,

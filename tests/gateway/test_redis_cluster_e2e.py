@@ -21,7 +21,8 @@ from billing.services.budgets import budget_create
 from tests.cast import build_cast
 from tests.gateway.conftest import add_provider_keys, issue_key
 from tests.gateway.redistopo import REDIS_CLI, cluster_start
-from tests.gateway.servers import start_ledger_writer, stack_start, test_env, wait_until
+from tests.gateway.servers import stack_start, start_ledger_writer, wait_until
+from tests.gateway.servers import test_env as child_env
 from workspaces.tenancy import workspace_scope
 
 pytestmark = pytest.mark.skipif(REDIS_CLI is None, reason="redis-cli not installed")
@@ -37,7 +38,7 @@ BODY = {
 @pytest.fixture
 def cluster_stack(transactional_db, simulator, tmp_path, settings):
     cluster = cluster_start(tmp_path)
-    env = test_env()
+    env = child_env()
     env.update(
         REDIS_URL=cluster.url,
         ALEPHANT_REDIS_CLUSTER="1",
@@ -64,7 +65,11 @@ def _workspaces(sim_url: str, count: int, cap: Decimal) -> list[tuple[int, str, 
         ws = cast.workspace
         with workspace_scope(ws.pk):
             budget = budget_create(
-                workspace=ws, actor=cast.owner, scope_type="workspace", amount_usd=cap, period="month"
+                workspace=ws,
+                actor=cast.owner,
+                scope_type="workspace",
+                amount_usd=cap,
+                period="month",
             )
         out.append((ws.pk, raw, budget.pk))
     return out
@@ -140,7 +145,7 @@ def _load(stack, workspaces, stop, log) -> None:
 
 def test_a_master_killed_mid_load(cluster_stack, simulator):
     cluster, stack = cluster_stack
-    cap = Decimal("0.0002")  # reached within the run: the cap is tested across the failover
+    cap = Decimal("0.0001")  # reached within the run: the cap is tested across the failover
     workspaces = _workspaces(simulator, 4, cap)
     victim_ws = workspaces[0][0]
     victim = cluster.master_of(f"alephant:usage:{{s{victim_ws % SHARDS}}}")
