@@ -3,7 +3,7 @@
 `Telemetry.record(call)` is the one hook, called once per request when the call ends
 (`app.Gateway.http`): it reads what the funnel already put on the `Call` (its usage events, cost,
 timings, final status) and updates the counters and histograms. Nothing else on the request path
-touches a metric, so a call pays for metrics once, in one place (about 30 us of CPU, see README).
+touches a metric, so a call pays for metrics once, in one place (~11 us of CPU, see README).
 
 Multiprocess: with `PROMETHEUS_MULTIPROC_DIR` set (before this module is imported) every worker
 writes its values to memory-mapped files there and `/metrics` (`scrape.py`) sums them, so

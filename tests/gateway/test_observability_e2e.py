@@ -7,6 +7,8 @@ OpenTelemetry spans a local OTLP/HTTP receiver decodes (GenAI attributes, tracep
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import threading
 from decimal import Decimal
 
@@ -17,7 +19,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from prometheus_client.parser import text_string_to_metric_families
 
 from billing.services.budgets import budget_create
-from tests.gateway.servers import free_port, snapshots_expire, stack_start, wait_until
+from tests.gateway.servers import ROOT, free_port, snapshots_expire, stack_start, wait_until
 from workspaces.tenancy import workspace_scope
 
 TOKEN = "metrics-test-token-0001"
@@ -259,3 +261,29 @@ def test_a_span_per_call_with_genai_attributes_joins_the_callers_trace(observed,
     assert s.end_time_unix_nano > s.start_time_unix_nano
     # The GenAI client metrics are exported too (gen_ai.client.token.usage / operation.duration).
     assert wait_until(lambda: receiver.metric_posts > 0, timeout=5)
+
+
+def test_grafana_dashboard_queries_only_series_the_gateway_exports(observed, gw):
+    """docs/grafana-alephant.json loads as JSON and every `alephant_*` name it queries is one a
+    scrape returns (after a call, with a budget so the budget gauges exist)."""
+    stack, _receiver = observed
+    ws = gw.cast.workspace
+    with workspace_scope(ws.pk):
+        budget_create(
+            workspace=ws, actor=gw.cast.owner, scope_type="workspace",
+            amount_usd=Decimal("5"), period="day",
+        )  # fmt: skip
+    snapshots_expire()
+    assert _chat(stack.gw_urls[0], gw.key).status_code == 200
+    exported = {name for name, _labels in _scrape(stack.gw_urls[0])}
+    dashboard = json.loads((ROOT / "docs" / "grafana-alephant.json").read_text())
+    queried = set()
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            queried |= set(re.findall(r"alephant_[a-z_]+", target["expr"]))
+    assert queried, "no queries"
+    # Cache and upstream-error series exist once such a call happened; the names are checked
+    # against what the gateway defines instead.
+    lazily = {"alephant_cache_hits_total", "alephant_cache_savings_usd_total"}
+    lazily |= {"alephant_upstream_errors_total", "alephant_upstream_retries_total"}
+    assert queried - exported <= lazily, queried - exported
