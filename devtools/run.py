@@ -83,6 +83,8 @@ def mode_banner(environ: dict[str, str]) -> str:
 def main() -> None:
     load_dotenv()
     port = os.environ.get("PORT", "8000")
+    # Links in e-mails (invitations) point where this run listens, unless the site URL is set.
+    os.environ.setdefault("ALEPHANT_SITE_URL", f"http://127.0.0.1:{port}")
     started_file = BASE_DIR / ".run" / "started_by_last_up.json"
     started = json.loads(started_file.read_text()) if started_file.exists() else []
     # The demo traffic may finish on its own; everything else is restarted when it exits.

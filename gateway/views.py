@@ -11,8 +11,10 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from attribution.key_usage import key_usage
 from gateway.forms import GatewayKeyForm, KeyLimitsForm, ProviderKeyForm, RotateSecretForm
 from gateway.models import GatewayKey, ProviderCredential
 from gateway.services.keys import (
@@ -163,12 +165,16 @@ def gateway_keys(request: WorkspaceRequest) -> HttpResponse:
                 form = GatewayKeyForm(workspace=request.workspace, actor=member)
     if request.method == "GET" and request.GET.get("export") == "gateway-keys":
         return csv_response(_keys_table(request), filename="gateway-keys")
+    keys = list(_visible_keys(request))
+    usage = key_usage(workspace=request.workspace, now=timezone.now())
+    for k in keys:
+        k.usage = usage.get(k.pk)
     return render(
         request,
         "gateway/manage/gateway_keys.html",
         {
             "form": form,
-            "keys": _visible_keys(request),
+            "keys": keys,
             "raw_key": raw_key,
             "can_issue": _can_issue(member),
         },

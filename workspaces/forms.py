@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import zoneinfo
 
+from allauth.core import context as allauth_context
 from django import forms
 from django.core.exceptions import ValidationError
 
-from workspaces.models import Department, Member, Role, Workspace
+from workspaces.adapters import pending_invitation
+from workspaces.models import Department, Member, Role, TokenScope, Workspace
 from workspaces.selectors import department_list, member_list
 
 
@@ -21,6 +23,19 @@ class SignupExtraForm(forms.Form):
         help_text="Optional. Defaults to your company's name from your email address.",
         widget=forms.TextInput(attrs={"placeholder": "Workspace name (optional)"}),
     )
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # Opened from an invitation link: the address is the invited one, shown and locked
+        # (a typo would make a second account and workspace). The adapter's `clean_email`
+        # refuses any other address, so the lock is not only cosmetic.
+        request = allauth_context.request
+        pending = pending_invitation(request) if request is not None else None
+        email = self.fields.get("email")
+        if pending and email is not None:
+            self.initial["email"] = pending["email"]
+            email.widget.attrs.update({"readonly": "readonly", "data-locked": "invitation"})
+            email.help_text = "The address this invitation was sent to."
 
     def signup(self, request, user) -> None:
         """Nothing to do here: `workspaces.adapters.AccountAdapter.save_user` onboards."""
@@ -144,3 +159,22 @@ def apply_service_errors(form: forms.Form, exc: ValidationError) -> None:
     else:
         for error in exc.messages:
             form.add_error(None, error)
+
+
+class APITokenForm(forms.Form):
+    name = forms.CharField(max_length=100)
+    scope = forms.ChoiceField(
+        choices=[],
+        help_text="read: GET only; write: also keys, budgets, agents, channels; admin: also "
+        "members, invitations and tokens. Always within your role.",
+    )
+    expires_at = forms.DateTimeField(
+        required=False,
+        label="Expires at (UTC, optional)",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+    )
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        set_choices(self, "scope", TokenScope.choices)
+        self.fields["scope"].initial = TokenScope.READ

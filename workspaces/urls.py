@@ -23,4 +23,12 @@ urlpatterns = [
     path("agents/", views.agents, name="agents"),
     path("agents/new/", views.agent_new, name="agent_new"),
     path("agents/<int:agent_id>/", views.agent_detail, name="agent_detail"),
+    path("settings/", views.settings_page, name="workspace_settings"),
+    path("settings/audit/", views.audit_page, name="audit_log"),
+    path("settings/api-tokens/", views.api_tokens_page, name="api_tokens"),
+    path(
+        "settings/api-tokens/<int:pk>/revoke/",
+        views.api_token_revoke_view,
+        name="api_token_revoke",
+    ),
 ]

@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from workspaces import system
 from workspaces.models import Department, Invitation, Member, Role, User, Workspace
+from workspaces.services.audit import audit_record
 from workspaces.tenancy import workspace_scope
 
 logger = logging.getLogger(__name__)
@@ -219,6 +220,15 @@ def invitation_accept(*, token: str, user: User) -> Member:
         if not created:
             logger.info("user %s accepted an invitation to a workspace they were in", user.pk)
         member.workspace = invitation.workspace
+        # Every join is in the audit log, by the person who joined.
+        audit_record(
+            workspace=invitation.workspace,
+            actor=member,
+            action="invitation.accept",
+            target=invitation,
+            target_label=invitation.email,
+            after={"member_id": member.pk, "role": member.role, "new_member": created},
+        )
     return member
 
 

@@ -28,11 +28,20 @@ from workspaces.views.organization import (
     department_new,
     departments,
 )
+from workspaces.views.settings import (
+    api_token_revoke_view,
+    api_tokens_page,
+    audit_page,
+    settings_page,
+)
 
 __all__ = [
     "agent_detail",
     "agent_new",
     "agents",
+    "api_token_revoke_view",
+    "api_tokens_page",
+    "audit_page",
     "department_detail",
     "department_new",
     "departments",
@@ -44,6 +53,7 @@ __all__ = [
     "member_remove_view",
     "member_update_view",
     "members",
+    "settings_page",
     "workspace_new",
     "workspace_switch",
 ]

@@ -31,11 +31,19 @@ from workspaces.selectors import (
     member_list,
 )
 from workspaces.services import directory
-from workspaces.services.invitations import InvitationError, invitation_accept, invitation_check
+from workspaces.services.invitations import (
+    InvitationError,
+    invitation_accept,
+    invitation_check,
+    invitation_url,
+)
 from workspaces.services.limits import member_limits_set
 from workspaces.views.common import add_service_errors
 
 # --- Members and invitations ----------------------------------------------------------------
+
+
+INVITE_LINK_KEY = "alephant_invite_link"
 
 
 def _members_page(request: WorkspaceRequest, *, form: InvitationForm | None, status: int = 200):
@@ -58,6 +66,7 @@ def _members_page(request: WorkspaceRequest, *, form: InvitationForm | None, sta
             invitation_list_pending(workspace=workspace) if request.member.can_manage else []
         ),
         "form": form,
+        "invite_link": request.session.pop(INVITE_LINK_KEY, None),
     }
     return render(request, "workspaces/members.html", context, status=status)
 
@@ -85,6 +94,8 @@ def member_invite(request: WorkspaceRequest) -> HttpResponse:
             add_service_errors(form, exc)
         else:
             messages.success(request, f"Invitation emailed to {issued.invitation.email}.")
+            # Shown once on the next page (with a copy button), for sharing by other means.
+            request.session[INVITE_LINK_KEY] = {"email": issued.invitation.email, "url": issued.url}
             return redirect("members")
     return _members_page(request, form=form, status=400)
 
@@ -241,6 +252,7 @@ def invitation_accept_view(request: HttpRequest, token: str) -> HttpResponse:
         here = request.path
         context = {
             "invitation": invitation,
+            "invite_url": invitation_url(token),
             "signup_url": reverse("account_signup")
             + "?"
             + urlencode({"email": invitation.email, "next": here}),
@@ -262,4 +274,8 @@ def invitation_accept_view(request: HttpRequest, token: str) -> HttpResponse:
         return _invitation_problem(
             request, InvitationError(InvitationError.WRONG_EMAIL, invitation)
         )
-    return render(request, "workspaces/invitation_accept.html", {"invitation": invitation})
+    return render(
+        request,
+        "workspaces/invitation_accept.html",
+        {"invitation": invitation, "invite_url": invitation_url(token)},
+    )
