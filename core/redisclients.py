@@ -109,9 +109,12 @@ def _cluster_url(url: str) -> str:
     return urlparse(url)._replace(path="").geturl()
 
 
-def pubsub_url(url: str) -> str:
-    """Where to SUBSCRIBE: on a cluster any node (PUBLISH reaches every node), without a db."""
-    return _cluster_url(url) if CLUSTER else url
+def pubsub_client(url: str, **kwargs: Any) -> aioredis.Redis:
+    """A client to SUBSCRIBE with: on a cluster the seed node (PUBLISH reaches every node; no
+    db), with Sentinel the current master (found again on every reconnect), else `url`."""
+    if topology() == "sentinel":
+        return async_client(url, **kwargs)
+    return aioredis.Redis.from_url(_cluster_url(url) if CLUSTER else url, **kwargs)
 
 
 def _sentinel_master_name() -> str:

@@ -152,7 +152,9 @@ ALEPHANT_ALERT_RETRY_BASE_S = env_int("ALEPHANT_ALERT_RETRY_BASE_S", 2)
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
-        "LOCATION": REDIS_URL,
+        # A plain Redis (Django's cache client cannot follow cluster redirects): on a Redis
+        # Cluster set it, like CELERY_BROKER_URL, to a separate single server.
+        "LOCATION": env_str("ALEPHANT_CACHE_URL", REDIS_URL),
         "KEY_PREFIX": "alephant:cache",
     }
 }

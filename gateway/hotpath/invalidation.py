@@ -19,10 +19,10 @@ import contextlib
 import logging
 import os
 
-import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from core.redisclients import pubsub_client
 from core.rediskeys import SNAPSHOT_CHANNEL
 from gateway.hotpath.snapshots import SnapshotCache
 
@@ -84,7 +84,7 @@ class Invalidations:
             delay = min(delay * 2, MAX_DELAY_S)
 
     async def _listen(self) -> None:
-        client = aioredis.Redis.from_url(
+        client = pubsub_client(
             self.redis_url,
             socket_connect_timeout=1,
             socket_keepalive=True,

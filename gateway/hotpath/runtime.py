@@ -15,7 +15,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from core.egress_aiohttp import EgressGuard
-from core.redisclients import async_client, pubsub_url, topology
+from core.redisclients import async_client, topology
 from gateway.hotpath.admission import CounterLoader
 from gateway.hotpath.auth import Credentials
 from gateway.hotpath.config import Config
@@ -89,7 +89,7 @@ class Runtime:
         self.snapshots = SnapshotCache(self.redis, self.loader, ttl=config.snapshot_cache_ttl)
         # Django's announcements drop cached snapshots at once (a revocation in milliseconds);
         # the TTL above stays the backstop when the subscription is down.
-        self.invalidations = Invalidations(pubsub_url(config.redis_url), self.snapshots)
+        self.invalidations = Invalidations(config.redis_url, self.snapshots)
         self.invalidations.start()
         # The per-call commands (admit, settle + usage event) go over one lean pipelined
         # connection (`RespClient`): far less client CPU per command than redis-py's pool.

@@ -112,3 +112,75 @@ def _wait(condition, what: str, timeout: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what} not ready")
         time.sleep(0.05)
+
+
+@dataclass
+class SentinelSet:
+    """One master, one replica and three sentinels watching them as `name`."""
+
+    name: str
+    master: int
+    replica: int
+    sentinels: list[int]
+    procs: dict[int, Proc] = field(default_factory=dict)
+
+    @property
+    def env_value(self) -> str:
+        return ",".join(f"127.0.0.1:{p}" for p in self.sentinels)
+
+    def current_master(self) -> int | None:
+        for port in self.sentinels:
+            try:
+                reply = redis.Redis(port=port, socket_timeout=1).execute_command(
+                    "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.name
+                )
+            except redis.RedisError:
+                continue
+            if reply:
+                return int(reply[1])
+        return None
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            proc.kill()
+
+
+def sentinel_start(directory: Path, name: str = "alephant") -> SentinelSet:
+    master, replica = _cluster_port(), _cluster_port()
+    sentinel_ports = [_cluster_port() for _ in range(3)]
+    topo = SentinelSet(name, master, replica, sentinel_ports)
+    try:
+        for port, extra in ((master, []), (replica, ["--replicaof", "127.0.0.1", str(master)])):
+            node_dir = directory / str(port)
+            node_dir.mkdir()
+            cmd = [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(node_dir)]
+            cmd += ["--save", "", "--appendonly", "yes", *extra]
+            topo.procs[port] = Proc(cmd, name=f"redis-{port}").start()
+        for port in (master, replica):
+            _wait(lambda p=port: _pings(p), f"redis {port}")
+        for port in sentinel_ports:
+            conf = directory / f"sentinel-{port}.conf"
+            conf.write_text(
+                f"port {port}\nbind 127.0.0.1\ndir {directory}\n"
+                f"sentinel monitor {name} 127.0.0.1 {master} 2\n"
+                f"sentinel down-after-milliseconds {name} 1000\n"
+                f"sentinel failover-timeout {name} 3000\n"
+                f"sentinel parallel-syncs {name} 1\n"
+            )
+            cmd = [REDIS_SERVER, str(conf), "--sentinel"]
+            topo.procs[port] = Proc(cmd, name=f"sentinel-{port}").start()
+        for port in sentinel_ports:
+            _wait(lambda p=port: _pings(p), f"sentinel {port}")
+        _wait(lambda: _replica_synced(replica), "replica sync", timeout=20)
+    except BaseException:
+        topo.stop()
+        raise
+    return topo
+
+
+def _replica_synced(port: int) -> bool:
+    try:
+        info = redis.Redis(port=port, socket_timeout=1).info("replication")
+    except redis.RedisError:
+        return False
+    return info.get("master_link_status") == "up"
