@@ -287,3 +287,46 @@ def test_grafana_dashboard_queries_only_series_the_gateway_exports(observed, gw)
     lazily = {"alephant_cache_hits_total", "alephant_cache_savings_usd_total"}
     lazily |= {"alephant_upstream_errors_total", "alephant_upstream_retries_total"}
     assert queried - exported <= lazily, queried - exported
+
+
+def test_retries_upstream_errors_refusals_and_streams_are_counted(observed, gw):
+    stack, _receiver = observed
+    base = stack.gw_urls[0]
+    before = _scrape(base)
+    # The simulator fails the first attempt (500, retryable); the gateway's one retry answers.
+    flaky = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "[[sim:fail=500]] [[sim:times=1]] retry me"}]}  # fmt: skip
+    assert _chat(base, gw.key, flaky).status_code == 200
+    streamed = httpx.post(
+        base + "/v1/chat/completions",
+        json={**CHAT, "stream": True},
+        headers={"authorization": f"Bearer {gw.key}"},
+        timeout=30,
+    )
+    assert streamed.status_code == 200 and "[DONE]" in streamed.text
+    ws = gw.cast.workspace
+    with workspace_scope(ws.pk):
+        budget_create(
+            workspace=ws, actor=gw.cast.owner, scope_type="workspace",
+            amount_usd=Decimal("0.000001"), period="month",
+        )  # fmt: skip
+    snapshots_expire()
+    refused = _chat(base, gw.key)
+    assert refused.status_code == 402, refused.text
+    after = _scrape(base)
+
+    def delta(name: str, **labels) -> float:
+        return _value(after, name, **labels) - _value(before, name, **labels)
+
+    model = {"provider": "openai", "model": "gpt-4o-mini"}
+    # The provider's 500 is recorded as the gateway's 502 `upstream_error` attempt.
+    [failed] = [r for r in gw.ledger() if r.error_type == "upstream_error"]
+    errors = delta("alephant_upstream_errors_total", **model, error_type=failed.error_type)
+    assert errors == 1
+    assert delta("alephant_upstream_retries_total", provider="openai") == 1
+    assert delta("alephant_requests_total", route="chat", **model, status="200", reason="") == 2
+    refusal = {"route": "chat", **model, "status": "402", "reason": "budget"}
+    assert delta("alephant_requests_total", **refusal) == 1
+    # Two calls reached the provider (the retried one counts once), the refused one did not.
+    assert delta("alephant_upstream_latency_seconds_count", **model) == 2
+    assert delta("alephant_admission_seconds_count", route="chat") == 3
+    assert delta("alephant_added_latency_seconds_count", route="chat") == 3
