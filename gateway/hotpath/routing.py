@@ -190,23 +190,33 @@ def attribution(key: dict[str, Any], headers: dict[bytes, bytes]) -> Attribution
     )
 
 
+def _norm(value: Any) -> Any:
+    """Whitespace-collapsed copy of a parsed JSON value. Exact `type()` checks first: a parsed
+    body holds only plain str/list/dict (cheaper than an isinstance chain on every message);
+    the isinstance fallback keeps subclasses normalised the same way."""
+    kind = type(value)
+    if kind is str:
+        return " ".join(value.split())
+    if kind is dict:
+        return {k: _norm(v) for k, v in value.items()}
+    if kind is list:
+        return [_norm(v) for v in value]
+    if isinstance(value, str):
+        return " ".join(value.split())
+    if isinstance(value, list):
+        return [_norm(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _norm(v) for k, v in value.items()}
+    return value
+
+
 def fingerprint(ref: str, body: dict[str, Any]) -> str:
     """sha256 of the model and the normalised conversation (keys sorted, text stripped)."""
     convo = body.get("messages")
     if convo is None:
         convo = body.get("input", body.get("prompt"))
-
-    def norm(value: Any) -> Any:
-        if isinstance(value, str):
-            return " ".join(value.split())
-        if isinstance(value, list):
-            return [norm(v) for v in value]
-        if isinstance(value, dict):
-            return {k: norm(v) for k, v in value.items()}
-        return value
-
     payload = orjson.dumps(
-        {"model": ref, "messages": norm(convo), "system": norm(body.get("system"))},
+        {"model": ref, "messages": _norm(convo), "system": _norm(body.get("system"))},
         option=orjson.OPT_SORT_KEYS,
     )
     return hashlib.sha256(payload).hexdigest()
