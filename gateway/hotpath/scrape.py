@@ -22,7 +22,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from core.periods import PeriodCache
-from core.rediskeys import USAGE_GROUP, USAGE_STREAM, budget_counter
+from core.rediskeys import USAGE_GROUP, budget_counter, usage_streams
 from gateway.hotpath.budgets import MONEY, REQUEST_COST, RPM
 
 MAX_BUDGET_WORKSPACES = 1000
@@ -80,10 +80,22 @@ async def _queue_families(redis: Any) -> list[GaugeMetricFamily]:
     lag_s = GaugeMetricFamily(
         "alephant_ledger_lag_seconds", "Age of the oldest event the ledger writer has not read."
     )
-    length = await redis.xlen(USAGE_STREAM)
+    length, behind, oldest = 0, 0, 0.0
+    for stream in usage_streams():  # one on a single Redis, every shard on a cluster
+        shard_length, shard_behind, shard_oldest = await _stream_lag(redis, stream)
+        length, behind = length + shard_length, behind + shard_behind
+        oldest = max(oldest, shard_oldest)
     depth.add_metric([], length)
+    lag.add_metric([], behind)
+    lag_s.add_metric([], oldest)
+    return [depth, lag, lag_s]
+
+
+async def _stream_lag(redis: Any, stream: str) -> tuple[int, int, float]:
+    """(length, events not yet committed, age of the oldest unread event) of one stream."""
+    length = await redis.xlen(stream)
     behind, oldest = length, 0.0
-    groups = await redis.xinfo_groups(USAGE_STREAM) if length else []
+    groups = await redis.xinfo_groups(stream) if length else []
     for group in groups:
         name = group.get("name")
         if (name.decode() if isinstance(name, bytes) else name) != USAGE_GROUP:
@@ -91,14 +103,12 @@ async def _queue_families(redis: Any) -> list[GaugeMetricFamily]:
         behind = int(group.get("lag") or 0) + int(group.get("pending") or 0)
         last = group.get("last-delivered-id") or b"0-0"
         last = last.decode() if isinstance(last, bytes) else last
-        nxt = await redis.xrange(USAGE_STREAM, min="(" + last, count=1)
+        nxt = await redis.xrange(stream, min="(" + last, count=1)
         if nxt:
             entry_id = nxt[0][0]
             entry_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
             oldest = max(0.0, time.time() - int(entry_id.split("-")[0]) / 1000)
-    lag.add_metric([], behind)
-    lag_s.add_metric([], oldest)
-    return [depth, lag, lag_s]
+    return length, behind, oldest
 
 
 async def _snapshots(redis: Any) -> list[dict]:
