@@ -189,8 +189,9 @@ def _health_charts(ws, period, *, dimension: str = "workspace", key: str = "") -
     health = health_series(workspace=ws, period=period, dimension=dimension, key=key)
     cache = cache_series(workspace=ws, period=period, dimension=dimension, key=key)
     return {
-        "health_chart": health_chart(health, hourly=period.hourly, tz=ws.tz),
-        "cache_chart": cache_chart(cache, hourly=period.hourly, tz=ws.tz),
+        # Half-width charts (side by side): a narrower viewBox keeps their labels readable.
+        "health_chart": health_chart(health, hourly=period.hourly, tz=ws.tz, width=600),
+        "cache_chart": cache_chart(cache, hourly=period.hourly, tz=ws.tz, width=600),
     }
 
 
