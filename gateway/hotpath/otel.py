@@ -24,8 +24,6 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from gateway.hotpath.telemetry import refusal_reason
-
 if TYPE_CHECKING:
     from gateway.hotpath.call import Call
 
@@ -69,7 +67,8 @@ class OtelExport:
             "gen_ai.client.operation.duration", unit="s", description="Call duration."
         )
 
-    def export(self, call: Call, scope: dict | None) -> None:
+    def export(self, call: Call, scope: dict | None, *, reason: str) -> None:
+        """`reason`: why the gateway refused the call (`telemetry.refusal_reason`), or ''."""
         end_ns = time.time_ns()
         elapsed = time.perf_counter() - call.started
         operation = OPERATIONS.get(call.endpoint, call.endpoint or "unknown")
@@ -84,7 +83,7 @@ class OtelExport:
             start_time=end_ns - int(elapsed * 1e9),
         )
         if span.is_recording():
-            span.set_attributes(span_attributes(call))
+            span.set_attributes(span_attributes(call, reason=reason))
             if call.status >= 400:
                 span.set_status(Status(StatusCode.ERROR, call.error_type or str(call.status)))
                 span.set_attribute("error.type", call.error_type or str(call.status))
@@ -117,7 +116,7 @@ def _parent(scope: dict | None) -> Context | None:
     return _PROPAGATOR.extract(carrier) if carrier else None
 
 
-def span_attributes(call: Call) -> dict[str, Any]:
+def span_attributes(call: Call, *, reason: str) -> dict[str, Any]:
     """GenAI semantic-convention attributes, plus ours as `alephant.*`."""
     events = call.events
     first = events[0] if events else {}
@@ -162,7 +161,6 @@ def span_attributes(call: Call) -> dict[str, Any]:
             attrs["alephant.member_id"] = int(who.member_id)
         if who.department_id is not None:
             attrs["alephant.department_id"] = int(who.department_id)
-    reason = refusal_reason(call)
     if reason:
         attrs["alephant.refusal_reason"] = reason
     return attrs

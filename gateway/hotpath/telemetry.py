@@ -142,7 +142,7 @@ class Telemetry:
         try:
             self._record(call)
             if self.otel is not None:
-                self.otel.export(call, scope)
+                self.otel.export(call, scope, reason=refusal_reason(call))
             if self._log is not None:
                 self._log.info(self.log_line(call))
         except Exception:  # telemetry must never break a call
