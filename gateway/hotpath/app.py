@@ -24,6 +24,7 @@ from gateway.hotpath.call import Call
 from gateway.hotpath.catalog import list_models
 from gateway.hotpath.config import Config
 from gateway.hotpath.funnel import ROUTES, proxy
+from gateway.hotpath.gctune import tune_gc
 from gateway.hotpath.http import GatewayError, header_list, send_bytes
 from gateway.hotpath.runtime import EnforcerFactory, Runtime
 from gateway.hotpath.scrape import CONTENT_TYPE, authorized, render
@@ -60,6 +61,8 @@ class Gateway:
     async def startup(self) -> None:
         if not self.runtime.started:
             await self.runtime.start()
+            if self.config.gc_tuning:
+                tune_gc()
 
     async def shutdown(self) -> None:
         await self.runtime.close()

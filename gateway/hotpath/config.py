@@ -58,6 +58,9 @@ class Config:
     log_format: str = "text"  # "json": one JSON line per call on stdout
     log_bodies: bool = False  # the request body in that line
     otel_endpoint: str = ""  # OTEL_EXPORTER_OTLP_ENDPOINT: one span per call when set
+    # Freeze startup objects and collect less often (`gctune.py`); on in served processes
+    # (`from_env`), off for a Config built in code (tests share their process).
+    gc_tuning: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
@@ -90,6 +93,7 @@ class Config:
             otel_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
             or env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
             or "",
+            gc_tuning=(env.get("ALEPHANT_GC_TUNING") or "1").lower() not in _FALSE,
         )
 
 
