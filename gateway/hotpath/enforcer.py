@@ -20,7 +20,9 @@ model under a money budget) is never blocked by it.
 
 Reservations are also indexed per workspace (`<tag>:resv`, score = expiry): one never settled (a
 gateway died mid-call) is dropped after the reservation TTL when a budget would otherwise refuse.
-Ladder crossings and loops are signalled on `ALERTS_STREAM` (consumed by `billing.alerts_drain`).
+Ladder crossings and loops are signalled on the workspace's alerts stream
+(`core.rediskeys.alerts_stream`, consumed by `billing.alerts_drain`); keys and streams of one
+workspace share a Redis Cluster slot (`core.rediskeys`).
 Concurrent admit/settle calls share pipelined round trips (`scripts.Batcher`).
 """
 
@@ -298,6 +300,7 @@ class Enforcer:
                     "metric": budget.get("metric", MONEY),
                     "scope_type": budget["scope_type"],
                     "scope_id": int(budget["scope_id"]),
+                    "scope_key": budget.get("scope_key") or "",
                     "model": budget.get("model"),
                     "start": start,
                     "end": end,
