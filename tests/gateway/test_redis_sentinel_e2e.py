@@ -16,10 +16,12 @@ from billing.models import UsageRecord
 from billing.services.budgets import budget_create
 from tests.cast import build_cast
 from tests.gateway.conftest import add_provider_keys, issue_key
-from tests.gateway.redistopo import sentinel_start
+from tests.gateway.redistopo import REDIS_CLI, sentinel_start
 from tests.gateway.servers import stack_start, start_ledger_writer, wait_until
 from tests.gateway.servers import test_env as child_env
 from workspaces.tenancy import workspace_scope
+
+pytestmark = pytest.mark.skipif(REDIS_CLI is None, reason="Debian redis-tools not installed")
 
 BODY = {"model": "gpt-4o-mini", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
 
