@@ -23,7 +23,8 @@ from attribution.models import Granularity, UsageRollup
 from attribution.periods import Period, period_for
 from attribution.selectors import labels_for
 from billing.models import Alert, Budget, BudgetRequest, RequestStatus, UsageRecord
-from billing.services.counters import glob_to_regex
+from billing.services.counters import glob_to_regex, ledger_total
+from core.money import NANOS_PER_USD
 from workspaces.models import Workspace
 
 SCOPE_DIMENSION = {
@@ -118,6 +119,8 @@ def _baseline_window(window: Period) -> Period:
 
 
 def _scope_label(budget, workspace: Workspace) -> str:
+    if budget.scope_key:  # property "<name>=<value>" or a customer id
+        return f"{budget.get_scope_type_display()} {budget.scope_key}"
     if budget.scope_type == "workspace":
         return f"Workspace {workspace.name}"
     dim = SCOPE_DIMENSION.get(budget.scope_type, budget.scope_type)
@@ -129,6 +132,19 @@ def budget_used(budget, workspace: Workspace, start, end) -> Decimal:
     """Spend (or requests, tokens) of the budget's scope in [start, end); all time for None."""
     dim = SCOPE_DIMENSION.get(budget.scope_type)
     key = "" if budget.scope_type == "workspace" else str(budget.scope_id)
+    if budget.scope_key and budget.metric in ("usd", "requests", "tokens"):
+        # property / customer: no rollup dimension, read the ledger
+        units = ledger_total(
+            workspace_id=workspace.pk,
+            metric=budget.metric,
+            scope_type=budget.scope_type,
+            scope_id=budget.scope_id,
+            scope_key=budget.scope_key,
+            model=budget.model_filter or None,
+            start=start,
+            end=end,
+        )
+        return Decimal(units) / NANOS_PER_USD if budget.metric == "usd" else Decimal(units)
     if budget.model_filter:
         return _used_from_ledger(budget, workspace, start, end)
     qs = UsageRollup.objects.filter(

@@ -57,6 +57,9 @@ class BudgetStatusOut(serializers.Serializer):
 
 
 class BudgetOut(serializers.ModelSerializer):
+    property_name = serializers.CharField(read_only=True, allow_null=True)
+    property_value = serializers.CharField(read_only=True, allow_null=True)
+    customer_id = serializers.CharField(read_only=True, allow_null=True)
     amount_usd = serializers.DecimalField(max_digits=14, decimal_places=6, allow_null=True)
     status = serializers.SerializerMethodField()
 
@@ -67,6 +70,9 @@ class BudgetOut(serializers.ModelSerializer):
             "name",
             "scope_type",
             "scope_id",
+            "property_name",
+            "property_value",
+            "customer_id",
             "metric",
             "amount_usd",
             "limit_count",
@@ -97,6 +103,13 @@ class BudgetIn(serializers.Serializer):
         required=False,
         allow_null=True,
         help_text="id of the department/member/agent/key; omit for workspace",
+    )
+    property_name = serializers.CharField(
+        max_length=64, required=False, help_text="scope_type property: Alephant-Property-<name>"
+    )
+    property_value = serializers.CharField(max_length=256, required=False)
+    customer_id = serializers.CharField(
+        max_length=256, required=False, help_text="scope_type customer: Alephant-Customer"
     )
     metric = serializers.ChoiceField(choices=Metric.choices, default=Metric.USD)
     amount_usd = serializers.DecimalField(

@@ -142,6 +142,7 @@ def budget_statuses(
                 metric=budget.metric,
                 scope_type=budget.scope_type,
                 scope_id=budget.scope_id,
+                scope_key=budget.scope_key,
                 model=budget.model_filter or None,
                 start=start,
                 end=end,

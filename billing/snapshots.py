@@ -66,6 +66,8 @@ def budget_entry(budget: Budget, increases: list[list[int]] | None = None) -> di
         "model": budget.model_filter or None,
         "request_url": request_url(budget.pk),
     }
+    if budget.scope_key:  # property "<name>=<value>" or customer id: matched on the call
+        entry["scope_key"] = budget.scope_key
     if increases and budget.metric == "usd":
         entry["base_limit"] = base
         entry["increases"] = increases

@@ -37,6 +37,14 @@ class ScopeType(models.TextChoices):
     MEMBER = "member", "Member"
     AGENT = "agent", "Agent"
     KEY = "key", "Gateway key"
+    PROPERTY = "property", "Custom property value"  # Alephant-Property-<name>: <value>
+    CUSTOMER = "customer", "End customer"  # Alephant-Customer: <id>
+
+
+# Scopes named by a string a call carries, not by a row: `scope_key` holds it.
+KEYED_SCOPES = frozenset({ScopeType.PROPERTY, ScopeType.CUSTOMER})
+# The property `Alephant-Customer` is recorded under (gateway/hotpath/routing.py).
+CUSTOMER_PROPERTY = "customer"
 
 
 class Period(models.TextChoices):
@@ -69,8 +77,11 @@ def validate_ladder(value: object) -> None:
 class Budget(TenantModel):
     name = models.CharField(max_length=120, blank=True, default="")
     scope_type = models.CharField(max_length=16, choices=ScopeType.choices)
-    # The workspace id for workspace scope; otherwise the id of the department/member/agent/key.
+    # The workspace id for workspace scope; otherwise the id of the department/member/agent/key
+    # (property and customer budgets: the workspace id too, and the value in `scope_key`).
     scope_id = models.BigIntegerField()
+    # property: "<name>=<value>"; customer: the customer id; other scopes: blank.
+    scope_key = models.CharField(max_length=330, blank=True, default="")
     metric = models.CharField(max_length=16, choices=Metric.choices, default=Metric.USD)
     amount_usd = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
     limit_count = models.BigIntegerField(null=True, blank=True)
@@ -126,6 +137,18 @@ class Budget(TenantModel):
         if self.is_money:
             return format_usd(self.amount_usd or Decimal(0))
         return f"{self.limit_count} {self.metric}"
+
+    @property
+    def property_name(self) -> str | None:
+        return self.scope_key.split("=", 1)[0] if self.scope_type == ScopeType.PROPERTY else None
+
+    @property
+    def property_value(self) -> str | None:
+        return self.scope_key.split("=", 1)[1] if self.scope_type == ScopeType.PROPERTY else None
+
+    @property
+    def customer_id(self) -> str | None:
+        return self.scope_key if self.scope_type == ScopeType.CUSTOMER else None
 
     def clean(self) -> None:
         if self.is_money and self.amount_usd is None:

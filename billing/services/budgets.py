@@ -11,7 +11,14 @@ from django.db import transaction
 from django.http import Http404
 
 from billing.models import Budget, GuardrailSettings
-from billing.models.budgets import MONEY_METRICS, Metric, Period, ScopeType, default_ladder
+from billing.models.budgets import (
+    KEYED_SCOPES,
+    MONEY_METRICS,
+    Metric,
+    Period,
+    ScopeType,
+    default_ladder,
+)
 from billing.snapshots import publish_budgets_on_commit
 from gateway.models import GatewayKey
 from workspaces.access import get_in_workspace
@@ -22,6 +29,7 @@ BUDGET_FIELDS = (
     "name",
     "scope_type",
     "scope_id",
+    "scope_key",
     "metric",
     "amount_usd",
     "limit_count",
@@ -45,7 +53,7 @@ def scope_resolve(*, workspace: Workspace, scope_type: str, scope_id: object) ->
     """The scope's id if it exists in this workspace; ValidationError (-> 400) otherwise."""
     if scope_type not in ScopeType.values:
         raise ValidationError({"scope_type": f"one of {', '.join(ScopeType.values)}"})
-    if scope_type == ScopeType.WORKSPACE:
+    if scope_type == ScopeType.WORKSPACE or scope_type in KEYED_SCOPES:
         if scope_id not in (None, "") and str(scope_id) != str(workspace.pk):
             raise ValidationError({"scope_id": "unknown workspace"})
         return workspace.pk
@@ -58,6 +66,24 @@ def scope_resolve(*, workspace: Workspace, scope_type: str, scope_id: object) ->
         return get_in_workspace(model, workspace=workspace, pk=scope_id).pk
     except Http404 as exc:
         raise ValidationError({"scope_id": f"unknown {scope_type}"}) from exc
+
+
+def scope_key_from(data: dict) -> None:
+    """`property_name` + `property_value`, or `customer_id`, into `scope_key` (in place)."""
+    name = (data.pop("property_name", None) or "").strip().lower()
+    value = data.pop("property_value", None)
+    customer = data.pop("customer_id", None)
+    scope_type = data.get("scope_type")
+    if scope_type == ScopeType.PROPERTY:
+        if not name or "=" in name or value in (None, ""):
+            raise ValidationError({"property_name": "a property name and value are required"})
+        data["scope_key"] = f"{name}={value}"
+    elif scope_type == ScopeType.CUSTOMER:
+        if not customer:
+            raise ValidationError({"customer_id": "required for a customer budget"})
+        data["scope_key"] = str(customer)
+    elif scope_type is not None:
+        data["scope_key"] = ""
 
 
 def _apply(budget: Budget, data: dict) -> None:
@@ -83,6 +109,7 @@ def _apply(budget: Budget, data: dict) -> None:
 
 @transaction.atomic
 def budget_create(*, workspace: Workspace, actor: Member | None, **data: Any) -> Budget:
+    scope_key_from(data)
     data["scope_id"] = scope_resolve(
         workspace=workspace, scope_type=data.get("scope_type", ""), scope_id=data.get("scope_id")
     )
@@ -104,6 +131,9 @@ def budget_create(*, workspace: Workspace, actor: Member | None, **data: Any) ->
 @transaction.atomic
 def budget_update(*, budget: Budget, actor: Member | None, **data: Any) -> Budget:
     before = budget_summary(budget)
+    if {"property_name", "property_value", "customer_id"} & set(data):
+        data.setdefault("scope_type", budget.scope_type)
+    scope_key_from(data)
     if "scope_type" in data or "scope_id" in data:
         data["scope_id"] = scope_resolve(
             workspace=budget.workspace,

@@ -46,7 +46,15 @@ def glob_to_regex(pattern: str) -> str:
     return "^" + "".join(parts) + "$"
 
 
-def _scope_filter(qs: QuerySet, scope_type: str, scope_id: int, workspace_id: int) -> QuerySet:
+def _scope_filter(
+    qs: QuerySet, scope_type: str, scope_id: int, workspace_id: int, scope_key: str = ""
+) -> QuerySet:
+    if scope_type in ("property", "customer"):
+        # The call's properties (Alephant-Customer is recorded as the property `customer`).
+        name, value = (
+            scope_key.split("=", 1) if scope_type == "property" else ("customer", scope_key)
+        )
+        return qs.filter(properties__contains={name: value})
     if scope_type == "workspace":
         return qs if int(scope_id) == int(workspace_id) else qs.none()
     field = _SCOPE_FIELD[scope_type]
@@ -80,13 +88,14 @@ def ledger_total(
     model: str | None,
     start: datetime | None,
     end: datetime | None,
+    scope_key: str = "",
 ) -> int:
     qs = UsageRecord.objects.filter(workspace_id=workspace_id)
     if start is not None:
         qs = qs.filter(created_at__gte=start)
     if end is not None:
         qs = qs.filter(created_at__lt=end)
-    qs = _model_filter(_scope_filter(qs, scope_type, scope_id, workspace_id), model)
+    qs = _model_filter(_scope_filter(qs, scope_type, scope_id, workspace_id, scope_key), model)
     if metric == "usd":
         total = qs.aggregate(total=Sum("cost_usd"))["total"] or Decimal(0)
         return math.ceil(total * NANOS_PER_USD)
@@ -108,6 +117,7 @@ def counters_from_ledger(*, workspace_id: int, items: list[dict]) -> list[int]:
                 metric=item.get("metric", "usd"),
                 scope_type=item["scope_type"],
                 scope_id=int(item["scope_id"]),
+                scope_key=item.get("scope_key") or "",
                 model=item.get("model"),
                 start=item.get("start"),
                 end=item.get("end"),
@@ -152,6 +162,7 @@ def counters_reconcile(*, workspace, client, now: float | None = None) -> dict[i
             metric=budget.metric,
             scope_type=budget.scope_type,
             scope_id=budget.scope_id,
+            scope_key=budget.scope_key,
             model=budget.model_filter or None,
             start=start,
             end=end,

@@ -34,6 +34,7 @@ def budget_forecast_check(*, workspace: Workspace, now: datetime | None = None) 
             metric="usd",
             scope_type=budget.scope_type,
             scope_id=budget.scope_id,
+            scope_key=budget.scope_key,
             model=budget.model_filter or None,
             start=start,
             end=end,

@@ -27,6 +27,8 @@ class AdmitRequest:
     session_id: str | None
     # An agent placed in another department than its owner's: charged besides the owner's.
     agent_department_id: int | None = None
+    # Alephant-Property-* (and Alephant-Customer as `customer`): property/customer budgets.
+    properties: dict[str, str] | None = None
 
 
 @dataclass

@@ -39,7 +39,7 @@ def scope_ids(req: AdmitRequest) -> dict[str, int | None]:
     }
 
 
-def scope_chain(req: AdmitRequest) -> list[tuple[str, int]]:
+def scope_chain(req: AdmitRequest) -> list[tuple[str, int | str]]:
     """(scope type, id) of every scope the call counts on, key first. The department is the
     member's own whichever agent the call goes through; an agent placed in another department
     charges that one too (both caps hold; README "Budgets")."""
@@ -52,16 +52,21 @@ def scope_chain(req: AdmitRequest) -> list[tuple[str, int]]:
     extra = req.agent_department_id
     if extra is not None and extra != ids["department"]:
         chain.insert(len(chain) - 1, ("department", int(extra)))  # before the workspace
+    for name, value in (req.properties or {}).items():
+        chain.insert(len(chain) - 1, ("property", f"{name}={value}"))
+        if name == "customer":
+            chain.insert(len(chain) - 1, ("customer", value))
     return chain
 
 
-def budget_index(workspace: dict) -> dict[tuple[str, int], list[dict]]:
+def budget_index(workspace: dict) -> dict[tuple[str, int | str], list[dict]]:
     """Budgets of a workspace snapshot by scope, computed once per snapshot object."""
     index = workspace.get("_alephant_budget_index")
     if index is None:
         index = {}
         for budget in workspace.get("budgets") or ():
-            scope = (budget["scope_type"], int(budget["scope_id"]))
+            # Property/customer budgets are found by the value the call carries (`scope_key`).
+            scope = (budget["scope_type"], budget.get("scope_key") or int(budget["scope_id"]))
             index.setdefault(scope, []).append(budget)
         workspace["_alephant_budget_index"] = index
     return index

@@ -168,6 +168,7 @@ async def _admit(
         reserve_nanos=usd_to_nanos(worst),
         fingerprint=call.fingerprint,
         session_id=who.session_id or None,
+        properties=who.properties or None,
     )
     started = time.perf_counter()
     admission = await rt.enforcer.admit(request, call.workspace, call.key)

@@ -46,6 +46,7 @@ def budget_exceeded(
         "reserved": fmt(reserved),
         "limit": fmt(limit),
         "resets_at": resets,
+        "scope_key": budget.get("scope_key"),  # property "<name>=<value>" / customer id
         "request_url": budget.get("request_url"),  # ask for more (README "Budget requests")
     }
     headers = (

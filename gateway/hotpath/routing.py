@@ -173,6 +173,9 @@ def attribution(key: dict[str, Any], headers: dict[bytes, bytes]) -> Attribution
     for raw_name, value in headers.items():
         if raw_name.startswith(b"alephant-property-") and len(properties) < MAX_PROPERTIES:
             properties[raw_name[18:].decode("latin-1")[:64]] = value.decode("latin-1")[:256]
+    customer = headers.get(b"alephant-customer")
+    if customer:  # the end customer (resellers): recorded, and budgeted, as property `customer`
+        properties["customer"] = customer.decode("latin-1").strip()[:256]
 
     def text(name: bytes, limit: int) -> str:
         value = headers.get(name)
