@@ -26,7 +26,7 @@ import orjson
 from alephant.env import load_dotenv
 from bench.mockstack import MockStack, ensure_tool
 from bench.seed import seed_key
-from bench.wrk import Cell, run_wrk
+from bench.wrk import Cell, rss_mb, run_wrk
 from tests.gateway.servers import Proc, free_port, wait_http
 
 WORKSPACE_ID = 987_654_321
@@ -69,6 +69,7 @@ class Servers:
         wait_http(f"http://127.0.0.1:{self.bare_port}/", proc=self.bare)
         wait_http(f"http://127.0.0.1:{self.gw_port}/v1/models", timeout=90, proc=self.gateway)
         secret = env.get("ALEPHANT_KEY_HASH_SECRET") or env.get("DJANGO_SECRET_KEY", "")
+        self.rss: list[float] = []  # the gateway's, after warm-up and after the rounds
         self.keys = {}
         for i, (target, mode) in enumerate(
             (t, m) for t in ("alephant", "5budgets") for m in ("json", "stream")
@@ -110,6 +111,7 @@ def measure(servers: Servers, *, rounds: int, seconds: float) -> dict[tuple, lis
         for mode in ("json", "stream"):
             url, headers, pids = servers.where(target, mode)
             run_wrk(url, body=body(mode), headers=headers, connections=64, seconds=1, cpu_pids=pids)
+    servers.rss = [rss_mb(servers.where("alephant", "json")[2][0])]
     for round_no in range(rounds):
         order = TARGETS if round_no % 2 == 0 else tuple(reversed(TARGETS))
         for mode, conns in CELLS:
@@ -127,6 +129,7 @@ def measure(servers: Servers, *, rounds: int, seconds: float) -> dict[tuple, lis
                     f"  cpu {cell.cpu_ms_per_call:.3f} ms/call  errors {cell.errors}",
                     flush=True,
                 )
+    servers.rss.append(rss_mb(servers.where("alephant", "json")[2][0]))
     return cells
 
 
@@ -181,7 +184,9 @@ def main() -> None:
         f"`make bench`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} "
         f"cores, load average {load} at the end; medians of {args.rounds} alternating rounds "
         f"(spread: max-min of JSON RPS over the median); {time.time() - started:.0f} s in all. "
-        "CPU: server process tree (+ its private redis-server for the gateway; nginx for direct)."
+        "CPU: server process tree (+ its private redis-server for the gateway; nginx for direct). "
+        f"Gateway worker RSS {servers.rss[0]:.0f} MB after warm-up, {servers.rss[-1]:.0f} MB after "
+        "the rounds."
     )
     print("\n" + result + "\n\n" + note)
     RESULTS.write_text("# Hot-path benchmark\n\n" + note + "\n\n" + result + "\n")

@@ -63,6 +63,18 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / CLK_TCK
 
 
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process tree (VmRSS), in MB."""
+    total = 0
+    for each in tree_pids(pid):
+        try:
+            with open(f"/proc/{each}/status") as fh:
+                total += next(int(x.split()[1]) for x in fh if x.startswith("VmRSS:"))
+        except (FileNotFoundError, StopIteration):
+            continue
+    return total / 1024
+
+
 @dataclass
 class Cell:
     requests: int
