@@ -9,7 +9,7 @@ from billing.models import AlertChannel
 from billing.services.channel_secrets import channel_secrets_reseal
 from core import vault
 from gateway.models import ProviderCredential, WorkspaceDataKey
-from gateway.services.datakeys import datakey_active
+from gateway.services.datakeys import DATAKEY_RESEALERS, datakey_active
 from gateway.snapshots import publish_workspace_on_commit
 from workspaces.models import Workspace
 
@@ -44,6 +44,9 @@ def datakey_rotate(*, workspace: Workspace) -> WorkspaceDataKey:
         credential.save(update_fields=["nonce", "ciphertext", "data_key", "updated_at"])
     # Alert channels hold sealed secrets too (Slack URLs, webhook keys).
     channel_secrets_reseal(workspace_id=workspace.pk, key=new, dek=new_dek)
+    # So do apps above this one (reconciliation's admin keys), registered at start-up.
+    for reseal in DATAKEY_RESEALERS:
+        reseal(workspace_id=workspace.pk, key=new, dek=new_dek)
     # Retired keys that nothing points at any more can go.
     WorkspaceDataKey.objects.filter(workspace=workspace, active=False).exclude(
         pk__in=ProviderCredential.objects.filter(workspace=workspace).values("data_key_id")

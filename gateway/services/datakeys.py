@@ -4,11 +4,18 @@ which both build on this module)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.db import transaction
 
 from core import vault
 from gateway.models import ProviderCredential, WorkspaceDataKey
 from workspaces.models import Workspace
+
+# Apps above gateway that seal secrets under the workspace data key (they may not be imported
+# here) register a `reseal(*, workspace_id, key, dek)` from their AppConfig.ready(): rotation
+# calls each one, so no row is left pointing at the retired key.
+DATAKEY_RESEALERS: list[Callable[..., None]] = []
 
 
 def datakey_active(*, workspace: Workspace) -> WorkspaceDataKey:

@@ -7,6 +7,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
 from core import vault
+from gateway.models import WorkspaceDataKey
 from gateway.services.datakeys import datakey_active
 from gateway.services.validation import validate_base_url
 from reconciliation.models import AdminCredential, AdminProvider
@@ -83,6 +84,16 @@ def admin_credential_delete(*, credential: AdminCredential, actor: Member | None
         before=_summary(credential),
     )
     credential.delete()
+
+
+def admin_credentials_reseal(*, workspace_id: int, key: WorkspaceDataKey, dek: bytes) -> None:
+    """Re-encrypt the workspace's admin keys under a new data key (data-key rotation)."""
+    rows = AdminCredential.objects.filter(workspace_id=workspace_id).select_for_update(of=("self",))
+    for credential in rows.select_related("data_key"):
+        secret = admin_credential_reveal(credential=credential)
+        credential.nonce, credential.ciphertext = vault.encrypt_with_dek(workspace_id, dek, secret)
+        credential.data_key = key
+        credential.save(update_fields=["nonce", "ciphertext", "data_key"])
 
 
 def admin_credential_reveal(*, credential: AdminCredential) -> str:

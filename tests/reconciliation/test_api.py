@@ -198,3 +198,18 @@ def test_policy_defaults_roles_and_tenancy(cast):
     page.post("/reconciliation/policy/", {"capture_threshold_pct": "90", "drift_limit_usd": "2",
                                           "lookback_days": "3"})  # fmt: skip
     assert call(cast.finance, "get", url).json()["lookback_days"] == 3
+
+
+def test_data_key_rotation_reseals_admin_keys(cast):
+    from gateway.services.datakey_rotation import datakey_rotate
+    from reconciliation.services.credentials import admin_credential_reveal
+
+    ws = cast.workspace
+    with workspace_scope(ws.pk):
+        admin_credential_set(workspace=ws, provider="openai", secret=SECRET)
+        before = AdminCredential.objects.get(workspace=ws)
+        new_key = datakey_rotate(workspace=ws)  # would fail on a key the admin key still uses
+        after = AdminCredential.objects.get(workspace=ws)
+        assert after.data_key_id == new_key.pk != before.data_key_id
+        assert after.ciphertext != before.ciphertext
+        assert admin_credential_reveal(credential=after) == SECRET
