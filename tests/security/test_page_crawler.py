@@ -120,8 +120,12 @@ def _fill(route: str, values: dict[str, str], odd: str | None = None) -> str:
     def one(match: re.Match) -> str:
         if odd is not None:
             numeric = match.group("conv") == "int"
-            return odd if numeric == odd.lstrip("-").isdigit() else values[match.group("name")]
-        return values[match.group("name")]
+            return odd if numeric == odd.lstrip("-").isdigit() else real(match)
+        return real(match)
+
+    def real(match: re.Match) -> str:
+        # A parameter a new page introduced: any id still exercises its 404 path.
+        return values.get(match.group("name"), "1")
 
     return "/" + PARAM.sub(one, route)
 
