@@ -20,9 +20,8 @@ model under a money budget) is never blocked by it.
 
 Reservations are also indexed per workspace (`<tag>:resv`, score = expiry): one never settled (a
 gateway died mid-call) is dropped after the reservation TTL when a budget would otherwise refuse.
-Ladder crossings and loops are signalled on the workspace's alerts stream
-(`core.rediskeys.alerts_stream`, consumed by `billing.alerts_drain`); keys and streams of one
-workspace share a Redis Cluster slot (`core.rediskeys`).
+Ladder crossings and loops go to the workspace's alerts stream (`core.rediskeys`: one Redis
+Cluster slot per workspace), consumed by `billing.alerts_drain`.
 Concurrent admit/settle calls share pipelined round trips (`scripts.Batcher`).
 """
 
@@ -40,7 +39,7 @@ from redis.exceptions import RedisError
 from core.money import usd_exact
 from core.periods import PeriodCache, period_bounds
 from core.rediskeys import alerts_stream, workspace_tag
-from core.rediskeys import usage_stream as usage_stream_of
+from core.rediskeys import usage_stream as usage_stream_of  # `usage_stream` names an argument
 from gateway.hotpath import refusals
 from gateway.hotpath.admission import (
     Admission,
@@ -300,7 +299,6 @@ class Enforcer:
                     "metric": budget.get("metric", MONEY),
                     "scope_type": budget["scope_type"],
                     "scope_id": int(budget["scope_id"]),
-                    "scope_key": budget.get("scope_key") or "",
                     "model": budget.get("model"),
                     "start": start,
                     "end": end,
@@ -341,11 +339,7 @@ class Enforcer:
         )
 
     async def release(
-        self,
-        admission: Admission,
-        *,
-        usage: Sequence[bytes] = (),
-        usage_stream: str | None = None,
+        self, admission: Admission, *, usage: Sequence[bytes] = (), usage_stream: str | None = None
     ) -> bool:
         """Drop the reservation; `usage` and the result as for `settle`."""
         return await self._finish(
