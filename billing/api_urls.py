@@ -18,3 +18,8 @@ urlpatterns += _usage_router.urls
 from billing.request_apis import urlpatterns as _request_urlpatterns  # noqa: E402
 
 urlpatterns += _request_urlpatterns
+
+# Prepaid budget top-ups (billing/topup_apis.py).
+from billing.topup_apis import urlpatterns as _topup_urlpatterns  # noqa: E402
+
+urlpatterns += _topup_urlpatterns

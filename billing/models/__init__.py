@@ -4,13 +4,14 @@ from billing.models.alerts import Alert, AlertChannel
 from billing.models.budgets import Budget, GuardrailSettings
 from billing.models.ledger import UsageRecord
 from billing.models.prices import PriceOverride
-from billing.models.requests import BudgetRequest, RequestStatus, SignedLinkUse
+from billing.models.requests import BudgetRequest, BudgetTopUp, RequestStatus, SignedLinkUse
 
 __all__ = [
     "Alert",
     "AlertChannel",
     "Budget",
     "BudgetRequest",
+    "BudgetTopUp",
     "GuardrailSettings",
     "PriceOverride",
     "RequestStatus",

@@ -73,3 +73,23 @@ class SignedLinkUse(TenantModel):
         constraints = [
             models.UniqueConstraint(fields=["workspace", "nonce"], name="signed_link_once")
         ]
+
+
+class BudgetTopUp(TenantModel):
+    """A prepaid (lifetime) budget topped up: the budget's amount grows by `amount_usd`; the rows
+    are its balance history."""
+
+    budget = models.ForeignKey("billing.Budget", on_delete=models.CASCADE, related_name="top_ups")
+    amount_usd = models.DecimalField(max_digits=14, decimal_places=6)
+    balance_after_usd = models.DecimalField(max_digits=14, decimal_places=6)
+    note = models.CharField(max_length=500, blank=True, default="")
+    created_by = models.ForeignKey(
+        "workspaces.Member", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount_usd__gt=0), name="budget_topup_positive")
+        ]

@@ -50,6 +50,8 @@ def _scope_filter(
     qs: QuerySet, scope_type: str, scope_id: int, workspace_id: int, scope_key: str = ""
 ) -> QuerySet:
     if scope_type in ("property", "customer"):
+        if not scope_key or (scope_type == "property" and "=" not in scope_key):
+            return qs.none()
         # The call's properties (Alephant-Customer is recorded as the property `customer`).
         name, value = (
             scope_key.split("=", 1) if scope_type == "property" else ("customer", scope_key)
@@ -108,6 +110,15 @@ def ledger_total(
     raise ValueError(f"no counter for metric {metric!r}")
 
 
+def _scope_key(item: dict) -> str:
+    """A property/customer budget's value, read here by budget id (the gateway's rebuild item
+    names the budget; the value is the budget's own, not the call's)."""
+    if item["scope_type"] not in ("property", "customer"):
+        return ""
+    found = Budget.objects.filter(pk=int(item["budget_id"])).values_list("scope_key", flat=True)
+    return found.first() or ""  # a deleted budget: matches nothing (`_scope_filter`)
+
+
 def counters_from_ledger(*, workspace_id: int, items: list[dict]) -> list[int]:
     """One total per item ({"metric","scope_type","scope_id","model","start","end"})."""
     with workspace_scope(workspace_id):
@@ -117,7 +128,7 @@ def counters_from_ledger(*, workspace_id: int, items: list[dict]) -> list[int]:
                 metric=item.get("metric", "usd"),
                 scope_type=item["scope_type"],
                 scope_id=int(item["scope_id"]),
-                scope_key=item.get("scope_key") or "",
+                scope_key=_scope_key(item),
                 model=item.get("model"),
                 start=item.get("start"),
                 end=item.get("end"),

@@ -6,7 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from billing.models import Budget
-from billing.services.counters import ledger_total
+from billing.services.counters import counters_from_ledger, ledger_total
 from billing.snapshots import budgets_section
 from core.money import NANOS_PER_USD
 from tests.factories import UsageRecordFactory
@@ -89,3 +89,7 @@ def test_ledger_rebuild_counts_only_the_tagged_calls_and_burns_render(cast, api)
     assert page.status_code == 200 and "acme" in page.content.decode()
     with workspace_scope(ws.pk):
         assert Budget.objects.filter(scope_type="customer").count() == 1
+        made = Budget.objects.get(scope_type="customer")
+    # What the gateway's loader asks when the counter is missing: the budget id names the value.
+    item = {"budget_id": made.pk, "metric": "usd", "scope_type": "customer", "scope_id": ws.pk}
+    assert counters_from_ledger(workspace_id=ws.pk, items=[item]) == [NANOS_PER_USD // 2]
