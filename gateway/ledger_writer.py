@@ -69,6 +69,7 @@ def record_from_event(event: dict[str, Any]) -> UsageRecord:
             "member_id": event.get("member_id"),
             "department_id": event.get("department_id"),
             "agent_id": event.get("agent_id"),
+            "provider_credential_id": event.get("provider_credential_id"),
             "properties": event.get("properties") or {},
             "input_tokens": int(event.get("input_tokens") or 0),
             "output_tokens": int(event.get("output_tokens") or 0),

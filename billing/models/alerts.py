@@ -57,6 +57,7 @@ class AlertKind(models.TextChoices):
     FORECAST = "forecast", "Forecast to exhaust"
     LOOP = "loop", "Agent loop"
     FAIL_OPEN = "fail_open", "Enforcement failed open"
+    RECONCILIATION = "reconciliation", "Provider bill mismatch"
     TEST = "test", "Test alert"
     BUDGET_REQUEST = "budget_request", "Budget increase request"
 

@@ -3,10 +3,10 @@
 Rows are appended by the ledger writer (`gateway/ledger_writer.py`) from the Redis stream
 `alephant:usage`, idempotently by `request_id`. Nothing updates or deletes them.
 
-The owner columns (key, member, department, agent) are foreign keys without a database
-constraint: the ledger is append-only history, so a batch must never fail because a key or
-member was deleted between the call and the insert, and the attribution must survive that
-deletion (the id stays, joins simply find nothing).
+The owner columns (key, member, department, agent, provider credential) are foreign keys
+without a database constraint: the ledger is append-only history, so a batch must never fail
+because a key or member was deleted between the call and the insert, and the attribution must
+survive that deletion (the id stays, joins simply find nothing).
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ class UsageRecord(TenantModel):
     session_name = models.CharField(max_length=256, blank=True, default="")
     properties = models.JSONField(default=dict, blank=True)
     provider = models.CharField(max_length=32)
+    # The BYO provider key that served the call: reconciliation compares per provider key.
+    provider_credential = _owner_fk("gateway.ProviderCredential")
     model = models.CharField(max_length=200)
     endpoint = models.CharField(max_length=64)
     input_tokens = models.BigIntegerField(default=0)

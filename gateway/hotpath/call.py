@@ -68,6 +68,7 @@ def usage_event(
         "session_name": who.session_name,
         "properties": who.properties,
         "provider": route.provider,
+        "provider_credential_id": route.credential.get("id"),
         "model": route.model,
         "endpoint": call.endpoint,
         "input_tokens": usage.input_tokens,

@@ -37,6 +37,7 @@ FIELDS = (
     "session_name",
     "properties",
     "provider",
+    "provider_credential_id",
     "model",
     "endpoint",
     "input_tokens",
