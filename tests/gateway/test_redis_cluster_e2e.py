@@ -16,8 +16,10 @@ import httpx
 import pytest
 from redis.cluster import RedisCluster
 
-from billing.models import UsageRecord
+from billing.models import Alert, UsageRecord
+from billing.services.alerts import alerts_drain
 from billing.services.budgets import budget_create
+from core import rediskeys
 from tests.cast import build_cast
 from tests.gateway.conftest import add_provider_keys, issue_key
 from tests.gateway.redistopo import REDIS_CLI, cluster_start
@@ -55,8 +57,11 @@ def cluster_stack(transactional_db, simulator, tmp_path, settings):
     cluster.stop()
 
 
-def _workspaces(sim_url: str, count: int, cap: Decimal) -> list[tuple[int, str, int]]:
-    """(workspace id, gateway key, budget id) for `count` fresh workspaces with a `cap` budget."""
+def _workspaces(
+    sim_url: str, count: int, cap: Decimal, small: Decimal | None = None
+) -> list[tuple[int, str, int]]:
+    """(workspace id, gateway key, budget id) for `count` fresh workspaces with a `cap` budget
+    (and a `small` one on the member, whose ladder the calls cross)."""
     out = []
     for i in range(count):
         cast = build_cast(prefix=f"c{i}-")
@@ -71,6 +76,15 @@ def _workspaces(sim_url: str, count: int, cap: Decimal) -> list[tuple[int, str, 
                 amount_usd=cap,
                 period="month",
             )
+            if small is not None:
+                budget_create(
+                    workspace=ws,
+                    actor=cast.owner,
+                    scope_type="member",
+                    scope_id=cast.member.pk,
+                    amount_usd=small,
+                    period="month",
+                )
         out.append((ws.pk, raw, budget.pk))
     return out
 
@@ -104,9 +118,10 @@ def _call(base: str, key: str) -> httpx.Response:
     )
 
 
-def test_budgeted_calls_on_a_cluster_are_exact(cluster_stack, simulator):
+def test_budgeted_calls_on_a_cluster_are_exact(cluster_stack, simulator, monkeypatch):
     cluster, stack = cluster_stack
-    workspaces = _workspaces(simulator, 4, Decimal("100"))
+    # The member budget: 6 calls (~$0.000049) cross its 50 % step but stay under its hard stop.
+    workspaces = _workspaces(simulator, 4, Decimal("100"), small=Decimal("0.00008"))
     shards = {ws % SHARDS for ws, _k, _b in workspaces}
     answered: dict[int, set[str]] = defaultdict(set)
     for n in range(6):
@@ -127,6 +142,13 @@ def test_budgeted_calls_on_a_cluster_are_exact(cluster_stack, simulator):
             f"alephant:{tag}:w{ws}:resv"
         )
     assert len(shards) >= 2  # the workspaces really span several shards
+    # The alert drain reads every shard: each workspace's ladder crossing becomes an Alert.
+    monkeypatch.setattr(rediskeys, "CLUSTER", True)
+    monkeypatch.setattr(rediskeys, "SHARDS", SHARDS)
+    assert alerts_drain(client=client, consumer="test") >= len(workspaces)
+    for ws, _key, _budget in workspaces:
+        with workspace_scope(ws):
+            assert Alert.objects.filter(kind="ladder", step=50).exists(), ws
     client.close()
 
 
