@@ -45,8 +45,20 @@ class SignalOut(serializers.ModelSerializer):
         fields = ["id", "kind", "veto", "impact_usd", "summary", "evidence"]
 
 
+class TrendOut(serializers.Serializer):
+    """This period against the last (`efficiency/trends.py`): null for an entity new this
+    period or when the last period was never computed."""
+
+    previous_grade = serializers.CharField()
+    waste_change_usd = serializers.DecimalField(max_digits=24, decimal_places=12)
+    direction = serializers.ChoiceField(choices=["better", "worse", "same"])
+    causes = serializers.ListField(child=serializers.CharField())
+    text = serializers.CharField()
+
+
 class GradeOut(serializers.ModelSerializer):
     entity_id = serializers.IntegerField()
+    trend = serializers.SerializerMethodField()
     graded = serializers.BooleanField()
     period = serializers.CharField(source="report.period")
     period_start = serializers.DateTimeField(source="report.period_start")
@@ -62,8 +74,13 @@ class GradeOut(serializers.ModelSerializer):
             "id", "entity_kind", "entity_id", "label", "period", "period_start", "period_end",
             "computed_at", "input_digest", "thresholds", "rank", "waste_usd", "graded", "score",
             "grade", "verdict", "reason", "capped_by", "requests", "spend_usd", "saved_usd",
-            "breakdown",
+            "breakdown", "trend",
         ]  # fmt: skip
+
+    @extend_schema_field(TrendOut(allow_null=True))
+    def get_trend(self, grade: EfficiencyGrade) -> Any:
+        trend = self.context.get("trends", {}).get((grade.entity_kind, grade.entity_id))
+        return None if trend is None else TrendOut(trend).data
 
 
 class GradeDetailOut(GradeOut):
@@ -94,6 +111,21 @@ class EfficiencyViewSet(WorkspaceViewSet):
         )
         return queryset.filter(own)
 
+    def get_serializer_context(self) -> dict:
+        return {**super().get_serializer_context(), "trends": getattr(self, "trends", {})}
+
+    def _trends_for(self, report: EfficiencyReport, *, ensure_previous: bool) -> None:
+        # Like the ranking page (which computes the last period once if it is missing) and the
+        # detail page (which only reads it).
+        previous: EfficiencyReport | None
+        if ensure_previous:
+            previous = services.efficiency_previous_ensure(workspace=self.workspace, report=report)
+        else:
+            previous = selectors.previous_report(workspace=self.workspace, report=report)
+        self.trends = selectors.report_trends(
+            workspace=self.workspace, report=report, previous=previous
+        )
+
     @extend_schema(
         parameters=[OpenApiParameter("period", str, enum=Period.values), *LIMIT_OFFSET_PARAMETERS],
         responses={200: GradeOut(many=True), **ERRORS},
@@ -102,11 +134,14 @@ class EfficiencyViewSet(WorkspaceViewSet):
         period = request.query_params.get("period", Period.WEEK)
         report = selectors.latest_report(workspace=self.workspace, period=period)
         grades = self.get_queryset().filter(report=report) if report else self.get_queryset().none()
+        if report is not None:
+            self._trends_for(report, ensure_previous=True)
         return self.paginated(grades.order_by("entity_kind", "rank"), GradeOut)
 
     @extend_schema(responses={200: GradeDetailOut, **ERRORS})
     def retrieve(self, request, pk=None):
         grade = self.get_object()
+        self._trends_for(grade.report, ensure_previous=False)
         return Response(GradeDetailOut(grade, context=self.get_serializer_context()).data)
 
 

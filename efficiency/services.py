@@ -213,6 +213,24 @@ def digest_recipients(*, workspace: Workspace) -> list[str]:
     return finance or [m.user.email for m in members if m.role == Role.OWNER and m.user.is_active]
 
 
+def _improved(grades: list[EfficiencyGrade], trends: dict) -> list[EfficiencyGrade]:
+    """Members and agents better than the week before, the largest drop in avoidable dollars
+    first (a fix leaves no waste, so it is not among the most avoidable: listed here)."""
+    better = [
+        g for g in grades
+        if g.entity_kind != "department"
+        and getattr(trends.get((g.entity_kind, g.entity_id)), "direction", "") == "better"
+    ]  # fmt: skip
+    return sorted(
+        better,
+        key=lambda g: (
+            trends[(g.entity_kind, g.entity_id)].waste_change_usd,
+            g.entity_kind,
+            g.rank,
+        ),
+    )[:10]
+
+
 def efficiency_digest_send(*, workspace: Workspace, at: datetime | None = None) -> int:
     """Mail last week's grades to finance. Returns the number of recipients (0: nothing sent)."""
     last_week = (at or timezone.now()) - timedelta(days=7)
@@ -221,6 +239,11 @@ def efficiency_digest_send(*, workspace: Workspace, at: datetime | None = None) 
     if not recipients or not report.rows:
         return 0
     grades = list(report.grades.all())
+    # The week before, for each row's trend (and its cause: cache hits, model mix).
+    previous = efficiency_previous_ensure(workspace=workspace, report=report)
+    trends = selectors.report_trends(workspace=workspace, report=report, previous=previous)
+    for g in grades:
+        g.trend = trends.get((g.entity_kind, g.entity_id))  # type: ignore[attr-defined]
     context = {
         "workspace": workspace,
         "report": report,
@@ -231,6 +254,7 @@ def efficiency_digest_send(*, workspace: Workspace, at: datetime | None = None) 
             key=lambda g: (-g.waste_usd, g.entity_kind, g.rank),
         )[:10],
         "waste_usd": sum((g.waste_usd for g in grades if g.entity_kind == "member"), Decimal(0)),
+        "improved": _improved(grades, trends),
         "site_url": settings.SITE_URL.rstrip("/"),
     }
     subject = f"[Alephant] {workspace.name}: efficiency for the week of {report.period_start:%b %d}"
