@@ -102,3 +102,22 @@ class ReconciliationPolicy(TenantModel):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["workspace"], name="recon_policy_unique")]
+
+
+class ProviderKeyLink(TenantModel):
+    """Which provider-side key id (OpenAI `key_...`, Anthropic `apikey_...`) one of our call
+    keys is, so the provider's per-key usage can be set against the ledger's per-credential
+    figures. The provider never tells us this for a secret, so an admin sets it."""
+
+    credential = models.OneToOneField(
+        "gateway.ProviderCredential", on_delete=models.CASCADE, related_name="+"
+    )
+    provider_key_id = models.CharField(max_length=200)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["workspace", "provider_key_id"], name="recon_key_link_unique"
+            )
+        ]

@@ -15,11 +15,15 @@ from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 
 from billing.models import UsageRecord
+from core.pricing import UnpricedModel, cost_usd
+from gateway.models import ProviderCredential
 from reconciliation.models import (
     AdminCredential,
+    AdminProvider,
     LineKind,
     ProviderCostLine,
     ProviderDay,
+    ProviderKeyLink,
     ReconciliationPolicy,
 )
 from workspaces.models import Workspace
@@ -217,3 +221,109 @@ def daily_breakdown(rows: list[Comparison]) -> dict[dt.date, list[Comparison]]:
     for r in rows:
         grouped[r.day].append(r)
     return grouped
+
+
+@dataclass
+class KeyComparison:
+    """One provider key on one day+model: the provider's usage under its key id against the
+    ledger's calls through the credential linked to it. The provider's usage API carries tokens,
+    not cost, so both sides are priced at the catalog price for a like-for-like capture rate."""
+
+    key_id: str  # the provider's id; empty when our credential has no link yet
+    credential: str  # our credential's name; empty when the key is not one of ours
+    theirs: Figures = field(default_factory=Figures)
+    ours: Figures = field(default_factory=Figures)
+    ledger_cost: Decimal = ZERO  # what the ledger actually charged (overrides included)
+
+    @property
+    def capture_rate(self) -> Decimal | None:
+        return capture_rate(ledger=self.ours.cost, provider=self.theirs.cost)
+
+    @property
+    def difference(self) -> Decimal:
+        return self.theirs.cost - self.ours.cost
+
+
+def _priced(provider: str, model: str, figures: Figures) -> Figures:
+    try:
+        figures.cost = cost_usd(
+            provider,
+            model,
+            input_tokens=figures.input_tokens,
+            output_tokens=figures.output_tokens,
+            cached_tokens=figures.cached_tokens,
+        )
+    except UnpricedModel:
+        figures.cost = ZERO
+    return figures
+
+
+def per_key(
+    *, workspace: Workspace, provider: str, day: dt.date, model: str
+) -> list[KeyComparison]:
+    """The day+model split per provider key (only where the provider reports usage per key)."""
+    credentials = {c.pk: c.name for c in ProviderCredential.objects.filter(workspace=workspace)}
+    linked = {
+        link.credential_id: link.provider_key_id
+        for link in ProviderKeyLink.objects.filter(workspace=workspace)
+    }
+    rows: dict[str, KeyComparison] = {}
+    owner = {key_id: credentials.get(pk, "") for pk, key_id in linked.items()}
+    usage = ProviderCostLine.objects.filter(
+        workspace=workspace, provider=provider, day=day, model=model, kind=LineKind.USAGE
+    ).exclude(key_id="")
+    for line in usage.values("key_id").annotate(
+        input_tokens=Sum("input_tokens"),
+        cached_tokens=Sum("cached_tokens"),
+        output_tokens=Sum("output_tokens"),
+        requests=Sum("requests"),
+    ):
+        row = rows.setdefault(
+            line["key_id"], KeyComparison(line["key_id"], owner.get(line["key_id"], ""))
+        )
+        row.theirs.add(_priced(provider, model, _figures({**line, "cost": None})))
+    for mine in _ledger_per_credential(workspace, provider, day, model):
+        pk = mine["provider_credential"]
+        key_id = linked.get(pk, "")
+        # An unlinked credential gets its own row, named, so the admin sees what to link.
+        slot = key_id or f"credential:{pk}"
+        row = rows.setdefault(slot, KeyComparison(key_id, credentials.get(pk, "")))
+        row.ours.add(_priced(provider, model, _figures({**mine, "cost": None})))
+        row.ledger_cost += mine["cost"] or ZERO
+    return sorted(rows.values(), key=lambda r: (-r.theirs.cost, r.key_id, r.credential))
+
+
+def _ledger_per_credential(workspace: Workspace, provider: str, day: dt.date, model: str):
+    start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+    billed = Q(cache_hit=False, status_code__lt=400)
+    return (
+        UsageRecord.objects.filter(
+            workspace=workspace,
+            provider=provider,
+            model=model,
+            created_at__gte=start,
+            created_at__lt=start + dt.timedelta(days=1),
+        )
+        .values("provider_credential")
+        .annotate(
+            cost=Sum("cost_usd"),
+            input_tokens=Sum("input_tokens", filter=billed),
+            cached_tokens=Sum("cached_tokens", filter=billed),
+            output_tokens=Sum("output_tokens", filter=billed),
+            requests=Count("id", filter=billed),
+        )
+    )
+
+
+def key_links(*, workspace: Workspace) -> list[dict]:
+    """Our call keys with the provider key id each is linked to (blank: not linked)."""
+    linked = {
+        link.credential_id: link.provider_key_id
+        for link in ProviderKeyLink.objects.filter(workspace=workspace)
+    }
+    return [
+        {"credential": c, "provider_key_id": linked.get(c.pk, "")}
+        for c in ProviderCredential.objects.filter(
+            workspace=workspace, provider__in=AdminProvider.values
+        ).order_by("provider", "name")
+    ]

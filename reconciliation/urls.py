@@ -10,6 +10,11 @@ urlpatterns = [
         views.admin_key_delete,
         name="reconciliation-admin-key-delete",
     ),
+    path(
+        "reconciliation/key-links/<int:pk>/",
+        views.key_link_save,
+        name="reconciliation-key-link",
+    ),
     path("reconciliation/pull/", views.pull_now, name="reconciliation-pull"),
     path("reconciliation/policy/", views.policy_save, name="reconciliation-policy"),
     # ?day=YYYY-MM-DD&provider=&model= (a model id may hold any character, "/" included)

@@ -15,11 +15,13 @@ from django.shortcuts import redirect
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from gateway.models import ProviderCredential
 from reconciliation import selectors
 from reconciliation.exports import comparison_table
 from reconciliation.models import AdminCredential, AdminProvider
 from reconciliation.params import month_of
 from reconciliation.services.credentials import admin_credential_delete, admin_credential_set
+from reconciliation.services.key_links import provider_key_link_set
 from reconciliation.services.policy import reconciliation_policy_set
 from reconciliation.services.pull import provider_costs_pull
 from workspaces.access import get_in_workspace
@@ -59,6 +61,7 @@ def month_page(request: WorkspaceRequest) -> HttpResponse:
         "credentials": selectors.admin_credentials(workspace=ws),
         "providers": AdminProvider.choices,
         "can_manage": request.member.role in MANAGER_ROLES,
+        "key_links": selectors.key_links(workspace=ws),
     }
     tables = [comparison_table(rows, name="models"), comparison_table(days, name="days")]
     return render_with_export(
@@ -93,6 +96,7 @@ def day_page(request: WorkspaceRequest) -> HttpResponse:
             workspace=ws, provider=provider, day=when, model=model
         ),
         "requests": page,
+        "keys": selectors.per_key(workspace=ws, provider=provider, day=when, model=model),
     }
     return render_with_export(request, "reconciliation/day.html", context, [], slug="recon-day")
 
@@ -153,4 +157,23 @@ def pull_now(request: WorkspaceRequest) -> HttpResponse:
         result = provider_costs_pull(workspace=request.workspace, provider=credential.provider)
         if result.error:
             messages.error(request, f"{credential.provider}: {result.error}")
+    return redirect("reconciliation")
+
+
+@require_POST
+@role_required(*MANAGER_ROLES)
+def key_link_save(request: WorkspaceRequest, pk: int) -> HttpResponse:
+    credential = get_in_workspace(ProviderCredential, workspace=request.workspace, pk=pk)
+    try:
+        provider_key_link_set(
+            workspace=request.workspace,
+            actor=request.member,
+            credential=credential,
+            provider_key_id=request.POST.get("provider_key_id", ""),
+        )
+    except ValidationError as exc:
+        for text in exc.messages:
+            messages.error(request, text)
+    else:
+        messages.success(request, f"Provider key id saved for {credential.name}.")
     return redirect("reconciliation")

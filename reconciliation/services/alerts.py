@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 
+from billing.models.alerts import AlertKind
 from billing.services.alerts import alert_record
 from core.money import format_usd, usd_exact
 from reconciliation import selectors
 from workspaces.models import Workspace
 
-ALERT_KIND = "reconciliation"
+ALERT_KIND = AlertKind.RECONCILIATION
 
 
 def reconciliation_alerts_check(
