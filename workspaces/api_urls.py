@@ -1,3 +1,4 @@
+from django.urls import re_path
 from rest_framework.routers import SimpleRouter
 
 from workspaces import apis
@@ -10,4 +11,11 @@ router.register("agents", apis.AgentViewSet, basename="api-agents")
 router.register("audit-log", apis.AuditLogViewSet, basename="api-audit-log")
 router.register("api-tokens", apis.APITokenViewSet, basename="api-tokens")
 
-urlpatterns = router.urls
+urlpatterns = [
+    re_path(
+        r"^workspace/?$",
+        apis.WorkspaceSettingsViewSet.as_view({"get": "retrieve", "patch": "partial_update"}),
+        name="api-workspace",
+    ),
+    *router.urls,
+]

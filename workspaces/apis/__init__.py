@@ -4,6 +4,7 @@ and personal API tokens, one module per group. Every view is a `WorkspaceViewSet
 
 from workspaces.apis.members import InvitationViewSet, MemberViewSet
 from workspaces.apis.organization import AgentViewSet, DepartmentViewSet
+from workspaces.apis.settings import WorkspaceSettingsViewSet
 from workspaces.apis.tokens import APITokenViewSet, AuditLogViewSet
 
 __all__ = [
@@ -13,4 +14,5 @@ __all__ = [
     "DepartmentViewSet",
     "InvitationViewSet",
     "MemberViewSet",
+    "WorkspaceSettingsViewSet",
 ]
