@@ -34,8 +34,27 @@ def _require_manager(actor: Member) -> None:
         raise PermissionDenied("Only owners and admins can do this.")
 
 
-def _owners(workspace_id: int) -> int:
-    return Member.objects.filter(workspace_id=workspace_id, role=Role.OWNER).count()
+def _lock_owners(*, member: Member, actor: Member) -> set[int]:
+    """Lock the workspace's owner rows, always in id order, and re-read who holds what.
+
+    Two owners demoting or removing each other at once would otherwise each count two owners
+    and leave none, or lock each other's rows in opposite orders and deadlock. With one lock
+    order the second change waits for the first, then sees its result: the actor or the target
+    may no longer be an owner (or a member) by then. Returns the ids of the current owners.
+    """
+    owners = {
+        m.pk
+        for m in Member.objects.select_for_update()
+        .filter(workspace_id=member.workspace_id, role=Role.OWNER)
+        .order_by("pk")
+        .only("pk")
+    }
+    fresh = Member.objects.filter(pk__in=[member.pk, actor.pk]).values_list("pk", "role")
+    roles = dict(fresh)
+    if actor.pk not in roles or member.pk not in roles:
+        raise ValidationError({"non_field_errors": ["This member changed meanwhile; reload."]})
+    actor.role, member.role = roles[actor.pk], roles[member.pk]
+    return owners
 
 
 @transaction.atomic
@@ -45,13 +64,15 @@ def member_update(
     """Change a member's role and/or department. Only an owner grants or takes the owner role;
     the last owner cannot be demoted."""
     _require_manager(actor)
+    owners = _lock_owners(member=member, actor=actor) if role is not _UNSET else set()
+    _require_manager(actor)
     before = _member_summary(member)
     if role is not _UNSET and role != member.role:
         if role not in Role.values:
             raise ValidationError({"role": f"Unknown role {role!r}."})
         if Role.OWNER in (role, member.role) and actor.role != Role.OWNER:
             raise PermissionDenied("Only an owner can grant or remove the owner role.")
-        if member.role == Role.OWNER and _owners(member.workspace_id) <= 1:
+        if member.role == Role.OWNER and len(owners) <= 1:
             raise ValidationError({"role": "A workspace needs at least one owner."})
         member.role = role
     if department is not _UNSET:
@@ -77,10 +98,12 @@ def member_remove(*, member: Member, actor: Member) -> None:
     """Remove a member: their gateway keys and API tokens go with them (keys revoked at the
     gateway on commit). Their agents must be reassigned or deleted first."""
     _require_manager(actor)
+    owners = _lock_owners(member=member, actor=actor)
+    _require_manager(actor)
     if member.role == Role.OWNER:
         if actor.role != Role.OWNER:
             raise PermissionDenied("Only an owner can remove an owner.")
-        if _owners(member.workspace_id) <= 1:
+        if len(owners) <= 1:
             raise ValidationError({"non_field_errors": ["A workspace needs at least one owner."]})
     if Agent.objects.filter(workspace_id=member.workspace_id, owner=member).exists():
         raise ValidationError(
