@@ -51,3 +51,26 @@ def test_only_lifetime_budgets_and_cross_tenant_is_404(cast, api):
     with workspace_scope(cast.workspace.pk):
         assert BudgetTopUp.objects.count() == 0
         assert Budget.objects.get(pk=budget.pk).amount_usd == Decimal("10")
+
+
+def test_manual_reset_credits_the_period_spend_audited(cast, api, redis_client):
+    from billing.models import BudgetRequest
+    from tests.factories import UsageRecordFactory
+
+    budget = _prepaid(cast, period="month")
+    url = f"/api/v1/budgets/{budget.pk}/reset/"
+    assert api.call("admin", "post", url, {"reason": "refund"}).status_code == 400  # nothing spent
+    with workspace_scope(cast.workspace.pk):
+        UsageRecordFactory(workspace=cast.workspace, member=cast.member, cost_usd=Decimal("4.25"))
+    assert api.call("member", "post", url, {"reason": "x"}).status_code == 403
+    r = api.call("finance", "post", url, {"reason": "duplicate charges from a retry storm"})
+    assert r.status_code == 201, r.content
+    assert r.json()["credit_usd"] == "4.250000"
+    with workspace_scope(cast.workspace.pk):
+        entry = next(b for b in budgets_section(cast.workspace.pk) if b["id"] == budget.pk)
+        assert entry["limit"] == 14_250_000_000 and entry["base_limit"] == 10_000_000_000
+        assert AuditLog.objects.filter(action="budget.reset").count() == 1
+        assert BudgetRequest.objects.get().reason.startswith("manual reset")
+    lifetime = _prepaid(cast)
+    r = api.call("admin", "post", f"/api/v1/budgets/{lifetime.pk}/reset/", {"reason": "x"})
+    assert r.status_code == 400
