@@ -89,7 +89,7 @@ def test_finance_reads_spend_matching_the_ledger(live_app, page):
 
     # Drill into the member: the same number, and their requests listed.
     page.goto(live_app.url + "/spend/members/")
-    page.click(f"text={m.user.email}")
+    page.click(f'table a:has-text("{m.user.email}")')  # the row link, not the chart text
     page.wait_for_url(re.compile(rf"/spend/members/{m.pk}/"))
     assert Decimal(
         page.locator("[data-total-spend]").first.get_attribute("data-total-spend")
@@ -120,7 +120,9 @@ def test_admin_invites_member_who_gets_a_key_and_a_cap(live_app, browser):
     member = browser.new_context().new_page()
     member.goto(link)
     member.click(f"text=Sign up with {new_email}")
-    member.fill("input[name=email]", new_email)
+    # The invited address is prefilled and locked (a typo would make a second account).
+    email = member.locator("input[name=email]")
+    assert email.input_value() == new_email and email.get_attribute("readonly") is not None
     member.fill("input[name=password1]", "a-long-new-password-77")
     member.fill("input[name=password2]", "a-long-new-password-77")
     member.click("button[type=submit]")
