@@ -79,6 +79,7 @@ class AccountAdapter(DefaultAccountAdapter):
             member = user_onboard(
                 user=user,
                 workspace_name=form.cleaned_data.get("workspace_name", ""),
+                time_zone=form.cleaned_data.get("time_zone") or "UTC",
                 invitation_token=pending.get("token", ""),
             )
         request.session[SESSION_KEY] = member.workspace_id

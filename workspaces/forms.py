@@ -24,6 +24,14 @@ class SignupExtraForm(forms.Form):
         widget=forms.TextInput(attrs={"placeholder": "Workspace name (optional)"}),
     )
 
+    time_zone = forms.ChoiceField(
+        label="Time zone",
+        choices=lambda: _time_zone_choices(),
+        initial="UTC",
+        required=False,
+        help_text="Days, months and budget resets of your workspace follow it.",
+    )
+
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         # Opened from an invitation link: the address is the invited one, shown and locked

@@ -17,7 +17,8 @@ from billing.models import UsageRecord
 from billing.services.budgets import budget_create
 from tests.attribution.factories import usage
 from tests.workspaces.helpers import token_from_mail
-from workspaces.models import APIToken, AuditLog, Workspace
+from workspaces import system
+from workspaces.models import APIToken, AuditLog, User, Workspace
 from workspaces.services.tokens import api_token_create, api_token_lookup
 from workspaces.tenancy import workspace_scope
 
@@ -212,3 +213,22 @@ def test_budget_edit_form_shows_two_decimals(client, cast):
     _login(client, cast.admin)
     body = client.get(f"/manage/budgets/{budget.pk}/").content.decode()
     assert 'value="400.00"' in body and "400.000000" not in body
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sign_up_asks_the_new_workspaces_time_zone(client):
+    form = client.get("/accounts/signup/").content.decode()
+    assert 'name="time_zone"' in form
+    r = client.post(
+        "/accounts/signup/",
+        {
+            "email": "tz@d.example",
+            "password1": PASSWORD,
+            "password2": PASSWORD,
+            "workspace_name": "Paris Co",
+            "time_zone": "Europe/Paris",
+        },
+    )
+    assert r.status_code == 302
+    (membership,) = system.user_memberships(User.objects.get(email="tz@d.example").pk)
+    assert _ws(Workspace(pk=membership.workspace_id)).time_zone == "Europe/Paris"

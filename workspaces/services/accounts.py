@@ -40,7 +40,9 @@ def default_workspace_name(email: str) -> str:
     return f"{name.title()}'s workspace"[:120]
 
 
-def user_onboard(*, user: User, workspace_name: str = "", invitation_token: str = "") -> Member:
+def user_onboard(
+    *, user: User, workspace_name: str = "", invitation_token: str = "", time_zone: str = "UTC"
+) -> Member:
     """Give a freshly signed-up user their first membership.
 
     An invited sign-up (the token from their link, the invited email) joins the inviting
@@ -52,6 +54,6 @@ def user_onboard(*, user: User, workspace_name: str = "", invitation_token: str 
         except InvitationError:
             pass  # signed up with another address, or the link died meanwhile
     name = workspace_name.strip() or default_workspace_name(user.email)
-    workspace = workspace_create(name=name, owner=user)
+    workspace = workspace_create(name=name, owner=user, time_zone=time_zone)
     with workspace_scope(workspace.pk):
         return Member.objects.select_related("workspace").get(workspace=workspace, user=user)
