@@ -1,11 +1,15 @@
 from django.urls import re_path
 from rest_framework.routers import SimpleRouter
 
-from reconciliation import apis
+from reconciliation import apis, key_apis
 
 router = SimpleRouter()
 router.register(
     "reconciliation/admin-keys", apis.AdminKeyViewSet, basename="api-reconciliation-admin-keys"
+)
+
+router.register(
+    "reconciliation/key-links", key_apis.KeyLinkViewSet, basename="api-reconciliation-key-links"
 )
 
 urlpatterns = [

@@ -1,5 +1,5 @@
-"""The FOCUS export from the spend overview, and reconciliation alerts as a first-class kind on
-the alerts page."""
+"""The FOCUS export from the spend overview, reconciliation alerts as a first-class kind on the
+alerts page, and the provider key links API."""
 
 from __future__ import annotations
 
@@ -14,7 +14,10 @@ from django.test import Client
 
 from billing.models import Alert
 from billing.services.alerts import alert_record
+from gateway.services.keys import provider_key_create
+from reconciliation.models import ProviderKeyLink
 from tests.factories import UsageRecordFactory
+from tests.reconciliation.test_api import call
 from workspaces.tenancy import workspace_scope
 
 pytestmark = pytest.mark.django_db
@@ -58,3 +61,21 @@ def test_reconciliation_alerts_have_a_label_and_a_filter(cast):
     page = _client(cast.owner).get("/alerts/?kind=reconciliation&state=all").content.decode()
     assert '<option value="reconciliation" selected>Provider bill mismatch</option>' in page
     assert "OpenAI capture 90% on 2026-11-10" in page
+
+
+def test_key_links_api_roles_and_cross_tenant(cast):
+    with workspace_scope(cast.workspace.pk):
+        oai = provider_key_create(
+            workspace=cast.workspace, provider="openai", name="oai", secret="sk-test-links-0001"
+        )
+    url = f"/api/v1/reconciliation/key-links/{oai.pk}/"
+    assert call(cast.finance, "put", url, {"provider_key_id": "key_a"}).status_code == 403
+    assert call(cast.outsider, "put", url, {"provider_key_id": "key_a"}).status_code == 404
+    with workspace_scope(cast.workspace.pk):
+        assert not ProviderKeyLink.objects.exists()
+    done = call(cast.admin, "put", url, {"provider_key_id": "key_a"})
+    assert done.status_code == 200 and done.json()["provider_key_id"] == "key_a"
+    listed = call(cast.finance, "get", "/api/v1/reconciliation/key-links/").json()
+    assert [(k["id"], k["provider_key_id"]) for k in listed] == [(oai.pk, "key_a")]
+    assert call(cast.outsider, "get", "/api/v1/reconciliation/key-links/").json() == []
+    assert call(cast.member, "get", "/api/v1/reconciliation/key-links/").status_code == 403
