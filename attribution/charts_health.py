@@ -186,3 +186,61 @@ def trend_lines(
     )
     parts.append(f'<p class="legend">{legend}</p>')
     return mark_safe("".join(parts))  # noqa: S308 - numbers and escaped labels only
+
+
+def cumulative_vs_previous(
+    current: list[tuple[dt.datetime, Decimal]],
+    previous: list[tuple[dt.datetime, Decimal]],
+    *,
+    labels: tuple[str, str],
+    hourly: bool,
+    tz,
+    width: int = 1000,
+    height: int = 200,
+) -> SafeString:
+    """Cumulative spend of this period against the previous one, bucket by bucket from each
+    period's start (a month against the month before, day 1 against day 1)."""
+    n = max(len(current), len(previous), 1)
+    plot_w, plot_h = width - PAD_L - PAD_R, height - PAD_T - PAD_B
+    slot = plot_w / n
+    runs = []
+    for series in (current, previous):
+        total, run = Decimal(0), []
+        for bucket, value in series:
+            total += value
+            run.append((bucket, total))
+        runs.append(run)
+    top = max((r[-1][1] for r in runs if r), default=Decimal(0)) or Decimal(1)
+    desc = "; ".join(
+        f"{label}: {usd(run[-1][1] if run else Decimal(0))}"
+        for label, run in zip(labels, runs, strict=True)
+    )
+    parts = _frame(width, height, "Cumulative spend against the previous period", desc)
+    parts += _axis_labels(width, plot_h, usd(top), "")
+    for j, (label, run) in enumerate(zip(labels, runs, strict=True)):
+        cls = "current" if j == 0 else "previous"
+        xy = [
+            (PAD_L + i * slot + slot / 2, PAD_T + plot_h - float(v / top) * plot_h)
+            for i, (_b, v) in enumerate(run)
+        ]
+        total = run[-1][1] if run else Decimal(0)
+        parts.append(
+            f'<g data-cumulative="{cls}" data-total="{total}"><polyline points="'
+            + " ".join(f"{x:.1f},{y:.1f}" for x, y in xy)
+            + f'" fill="none" class="line {cls}"/>'
+        )
+        for (x, y), (bucket, v) in zip(xy, run, strict=True):
+            full, _short = _when(bucket, hourly=hourly, tz=tz)
+            parts.append(
+                f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" class="dot {cls}" tabindex="0">'
+                f"<title>{escape(label)}, {escape(full)}: {escape(usd(v))} so far</title></circle>"
+            )
+        parts.append("</g>")
+    parts += _ticks(n, slot, height, [_when(b, hourly=hourly, tz=tz)[1] for b, _v in current])
+    parts.append("</svg>")
+    parts.append(
+        '<p class="legend">'
+        f'<span class="key"><i class="k-current"></i>{escape(labels[0])}</span>'
+        f'<span class="key"><i class="k-previous"></i>{escape(labels[1])}</span></p>'
+    )
+    return mark_safe("".join(parts))  # noqa: S308 - numbers and escaped labels only

@@ -13,7 +13,12 @@ from attribution import selectors
 from attribution.budget_burn import budget_burns, period_anchor
 from attribution.budget_chain import chain_burns
 from attribution.charts import spend_bars, stacked_bars
-from attribution.charts_health import cache_chart, health_chart, trend_lines
+from attribution.charts_health import (
+    cache_chart,
+    cumulative_vs_previous,
+    health_chart,
+    trend_lines,
+)
 from attribution.exports import (
     overview_budgets_table,
     recent_requests_table,
@@ -165,6 +170,7 @@ def drilldown(
         totals=totals,
         previous=_previous(ws, period, now, dimension=dimension, key=key),
         chart=spend_bars(series, hourly=period.hourly, tz=ws.tz),
+        trend=_trend(ws, period, series, dimension=dimension, key=key),
         **_health_charts(ws, period, dimension=dimension, key=key),
         split=split,
         by=by,
@@ -182,6 +188,17 @@ def drilldown(
 
 
 TREND_DIMENSIONS = ("member", "agent", "department")
+
+
+def _trend(ws, period, series, *, dimension: str, key: str):
+    """Members, agents and departments: cumulative spend against the previous period."""
+    if dimension not in TREND_DIMENSIONS:
+        return None
+    prev = period.previous()
+    before = selectors.spend_series(workspace=ws, period=prev, dimension=dimension, key=key)
+    return cumulative_vs_previous(
+        series, before, labels=(period.label, prev.label), hourly=period.hourly, tz=ws.tz
+    )
 
 
 def _health_charts(ws, period, *, dimension: str = "workspace", key: str = "") -> dict:

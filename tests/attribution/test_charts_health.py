@@ -124,3 +124,31 @@ def test_trends_are_for_readers_and_drilldowns_404_across_tenants(client, world)
     client.force_login(c.outsider.user)
     assert client.get(f"/spend/members/{c.member.pk}/").status_code == 404
     assert client.get(f"/spend/agents/{world.agent.pk}/").status_code == 404
+
+
+@pytest.mark.parametrize("dimension", ["member", "agent", "department"])
+def test_drilldown_trend_against_previous_period_equals_ledger_sums(client, world, dimension):
+    c = world.cast
+    now = timezone.now()
+    last_month = (now.date().replace(day=1) - dt.timedelta(days=1)).replace(day=5)
+    m = c.member
+    with workspace_scope(c.workspace.pk):
+        usage(
+            c.workspace,
+            at=dt.datetime.combine(last_month, dt.time(9), tzinfo=dt.UTC),
+            cost="3.5",
+            member=m,
+            department=m.department,
+            agent=world.agent,
+        )
+        rollup_workspace(workspace=c.workspace)
+    entity = {"member": m, "agent": world.agent, "department": m.department}[dimension]
+    client.force_login(c.finance.user)
+    body = client.get(f"/spend/{dimension}s/{entity.pk}/").content.decode()
+    got = dict(re.findall(r'data-cumulative="(\w+)" data-total="([^"]*)"', body))
+    field = f"{dimension}_id"
+    start = dt.datetime.combine(now.date().replace(day=1), dt.time(), tzinfo=dt.UTC)
+    this = _ledger(c.workspace, **{field: entity.pk, "created_at__gte": start})["cost"]
+    before = _ledger(c.workspace, **{field: entity.pk, "created_at__lt": start})["cost"]
+    assert Decimal(got["current"]) == this and Decimal(got["previous"]) == before
+    assert before == Decimal("3.5") and "Cumulative spend against the previous period" in body
