@@ -193,14 +193,16 @@ def cumulative_vs_previous(
     previous: list[tuple[dt.datetime, Decimal]],
     *,
     labels: tuple[str, str],
+    axis: list[dt.datetime],
     hourly: bool,
     tz,
     width: int = 1000,
     height: int = 200,
 ) -> SafeString:
-    """Cumulative spend of this period against the previous one, bucket by bucket from each
+    """`axis` is the whole current period's buckets (the current line may stop at now).
+    Cumulative spend of this period against the previous one, bucket by bucket from each
     period's start (a month against the month before, day 1 against day 1)."""
-    n = max(len(current), len(previous), 1)
+    n = max(len(axis), len(previous), 1)
     plot_w, plot_h = width - PAD_L - PAD_R, height - PAD_T - PAD_B
     slot = plot_w / n
     runs = []
@@ -236,7 +238,7 @@ def cumulative_vs_previous(
                 f"<title>{escape(label)}, {escape(full)}: {escape(usd(v))} so far</title></circle>"
             )
         parts.append("</g>")
-    parts += _ticks(n, slot, height, [_when(b, hourly=hourly, tz=tz)[1] for b, _v in current])
+    parts += _ticks(n, slot, height, [_when(b, hourly=hourly, tz=tz)[1] for b in axis])
     parts.append("</svg>")
     parts.append(
         '<p class="legend">'

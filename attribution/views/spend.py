@@ -196,8 +196,16 @@ def _trend(ws, period, series, *, dimension: str, key: str):
         return None
     prev = period.previous()
     before = selectors.spend_series(workspace=ws, period=prev, dimension=dimension, key=key)
+    now = timezone.now()
+    # The current line stops at now: a flat line into the future would read as a forecast.
+    so_far = [(b, v) for b, v in series if b <= now] or series[:1]
     return cumulative_vs_previous(
-        series, before, labels=(period.label, prev.label), hourly=period.hourly, tz=ws.tz
+        so_far,
+        before,
+        labels=(period.label, prev.label),
+        axis=[b for b, _v in series],
+        hourly=period.hourly,
+        tz=ws.tz,
     )
 
 
