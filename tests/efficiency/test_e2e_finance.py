@@ -110,10 +110,17 @@ def _send_traffic(caller: Caller) -> None:
 def test_three_agents_through_the_gateway_graded_in_dollars(trio):
     gw, caller = trio, Caller(trio)
     admin, finance = _token(gw.cast.admin), _token(gw.cast.finance)
-    _api("put", admin, "/api/v1/efficiency/settings/", grade_min_usd=FLOOR, signal_min_usd=FLOOR)
     _send_traffic(caller)
     rows = {r.request_id: r for r in gw.ledger()}  # drains the usage stream into the ledger
     assert len(rows) == len(caller.calls) == 32
+
+    # Pennies are not graded: under the default floors ($1 / 0.5 % of spend) this
+    # sub-cent traffic gets no grade and no verdict, for agents and the member alike.
+    _api("post", finance, "/api/v1/efficiency/recompute/", period="week")
+    for kind in ("agent", "member"):
+        listed = _api("get", finance, f"/api/v1/efficiency?entity_kind={kind}")["results"]
+        assert listed and all(not g["graded"] for g in listed), listed
+    _api("put", admin, "/api/v1/efficiency/settings/", grade_min_usd=FLOOR, signal_min_usd=FLOOR)
     # The ledger priced exactly what the simulator reported, the called model's price.
     assert {k: r.cost_usd for k, r in rows.items()} == {
         c["request_id"]: c["cost"] for c in caller.calls
