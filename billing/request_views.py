@@ -69,7 +69,9 @@ def requests_page(request: WorkspaceRequest) -> HttpResponse:
 
 @role_required()
 def request_new(request: WorkspaceRequest) -> HttpResponse:
-    initial = {"until": (timezone.now() + timedelta(days=7)).strftime("%Y-%m-%d %H:%M")}
+    initial: dict[str, object] = {
+        "until": (timezone.now() + timedelta(days=7)).strftime("%Y-%m-%d %H:%M")
+    }
     if request.GET.get("budget", "").isdigit():
         initial["budget"] = int(request.GET["budget"])
     form = RequestForm(request.POST or None, member=request.member, initial=initial)

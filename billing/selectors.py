@@ -75,7 +75,7 @@ def active_increases(
         workspace_id=workspace_id, status=RequestStatus.APPROVED, until__gt=at
     ).values_list("budget_id", "approved_usd", "until")
     for budget_id, approved, until in rows:
-        found.setdefault(budget_id, []).append((int(approved * NANOS_PER_USD), until))
+        found.setdefault(budget_id, []).append((int((approved or 0) * NANOS_PER_USD), until))
     return found
 
 

@@ -46,7 +46,7 @@ def active_increases(workspace_id: int) -> dict[int, list[list[int]]]:
         workspace_id=workspace_id, status=RequestStatus.APPROVED, until__gt=timezone.now()
     ).values_list("budget_id", "until", "approved_usd")
     for budget_id, until, approved in rows:
-        found[budget_id].append([int(until.timestamp()), int(approved * NANOS_PER_USD)])
+        found[budget_id].append([int(until.timestamp()), int((approved or 0) * NANOS_PER_USD)])
     return found
 
 

@@ -116,7 +116,12 @@ def _job(channel: AlertChannel, request: BudgetRequest) -> Callable[[], None] | 
         to = _approver_emails(channel, request)
         if not to:
             return None
-        return lambda: send_mail(f"[Alephant] {title}", f"{text}\n\n{links}", None, to)
+        subject, message = f"[Alephant] {title}", f"{text}\n\n{links}"
+
+        def send_email() -> None:
+            send_mail(subject, message, None, to)
+
+        return send_email
     opened = channel_secrets_open(channel=channel)
     if channel.kind == ChannelKind.SLACK:
         body = json.dumps({"text": f"*{title}*\n{text}\n{links}"}).encode()

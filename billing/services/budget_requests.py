@@ -187,12 +187,13 @@ def requester_tell_on_commit(request: BudgetRequest) -> None:
     member = request.requested_by
     if member is None or not member.user.email:
         return
-    answer = {
+    answers: dict[str, str] = {
         RequestStatus.APPROVED: f"approved: +{format_usd(request.approved_usd or 0)} until "
         f"{request.until:%Y-%m-%d %H:%M} UTC",
         RequestStatus.DENIED: f"denied: {request.decision_reason}",
         RequestStatus.EXPIRED: "expired without a decision",
-    }.get(request.status, request.status)
+    }
+    answer = answers.get(request.status, request.status)
     subject = f"[Alephant] Your budget request {request.pk} was {request.status}"
     body = (
         f"Your request for {format_usd(request.amount_usd)} on budget {request.budget_id} "

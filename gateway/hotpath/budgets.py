@@ -44,7 +44,7 @@ def scope_chain(req: AdmitRequest) -> list[tuple[str, int | str]]:
     member's own whichever agent the call goes through; an agent placed in another department
     charges that one too (both caps hold; README "Budgets")."""
     ids = scope_ids(req)
-    chain = []
+    chain: list[tuple[str, int | str]] = []
     for scope_type in CHAIN:
         scope_id = ids[scope_type]
         if scope_id is not None:
