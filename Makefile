@@ -50,7 +50,7 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
-	$(VENV)/bin/mypy core workspaces billing gateway attribution efficiency alephant
+	$(VENV)/bin/mypy core workspaces billing gateway attribution efficiency alephant reconciliation
 
 format: venv
 	$(VENV)/bin/ruff check --fix .

@@ -199,7 +199,9 @@ def _increases(budget, now: dt.datetime) -> tuple[Decimal, dt.datetime | None]:
             budget=budget, status=RequestStatus.APPROVED, until__gt=now
         ).values_list("approved_usd", "until")
     )
-    return sum((a for a, _ in rows), Decimal(0)), min((u for _, u in rows), default=None)
+    # approved_usd is nullable only while a request is pending; an approved one always has it.
+    total = sum((a for a, _ in rows if a is not None), Decimal(0))
+    return total, min((u for _, u in rows), default=None)
 
 
 def _burn(budget, workspace: Workspace, *, at: dt.datetime, now: dt.datetime) -> Burn:
@@ -222,13 +224,13 @@ def _burn(budget, workspace: Workspace, *, at: dt.datetime, now: dt.datetime) ->
     percent = (used * 100 / limit).quantize(Decimal("0.1")) if limit else Decimal(0)
     blocked = budget.hard_stop and _blocked(budget, window)
     forecast = None
-    if window is not None and start <= now < end:
+    if window is not None and window.start_at <= now < window.end_at:
         history = _baseline_window(window)
         forecast = budget_forecast(
             used=used,
             limit=limit,
-            start=start,
-            end=end,
+            start=window.start_at,
+            end=window.end_at,
             now=now,
             baseline=Baseline(
                 budget_used(budget, workspace, history.start_at, history.end_at),

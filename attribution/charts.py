@@ -119,7 +119,7 @@ def stacked_bars(
     for i, bucket in enumerate(buckets):
         local = bucket.astimezone(tz)
         x = pad_l + i * slot + (slot - bar_w) / 2
-        y = pad_t + plot_h
+        y: float = pad_t + plot_h
         for j, (name, values) in enumerate(bands):
             value = values[i]
             if not value or not top:

@@ -102,7 +102,7 @@ def health_series(
         )
     )
     got = {row["bucket"]: row for row in qs}
-    out = []
+    out: list[tuple[dt.datetime, int, int, int | None]] = []
     for b in buckets(period):
         row = got.get(b)
         if row is None:

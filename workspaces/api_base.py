@@ -204,7 +204,7 @@ class WorkspaceRolePermission(permissions.BasePermission):
             needed = (
                 TokenScope.READ if request.method in permissions.SAFE_METHODS else view.write_scope
             )
-            if TOKEN_SCOPE_RANK[token.scope] < TOKEN_SCOPE_RANK[needed]:
+            if TOKEN_SCOPE_RANK[TokenScope(token.scope)] < TOKEN_SCOPE_RANK[needed]:
                 self.message = (
                     f"This token's scope ({token.scope}) does not allow this; {needed} does."
                 )

@@ -3,6 +3,8 @@ budget's burn-down (actual, forecast band, cap, ladder marks)."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.http import HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -48,7 +50,7 @@ def _cumulative(budget, workspace, window) -> list:
     dim = SCOPE_DIMENSION[budget.scope_type]
     key = "" if budget.scope_type == "workspace" else str(budget.scope_id)
     series = selectors.spend_series(workspace=workspace, period=window, dimension=dim, key=key)
-    total, out = 0, []
+    total, out = Decimal(0), []
     for bucket, cost in series:
         total += cost
         out.append((bucket, total))

@@ -82,7 +82,8 @@ def request_log(request: WorkspaceRequest) -> HttpResponse:
         condition = log_filter(filters)
     except BadFilter:
         condition = None
-    rows, next_cursor = [], ""
+    rows: list = []
+    next_cursor = ""
     if condition is not None:
         qs = log_queryset(workspace=ws, period=period, condition=condition)
         rows, next_cursor = log_page(qs, cursor=request.GET.get("after", ""))

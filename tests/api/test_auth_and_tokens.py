@@ -45,7 +45,9 @@ def test_bad_tokens_are_401(api, header):
 
 
 def test_revoked_and_expired_tokens_stop_working(api, cast):
-    created = api.call("member", "post", "/api/v1/api-tokens/", {"name": "tmp", "scope": "read"}).json()
+    created = api.call(
+        "member", "post", "/api/v1/api-tokens/", {"name": "tmp", "scope": "read"}
+    ).json()
     raw = created["token"]
     assert raw.startswith("alpt_") and created["prefix"] == raw[:13]
     client = Client(HTTP_AUTHORIZATION=f"Bearer {raw}")

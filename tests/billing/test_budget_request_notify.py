@@ -20,8 +20,8 @@ from tests.billing.test_alerts import receiver  # noqa: F401  (the local HTTP re
 
 def test_slack_email_and_webhook_hear_of_a_request(
     scoped,
-    receiver,
-    django_capture_on_commit_callbacks,  # noqa: F811
+    receiver,  # noqa: F811  (the imported fixture, requested by name)
+    django_capture_on_commit_callbacks,
 ):
     url, handler = receiver
     ws = scoped.workspace

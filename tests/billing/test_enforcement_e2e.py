@@ -108,9 +108,7 @@ def test_zero_overshoot_through_two_gateway_processes(world, redis_client):
     error = refused.json()["error"]
     assert error["type"] == "budget_exceeded" and f"budget {budget.pk}" in error["message"]
     assert refused.headers["alephant-budget-remaining-usd"] == "0.00"
-    assert {r.headers["alephant-cost-usd"] for r in responses if r.status_code == 200} == {
-        "0.10"
-    }
+    assert {r.headers["alephant-cost-usd"] for r in responses if r.status_code == 200} == {"0.10"}
     # Every refused call was refused before the provider saw it.
     assert httpx.get(sim_url + "/_sim/stats").json()["total"] == 10
     period = period_bounds("month", cast.workspace.time_zone, time.time())[0]

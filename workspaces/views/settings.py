@@ -54,7 +54,7 @@ def settings_page(request: WorkspaceRequest) -> HttpResponse:
 
 def _audit_filters(request: WorkspaceRequest) -> dict:
     """Query-string filters, each an exact match as the API's `filter_fields`."""
-    filters = {}
+    filters: dict[str, str | int] = {}
     for name in ("action", "target_type", "target_id"):
         value = request.GET.get(name, "").strip()[:64]
         if value:
