@@ -32,6 +32,7 @@ from rest_framework import exceptions, permissions, serializers, viewsets
 from rest_framework.filters import BaseFilterBackend
 from rest_framework.metadata import SimpleMetadata
 from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.request import Request
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from workspaces import system
@@ -128,7 +129,7 @@ class FieldFilterBackend(BaseFilterBackend):
     A value of the wrong type is a 400, not a 500.
     """
 
-    def filter_queryset(self, request, queryset, view):
+    def filter_queryset(self, request: Request, queryset: QuerySet, view: Any) -> QuerySet:
         for param, (lookup, kind) in getattr(view, "filter_fields", {}).items():
             raw = request.query_params.get(param)
             if raw is None or raw == "":
