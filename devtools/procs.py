@@ -19,5 +19,8 @@ def extra_processes(py: str, port: str) -> list[tuple[str, list[str]]]:
         ),
         ("ledger", [py, "manage.py", "ledger_writer"]),
         # Demo traffic through the real gateway (attribution issue); its exit stops nothing.
-        ("traffic", [py, "-m", "devtools.demo_traffic", "--gateway", f"http://127.0.0.1:{port}/v1"]),
+        (
+            "traffic",
+            [py, "-m", "devtools.demo_traffic", "--gateway", f"http://127.0.0.1:{port}/v1"],
+        ),
     ]
