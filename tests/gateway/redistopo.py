@@ -93,10 +93,23 @@ def cluster_start(directory: Path, *, node_timeout_ms: int = 1000) -> Cluster:
         )
         for port in ports:
             _wait(lambda p=port: cluster.state_ok(p), f"cluster state on {port}", timeout=30)
+        # A replica can only be promoted once it has synced with its master: a master killed
+        # before that (a fresh cluster on a busy machine) is never failed over.
+        for port in ports:
+            _wait(lambda p=port: _synced(p), f"replica sync on {port}", timeout=30)
     except BaseException:
         cluster.stop()
         raise
     return cluster
+
+
+def _synced(port: int) -> bool:
+    """True for a master, or for a replica whose link to its master is up."""
+    try:
+        info = redis.Redis(port=port, socket_timeout=1).info("replication")
+    except redis.RedisError:
+        return False
+    return info.get("role") == "master" or info.get("master_link_status") == "up"
 
 
 def _pings(port: int) -> bool:

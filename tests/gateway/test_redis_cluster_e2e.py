@@ -195,7 +195,7 @@ def test_a_master_killed_mid_load(cluster_stack, simulator):
         f"({sorted({e[3] for e in failed})}), failures until {window:.2f} s after the kill"
     )
     live = next(p for p in cluster.ports if p != victim)
-    assert wait_until(lambda: cluster.state_ok(live), timeout=20)
+    assert wait_until(lambda: cluster.state_ok(live), timeout=45)
     statuses = defaultdict(int)
     for entry in log:
         statuses[entry[3]] += 1
