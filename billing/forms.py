@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django import forms
 from django.core.exceptions import ValidationError
 
@@ -116,3 +118,14 @@ class ChannelForm(forms.Form):
         emails = csv_list(self.cleaned_data["emails"])
         field = forms.EmailField()
         return [field.clean(e) for e in emails]
+
+
+class TopUpForm(forms.Form):
+    amount_usd = forms.DecimalField(
+        min_value=Decimal("0.000001"), max_digits=14, decimal_places=6, label="Top up (USD)"
+    )
+    note = forms.CharField(required=False, max_length=500, help_text="e.g. a purchase order.")
+
+
+class ResetForm(forms.Form):
+    reason = forms.CharField(max_length=1000, help_text="Why (kept in the audit log).")

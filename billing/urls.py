@@ -2,12 +2,20 @@
 
 from django.urls import path
 
-from billing import request_views, views
+from billing import request_views, topup_views, views
 
 urlpatterns = [
     path("manage/budgets/", views.budgets_manage, name="manage-budgets"),
     path("manage/budgets/<int:pk>/", views.budget_edit, name="manage-budget"),
     path("manage/budgets/<int:pk>/delete/", views.budget_delete_view, name="manage-budget-delete"),
+    path(
+        "manage/budgets/<int:pk>/top-up/",
+        topup_views.budget_top_up_view,
+        name="manage-budget-top-up",
+    ),
+    path(
+        "manage/budgets/<int:pk>/reset/", topup_views.budget_reset_view, name="manage-budget-reset"
+    ),
     path("manage/channels/", views.channels, name="manage-channels"),
     path("manage/channels/<int:pk>/test/", views.channel_test, name="manage-channel-test"),
     path("manage/channels/<int:pk>/delete/", views.channel_delete, name="manage-channel-delete"),

@@ -13,8 +13,9 @@ from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from billing.forms import BudgetForm, ChannelForm
-from billing.models import AlertChannel, Budget
+from billing.forms import BudgetForm, ChannelForm, ResetForm, TopUpForm
+from billing.models import AlertChannel, Budget, BudgetTopUp
+from billing.models.budgets import Metric, Period
 from billing.services.alerts import (
     alert_channel_create,
     alert_channel_delete,
@@ -64,11 +65,38 @@ def budget_edit(request: WorkspaceRequest, pk: int) -> HttpResponse:
         else:
             messages.success(request, "Budget updated.")
             return redirect("manage-budgets")
+    return budget_page(request, budget, form=form, status=400 if form.errors else 200)
+
+
+def budget_page(
+    request: WorkspaceRequest,
+    budget: Budget,
+    *,
+    form: BudgetForm | None = None,
+    top_up_form: TopUpForm | None = None,
+    reset_form: ResetForm | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    """A budget's page: its form, and for spend budgets a top-up (lifetime, with the balance
+    history) or a reset (periodic). The top-up and reset views re-render it with their errors."""
+    if form is None:
+        form = BudgetForm(workspace=request.workspace, initial=BudgetForm.initial_for(budget))
+    is_usd = budget.metric == Metric.USD
     return render(
         request,
         "billing/manage/budget_edit.html",
-        {"form": form, "budget": budget},
-        status=400 if form.errors else 200,
+        {
+            "form": form,
+            "budget": budget,
+            "can_top_up": is_usd and budget.period == Period.LIFETIME,
+            "can_reset": is_usd and budget.period != Period.LIFETIME,
+            "top_up_form": top_up_form or TopUpForm(),
+            "reset_form": reset_form or ResetForm(),
+            "top_ups": BudgetTopUp.objects.filter(
+                workspace_id=request.workspace.pk, budget=budget
+            ).select_related("created_by__user")[:200],
+        },
+        status=status,
     )
 
 
