@@ -9,7 +9,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from billing.models.alerts import ChannelKind
-from billing.models.budgets import Metric, Period
+from billing.models.budgets import KEYED_SCOPES, Metric, Period, ScopeType
 from core.money import usd_exact
 from gateway.models import GatewayKey
 from workspaces.forms import csv_list, set_choices
@@ -42,6 +42,20 @@ class BudgetForm(forms.Form):
     model_filter = forms.CharField(
         required=False, max_length=200, help_text="Optional glob, e.g. gpt-4o* or anthropic/*"
     )
+    property_name = forms.CharField(
+        required=False,
+        max_length=64,
+        help_text="Tag budgets: the header Alephant-Property-<name>, e.g. project.",
+    )
+    property_value = forms.CharField(
+        required=False, max_length=256, help_text="Tag budgets: the value, e.g. apollo."
+    )
+    customer_id = forms.CharField(
+        required=False,
+        max_length=256,
+        label="Customer id",
+        help_text="Customer budgets: the header Alephant-Customer, e.g. acme.",
+    )
 
     def __init__(self, *args, workspace: Workspace, **kwargs):
         super().__init__(*args, **kwargs)
@@ -63,6 +77,11 @@ class BudgetForm(forms.Form):
             (f"key:{k.pk}", f"Key {k.name} ({k.prefix})")
             for k in GatewayKey.objects.filter(workspace=workspace, revoked_at__isnull=True)
         ]
+        # Keyed scopes carry no row id: their key comes from the fields below.
+        scopes += [
+            (f"{ScopeType.PROPERTY}:", "Tag (a custom property value)"),
+            (f"{ScopeType.CUSTOMER}:", "End customer"),
+        ]
         set_choices(self, "scope", scopes)
 
     def clean_ladder(self) -> list[int]:
@@ -73,17 +92,51 @@ class BudgetForm(forms.Form):
                 "Whole percentages separated by commas, e.g. 50, 75, 90, 100."
             ) from exc
 
+    def clean(self) -> dict:
+        data = super().clean() or {}
+        scope_type = (data.get("scope") or "").partition(":")[0]
+        if scope_type == ScopeType.PROPERTY:
+            for name in ("property_name", "property_value"):
+                if not data.get(name):
+                    self.add_error(name, "Required for a tag budget.")
+            if "=" in (data.get("property_name") or ""):
+                self.add_error("property_name", "A property name has no '='.")
+        elif scope_type == ScopeType.CUSTOMER and not data.get("customer_id"):
+            self.add_error("customer_id", "Required for a customer budget.")
+        return data
+
     def service_data(self) -> dict:
         data = dict(self.cleaned_data)
         scope_type, _, scope_id = data.pop("scope").partition(":")
-        data["scope_type"], data["scope_id"] = scope_type, int(scope_id)
+        keyed = {k: data.pop(k) for k in ("property_name", "property_value", "customer_id")}
+        data["scope_type"] = scope_type
+        if scope_type in KEYED_SCOPES:
+            data["scope_id"] = None
+            if scope_type == ScopeType.PROPERTY:
+                data["property_name"] = keyed["property_name"]
+                data["property_value"] = keyed["property_value"]
+            else:
+                data["customer_id"] = keyed["customer_id"]
+        else:
+            data["scope_id"] = int(scope_id)
         return data
 
     @staticmethod
     def initial_for(budget) -> dict:
+        keyed = {}
+        if budget.scope_type == ScopeType.PROPERTY:
+            name, _, value = budget.scope_key.partition("=")
+            keyed = {"property_name": name, "property_value": value}
+        elif budget.scope_type == ScopeType.CUSTOMER:
+            keyed = {"customer_id": budget.scope_key}
         return {
             "name": budget.name,
-            "scope": f"{budget.scope_type}:{budget.scope_id}",
+            "scope": (
+                f"{budget.scope_type}:"
+                if budget.scope_type in KEYED_SCOPES
+                else f"{budget.scope_type}:{budget.scope_id}"
+            ),
+            **keyed,
             "metric": budget.metric,
             # "400.00", not the column's "400.000000": exact, trailing zeros trimmed.
             "amount_usd": usd_exact(budget.amount_usd) if budget.amount_usd is not None else None,
