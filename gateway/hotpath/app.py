@@ -61,6 +61,7 @@ class Gateway:
     async def startup(self) -> None:
         if not self.runtime.started:
             await self.runtime.start()
+            self.telemetry.start()  # flushes the per-call deltas into the metrics every 0.5 s
             if self.config.gc_tuning:
                 tune_gc()
 
@@ -158,6 +159,7 @@ class Gateway:
             await send_bytes(send, 401, b"unauthorized\n", headers, content_type=b"text/plain")
             return
         await self._ensure_started()
+        self.telemetry.flush()  # this process' calls so far, not up to FLUSH_SECONDS late
         body = await render(
             self.runtime.redis,
             self.telemetry.registry,

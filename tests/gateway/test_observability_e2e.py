@@ -132,12 +132,16 @@ def test_counters_and_histograms_after_calls_through_two_workers(observed, gw):
     assert invalid.status_code == 400
     records = gw.ledger(status_code=200)
     assert len(records) == 5
-    after = _scrape(two)  # either worker reports both workers' calls
+    chat = {"route": "chat", "provider": "openai", "model": "gpt-4o-mini"}
+    ok_total = {**chat, "status": "200", "reason": ""}
+    # Either worker reports both workers' calls: worker one's within FLUSH_SECONDS (0.5 s).
+    done = _value(before, "alephant_requests_total", **ok_total) + 5
+    wait_until(lambda: _value(_scrape(two), "alephant_requests_total", **ok_total) >= done, 5)
+    after = _scrape(two)
 
     def delta(name: str, **labels) -> float:
         return _value(after, name, **labels) - _value(before, name, **labels)
 
-    chat = {"route": "chat", "provider": "openai", "model": "gpt-4o-mini"}
     assert delta("alephant_requests_total", **chat, status="200", reason="") == 5
     assert (
         delta(
