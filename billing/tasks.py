@@ -17,6 +17,7 @@ from billing.services.budget_requests import budget_request_expire
 from billing.services.channels import DeliveryError
 from billing.services.counters import counters_reconcile
 from billing.services.forecast import budget_forecast_check
+from billing.services.spend_reports import spend_reports_send_due
 from gateway.snapshots import redis_client
 from workspaces.models import Workspace
 from workspaces.system import all_workspace_ids
@@ -103,3 +104,23 @@ def budget_requests_expire_all() -> int:
 @scoped_task
 def budget_requests_expire_task(*, workspace_id: int) -> int:
     return budget_request_expire(workspace_id=workspace_id)
+
+
+@shared_task(name="billing.spend_reports_all")
+def spend_reports_all() -> int:
+    """Beat, hourly: each department's weekly and monthly spend report, once its period has
+    closed in the workspace's own time zone (a row per department and period: sent once)."""
+    ids = all_workspace_ids()
+    for workspace_id in ids:
+        spend_reports_task.delay(workspace_id=workspace_id)
+    return len(ids)
+
+
+@shared_task(name="billing.spend_reports")
+@scoped_task
+def spend_reports_task(*, workspace_id: int) -> int:
+    workspace = Workspace.objects.get(pk=workspace_id)
+    return sum(
+        spend_reports_send_due(workspace=workspace, cadence=cadence)
+        for cadence in ("week", "month")
+    )

@@ -282,6 +282,12 @@ CELERY_BEAT_SCHEDULE["efficiency-weekly-digest"] = {
     "task": "efficiency.tasks.efficiency_weekly_digest",
     "schedule": crontab(minute=0, hour=7, day_of_week="mon"),
 }
+# Spend reports per department: hourly, so each workspace's week/month is reported soon after it
+# closes in its own time zone; one row per department and period keeps each sent once.
+CELERY_BEAT_SCHEDULE["billing-spend-reports"] = {
+    "task": "billing.spend_reports_all",
+    "schedule": crontab(minute=15),
+}
 
 # Every handler masks credentials (Slack URLs, signing keys, tokens, URL passwords).
 LOGGING = {

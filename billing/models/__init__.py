@@ -4,6 +4,7 @@ from billing.models.alerts import Alert, AlertChannel
 from billing.models.budgets import Budget, GuardrailSettings
 from billing.models.ledger import UsageRecord
 from billing.models.prices import PriceOverride
+from billing.models.reports import ReportCadence, SpendReport
 from billing.models.requests import BudgetRequest, BudgetTopUp, RequestStatus, SignedLinkUse
 
 __all__ = [
@@ -14,7 +15,9 @@ __all__ = [
     "BudgetTopUp",
     "GuardrailSettings",
     "PriceOverride",
+    "ReportCadence",
     "RequestStatus",
     "SignedLinkUse",
+    "SpendReport",
     "UsageRecord",
 ]

@@ -143,3 +143,20 @@ def deliver(channel: AlertChannel, alert: Alert) -> None:
         _post(opened.url, body, headers)
     else:
         raise DeliveryError(f"unknown channel kind {channel.kind!r}", permanent=True)
+
+
+def deliver_report(channel: AlertChannel, *, title: str, text: str, payload: dict) -> None:
+    """Send a scheduled report to a Slack or webhook channel (email goes out once, to the
+    report's own recipients); raises DeliveryError."""
+    if channel.kind == ChannelKind.SLACK:
+        body = json.dumps({"text": f"*{title}*\n{text}"}).encode()
+        _post(_opened(channel).url, body, {"Content-Type": "application/json"})
+    elif channel.kind == ChannelKind.WEBHOOK:
+        opened = _opened(channel)
+        body = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
+        headers = {
+            "Content-Type": "application/json",
+            "Alephant-Event": str(payload.get("type", "report")),
+            SIGNATURE_HEADER: sign(opened.secret, body, int(time.time())),
+        }
+        _post(opened.url, body, headers)
