@@ -59,11 +59,13 @@ format: venv
 ## Benchmarks: gateway hot path (wrk, nginx mock) vs direct and a bare pass-through; enforcement on/off;
 ## dashboard pages over 1,000,000 ledger rows. Ratios against baselines measured in the same run.
 bench: migrate
-	@command -v wrk >/dev/null 2>&1 && { command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx; } || \
-		(echo "[make] installing Debian wrk and nginx-light for the benchmark (once per machine)" && \
+	@command -v wrk >/dev/null 2>&1 && { command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx; } && \
+		test -f /usr/lib/nginx/modules/ngx_http_echo_module.so || \
+		(echo "[make] installing Debian wrk, nginx-light and its echo module (the paced stream) for the benchmark (once per machine)" && \
 		 DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-		 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx-light >/dev/null)
-	$(PY) -m bench
+		 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx-light libnginx-mod-http-echo >/dev/null)
+	@# PEERS=1 also installs (under .bench/, once) and measures LiteLLM's proxy and Portkey's gateway.
+	PEERS=$(PEERS) $(PY) -m bench
 	$(PY) -m bench.enforcement
 	$(PY) -m bench.dashboard
 	$(PY) -m bench.telemetry

@@ -1,7 +1,9 @@
 """The fast, non-Python side of `make bench`: nginx answering a canned chat completion (JSON) and a
-canned SSE stream with `return 200` (no disk, no upstream logic), and a private `redis-server`, both
-on loopback in a temporary directory, so the gateway's Redis CPU is its own and the upstream is
-never the bottleneck. `ensure_tool` installs wrk/nginx from Debian when missing (as `make browser`
+canned SSE stream with `return 200` (no disk, no upstream logic), a paced stream (`/paced/`: one
+event every 1 ms, nginx's echo module doing the pacing with its own timers, so no Python pacer
+skews the direct-vs-gateway comparison), and a private `redis-server`, all on loopback in a
+temporary directory, so the gateway's Redis CPU is its own and the upstream is never the bottleneck.
+`ensure_tool` installs wrk/nginx from Debian when missing (as `make browser`
 does chromium)."""
 
 from __future__ import annotations
@@ -27,11 +29,30 @@ _CHUNK = (
     '"model":"gpt-4o-mini","choices":[{"index":0,"delta":{"content":"%s"},"finish_reason":null}]}'
 )
 _WORDS = ("Hello", "!", " How", " can", " I", " help", " you", " today", "?")
-SSE = (
-    "".join("data: " + _CHUNK % w + "\n\n" for w in _WORDS)
-    + 'data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1764547200,'
+_TAIL = (
+    'data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1764547200,'
     '"model":"gpt-4o-mini","choices":[],' + USAGE + "}\n\ndata: [DONE]\n\n"
 )
+SSE = "".join("data: " + _CHUNK % w + "\n\n" for w in _WORDS) + _TAIL
+# The paced stream: PACED_EVENTS content events, each flushed then followed by a 1 ms sleep, then
+# the usage event. ~100 ms in all, so a gateway's fixed per-call cost shows as a small share and
+# what the % measures is the relay adding delay per event.
+PACED_EVENTS = 100
+PACED_GAP_S = 0.001
+ECHO_MODULE = "/usr/lib/nginx/modules/ngx_http_echo_module.so"
+
+
+def _quoted(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n") + "'"
+
+
+def _paced_location() -> str:
+    event = _quoted("data: " + _CHUNK % "tok" + "\n\n")
+    steps = f"echo -n {event}; echo_flush; echo_sleep {PACED_GAP_S};" * PACED_EVENTS
+    return (
+        "location /paced/ { default_type text/event-stream; echo_read_request_body; "
+        f"{steps} echo -n {_quoted(_TAIL)}; }}"
+    )
 
 
 def ensure_tool(binary: str, package: str) -> str:
@@ -48,14 +69,12 @@ def ensure_tool(binary: str, package: str) -> str:
 
 
 def _nginx_conf(tmp: Path, port: int) -> str:
-    def quoted(text: str) -> str:
-        return "'" + text.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n") + "'"
-
     temp = " ".join(
         f"{name}_temp_path {tmp}/{name};"
         for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
     )
     return f"""
+load_module {ECHO_MODULE};
 worker_processes 1; master_process off; daemon off; pid {tmp}/nginx.pid;
 error_log {tmp}/nginx.err warn;
 events {{ worker_connections 4096; }}
@@ -63,8 +82,9 @@ http {{
   access_log off; keepalive_requests 1000000; keepalive_timeout 300s; {temp}
   server {{
     listen 127.0.0.1:{port} backlog=4096;
-    location /json/ {{ default_type application/json; return 200 {quoted(COMPLETION)}; }}
-    location /sse/ {{ default_type text/event-stream; return 200 {quoted(SSE)}; }}
+    location /json/ {{ default_type application/json; return 200 {_quoted(COMPLETION)}; }}
+    location /sse/ {{ default_type text/event-stream; return 200 {_quoted(SSE)}; }}
+    {_paced_location()}
   }}
 }}
 """
@@ -81,6 +101,8 @@ class MockStack:
 
     def start(self) -> MockStack:
         nginx = ensure_tool("nginx", "nginx-light")
+        if not os.path.exists(ECHO_MODULE):
+            ensure_tool(ECHO_MODULE, "libnginx-mod-http-echo")
         ensure_tool("redis-server", "redis-server")
         self.nginx_port, self.redis_port = free_port(), free_port()
         conf = self.tmp / "nginx.conf"
