@@ -8,10 +8,10 @@ gauges read from Redis now; the same `ALEPHANT_METRICS_TOKEN` guards it.
 
 from __future__ import annotations
 
-import redis.asyncio as aioredis
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
+from core.redisclients import async_client
 from gateway.hotpath.config import Config
 from gateway.hotpath.scrape import CONTENT_TYPE, authorized, render
 
@@ -24,7 +24,7 @@ async def metrics(request: HttpRequest) -> HttpResponse:
         response = HttpResponse(b"unauthorized\n", status=401, content_type="text/plain")
         response["WWW-Authenticate"] = "Bearer"
         return response
-    client = aioredis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=1)
+    client = async_client(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=1)
     try:
         body = await render(client, None, per_workspace=_config.metrics_per_workspace)
     finally:
