@@ -29,6 +29,7 @@ from django.db.models.functions import TruncDate
 
 from billing.models import UsageRecord
 from core.money import usd_exact
+from core.periods import calendar_period
 from gateway.models import GatewayKey
 from workspaces.models import Agent, Department, Member, Workspace
 
@@ -77,8 +78,7 @@ def _midnight(day: dt.date) -> dt.datetime:
 
 
 def _month(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
-    first = day.replace(day=1)
-    following = (first + dt.timedelta(days=32)).replace(day=1)
+    first, following = calendar_period("month", day)
     return _midnight(first), _midnight(following)
 
 

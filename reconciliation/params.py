@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
+from core.periods import calendar_period
+
 MAX_SPAN_DAYS = 400
 DEFAULT_SPAN_DAYS = 30
 
@@ -24,8 +26,7 @@ def _date(params: Mapping[str, str], name: str) -> dt.date | None:
 
 
 def month_of(day: dt.date) -> tuple[dt.date, dt.date]:
-    first = day.replace(day=1)
-    following = (first + dt.timedelta(days=32)).replace(day=1)
+    first, following = calendar_period("month", day)
     return first, following - dt.timedelta(days=1)
 
 
