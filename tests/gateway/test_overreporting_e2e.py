@@ -11,7 +11,6 @@ README "Budgets" states.
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
@@ -24,7 +23,7 @@ from aiohttp import web
 from core.money import NANOS_PER_USD
 from core.periods import period_bounds
 from core.rediskeys import budget_counter
-from tests.gateway.servers import free_port
+from tests.gateway.upstreams import ThreadedUpstream, running
 
 pytestmark = pytest.mark.slow
 
@@ -37,16 +36,13 @@ EXCESS = COST - RESERVED  # $0.015 a call
 CAP = Decimal("0.05")
 
 
-class GreedyUpstream:
+class GreedyUpstream(ThreadedUpstream):
     """OpenAI-compatible; answers after `latency` s and reports REPORTED_OUTPUT tokens."""
 
     def __init__(self) -> None:
-        self.port = free_port()
+        super().__init__()
         self.latency = 0.0
         self.hits = 0
-        self.loop = asyncio.new_event_loop()
-        self.ready = threading.Event()
-        self.runner: web.AppRunner | None = None
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -72,28 +68,11 @@ class GreedyUpstream:
         }
         return web.Response(body=orjson.dumps(answer), content_type="application/json")
 
-    def run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        app = web.Application()
-        app.router.add_post("/{tail:.*}", self.handle)
-        self.runner = runner = web.AppRunner(app, access_log=None)
-        self.loop.run_until_complete(runner.setup())
-        self.loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", self.port).start())
-        self.ready.set()
-        self.loop.run_forever()
-
 
 @pytest.fixture(scope="module")
 def greedy():
-    server = GreedyUpstream()
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    assert server.ready.wait(5)
-    yield server
-    assert server.runner is not None
-    asyncio.run_coroutine_threadsafe(server.runner.cleanup(), server.loop).result(5)
-    server.loop.call_soon_threadsafe(server.loop.stop)
-    thread.join(5)
+    with running(GreedyUpstream()) as server:
+        yield server
 
 
 @pytest.fixture

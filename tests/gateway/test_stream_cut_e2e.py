@@ -11,7 +11,6 @@ output produced so far.
 from __future__ import annotations
 
 import asyncio
-import threading
 
 import anthropic
 import httpx
@@ -20,23 +19,13 @@ import orjson
 import pytest
 from aiohttp import web
 
-from tests.gateway.servers import free_port
+from tests.gateway.upstreams import ThreadedUpstream, provider_keys_point_at, running
 
 WORDS = ["The", " answer", " is", " forty", " two", " and", " then"]
 
 
-class CuttingUpstream:
+class CuttingUpstream(ThreadedUpstream):
     """OpenAI chat and Anthropic messages streams that never finish (mode in the prompt)."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.loop = asyncio.new_event_loop()
-        self.ready = threading.Event()
-        self.runner: web.AppRunner | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
@@ -91,46 +80,20 @@ class CuttingUpstream:
         await resp.write_eof()  # "eof": a clean end, but no terminal event
         return resp
 
-    def run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_post("/v1/messages", self.messages)
-        self.runner = runner = web.AppRunner(app, access_log=None)
-        self.loop.run_until_complete(runner.setup())
-        self.loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", self.port).start())
-        self.ready.set()
-        self.loop.run_forever()
 
 
 @pytest.fixture(scope="module")
 def upstream():
-    server = CuttingUpstream()
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    assert server.ready.wait(5)
-    yield server
-    assert server.runner is not None
-    asyncio.run_coroutine_threadsafe(server.runner.cleanup(), server.loop).result(5)
-    server.loop.call_soon_threadsafe(server.loop.stop)
-    thread.join(5)
+    with running(CuttingUpstream()) as server:
+        yield server
 
 
 @pytest.fixture
 def cutting(gw, upstream):
-    from gateway.services.keys import provider_key_create
-    from workspaces.tenancy import workspace_scope
-
-    with workspace_scope(gw.cast.workspace.pk):
-        for family in ("openai", "anthropic"):
-            base = upstream.url if family == "anthropic" else upstream.url + "/v1"
-            provider_key_create(
-                workspace=gw.cast.workspace,
-                provider=family,
-                name=f"cut-{family}",
-                secret=f"sk-cut-{family}-0000",
-                base_url=base,
-            )
+    provider_keys_point_at(gw, upstream, families=("openai", "anthropic"), name="cut", secret="cut")
     return gw
 
 

@@ -9,9 +9,7 @@ A corrupt compressed stream is billed as malformed, never a 500.
 
 from __future__ import annotations
 
-import asyncio
 import gzip
-import threading
 import zlib
 
 import pytest
@@ -27,6 +25,7 @@ from tests.gateway.test_wire_e2e import (
     _call,
     _case_name,
 )
+from tests.gateway.upstreams import provider_keys_point_at, running
 from tests.gateway.wire.render import render_body, render_stream
 
 pytestmark = pytest.mark.slow
@@ -73,32 +72,13 @@ class CompressingUpstream(Upstream):
 
 @pytest.fixture(scope="module")
 def zipper():
-    server = CompressingUpstream()
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    assert server.ready.wait(5)
-    yield server
-    assert server.runner is not None
-    asyncio.run_coroutine_threadsafe(server.runner.cleanup(), server.loop).result(5)
-    server.loop.call_soon_threadsafe(server.loop.stop)
-    thread.join(5)
+    with running(CompressingUpstream()) as server:
+        yield server
 
 
 @pytest.fixture
 def compressed(gw, zipper):
-    from gateway.services.keys import provider_key_create
-    from workspaces.tenancy import workspace_scope
-
-    with workspace_scope(gw.cast.workspace.pk):
-        for family in ("openai", "anthropic"):
-            base = zipper.url if family == "anthropic" else zipper.url + "/v1"
-            provider_key_create(
-                workspace=gw.cast.workspace,
-                provider=family,
-                name=f"h-{family}",
-                secret=f"sk-zip-{family}-0000",
-                base_url=base,
-            )
+    provider_keys_point_at(gw, zipper, families=("openai", "anthropic"), name="h", secret="zip")
     zipper.requests.clear()
     zipper.encoding = "gzip"
     return gw

@@ -11,17 +11,15 @@ minus the usage chunk Alephant asked for, then Alephant's cost trailer.
 
 from __future__ import annotations
 
-import asyncio
 import re
-import threading
 
 import httpx
 import orjson
 import pytest
 from aiohttp import web
 
-from tests.gateway.servers import free_port
 from tests.gateway.test_wire_corpus import independent_cost
+from tests.gateway.upstreams import ThreadedUpstream, provider_keys_point_at, running
 from tests.gateway.wire.corpus import BODIES, STREAMS, BodyCase, StreamCase
 from tests.gateway.wire.render import Style, render_body, render_stream
 
@@ -44,20 +42,13 @@ PATHS = {"chat": "/chat/completions", "completions": "/completions", "responses"
 PATHS |= {"embeddings": "/embeddings", "messages": "/messages"}
 
 
-class Upstream:
+class Upstream(ThreadedUpstream):
     """The hostile server, on its own loop in a thread; the case is named in the request."""
 
     def __init__(self) -> None:
-        self.port = free_port()
+        super().__init__()
         self.style = HOSTILE
         self.requests: list[tuple[dict, dict]] = []  # (headers, body) as received
-        self.loop = asyncio.new_event_loop()
-        self.ready = threading.Event()
-        self.runner: web.AppRunner | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
@@ -76,16 +67,6 @@ class Upstream:
         await resp.write_eof()
         return resp
 
-    def run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        app = web.Application()
-        app.router.add_post("/{tail:.*}", self.handle)
-        self.runner = runner = web.AppRunner(app, access_log=None)
-        self.loop.run_until_complete(runner.setup())
-        self.loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", self.port).start())
-        self.ready.set()
-        self.loop.run_forever()
-
 
 def _case_name(body: dict) -> str:
     if "input" in body and "messages" not in body:
@@ -99,32 +80,14 @@ def _case_name(body: dict) -> str:
 
 @pytest.fixture(scope="module")
 def upstream():
-    server = Upstream()
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    assert server.ready.wait(5)
-    yield server
-    assert server.runner is not None
-    asyncio.run_coroutine_threadsafe(server.runner.cleanup(), server.loop).result(5)
-    server.loop.call_soon_threadsafe(server.loop.stop)
-    thread.join(5)
+    with running(Upstream()) as server:
+        yield server
 
 
 @pytest.fixture
 def hostile(gw, upstream):
-    from gateway.services.keys import provider_key_create
-    from workspaces.tenancy import workspace_scope
-
-    with workspace_scope(gw.cast.workspace.pk):
-        for family in ("openai", "deepseek", "anthropic"):
-            base = upstream.url if family == "anthropic" else upstream.url + "/v1"
-            provider_key_create(
-                workspace=gw.cast.workspace,
-                provider=family,
-                name=f"h-{family}",
-                secret=f"sk-hostile-{family}-0000",
-                base_url=base,
-            )
+    families = ("openai", "deepseek", "anthropic")
+    provider_keys_point_at(gw, upstream, families=families, name="h", secret="hostile")
     upstream.requests.clear()
     return gw
 
