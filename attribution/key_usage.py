@@ -13,6 +13,7 @@ from decimal import Decimal
 from django.db.models import Max, Q, Sum
 
 from attribution.models import Granularity, UsageRollup
+from core.periods import calendar_period
 from workspaces.models import Workspace
 
 
@@ -25,7 +26,8 @@ class KeyUsage:
 
 def key_usage(*, workspace: Workspace, now: dt.datetime) -> dict[int, KeyUsage]:
     local = now.astimezone(workspace.tz)
-    month_start = dt.datetime.combine(local.date().replace(day=1), dt.time(), tzinfo=workspace.tz)
+    first, _ = calendar_period("month", local.date())
+    month_start = dt.datetime.combine(first, dt.time(), tzinfo=workspace.tz)
     in_month = Q(bucket_start__gte=month_start)
     rows = (
         UsageRollup.objects.filter(
