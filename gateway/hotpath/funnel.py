@@ -68,7 +68,7 @@ def _validated(rt: Runtime, call: Call, body: dict, raw: bytes) -> Validated:
     try:
         return validate(
             endpoint=call.endpoint,
-            client_format="anthropic" if call.endpoint == "messages" else "openai",
+            client_format=call.style,  # set once from the path (app.http)
             body=body,
             raw_size=len(raw),
             default_max_output_tokens=rt.config.default_max_output_tokens,
