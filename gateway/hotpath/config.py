@@ -52,6 +52,10 @@ class Config:
     egress: EgressPolicy = field(default_factory=EgressPolicy)
     # Usage events Redis would not take, fsynced here until replayed (`spool.py`).
     usage_spool_dir: str = DEFAULT_SPOOL_DIR
+    # Stricter durability (`replication.py`): WAIT for this many replicas after the settle,
+    # spooling the usage too when fewer acknowledge within the timeout. 0: off.
+    redis_wait_replicas: int = 0
+    redis_wait_timeout_ms: int = 200
     # Observability (gateway/hotpath/telemetry.py; README "Observability").
     metrics_token: str = ""  # set: /metrics wants `Authorization: Bearer <token>`
     metrics_per_workspace: bool = False  # a `workspace` label on every series
@@ -86,6 +90,8 @@ class Config:
             cache_max_bytes=_int(env, "ALEPHANT_CACHE_MAX_BYTES", cls.cache_max_bytes),
             egress=_egress(env),
             usage_spool_dir=env.get("ALEPHANT_USAGE_SPOOL_DIR") or cls.usage_spool_dir,
+            redis_wait_replicas=_int(env, "ALEPHANT_REDIS_WAIT_REPLICAS", 0),
+            redis_wait_timeout_ms=_int(env, "ALEPHANT_REDIS_WAIT_TIMEOUT_MS", 200),
             metrics_token=env.get("ALEPHANT_METRICS_TOKEN") or "",
             metrics_per_workspace=(env.get("ALEPHANT_METRICS_PER_WORKSPACE") or "") in _TRUE,
             log_format=(env.get("ALEPHANT_LOG_FORMAT") or "text").lower(),

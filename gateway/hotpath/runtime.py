@@ -21,6 +21,7 @@ from gateway.hotpath.auth import Credentials
 from gateway.hotpath.config import Config
 from gateway.hotpath.enforcer import Enforcer
 from gateway.hotpath.invalidation import Invalidations
+from gateway.hotpath.replication import replica_wait
 from gateway.hotpath.resp import RespClient
 from gateway.hotpath.snapshots import Loader, SnapshotCache
 from gateway.hotpath.spool import Spool, drain, replay_forever
@@ -106,6 +107,7 @@ class Runtime:
         # task pushes them (and any a dead process left behind) once Redis answers again.
         self.spool = Spool(config.usage_spool_dir, redis_url=config.redis_url, stream=STREAM)
         self.usage = UsageQueue(self.call_redis, spool=self.spool)
+        self.usage.replicas = replica_wait(config, self.redis, self.spool)
         self.replay = asyncio.get_running_loop().create_task(replay_forever(self.spool, self.redis))
         self.started = True
 

@@ -18,6 +18,7 @@ from core.rediskeys import CLUSTER, USAGE_GROUP, USAGE_STREAM, usage_stream
 from core.rediskeys import usage_stream_of_event as stream_of
 
 if TYPE_CHECKING:
+    from gateway.hotpath.replication import ReplicaWait
     from gateway.hotpath.spool import Spool
 
 logger = logging.getLogger("alephant.gateway")
@@ -77,6 +78,7 @@ class UsageQueue:
         self.redis = redis
         self.stream = stream
         self.spool = spool
+        self.replicas: ReplicaWait | None = None  # ALEPHANT_REDIS_WAIT_REPLICAS (runtime sets it)
         self._events: list[bytes] = []
         self._waiters: list[asyncio.Future] = []
         self._flushing = False

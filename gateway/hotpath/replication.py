@@ -1,0 +1,116 @@
+"""The stricter durability setting (`ALEPHANT_REDIS_WAIT_REPLICAS=n`, off at 0): a call's usage
+events are in Redis before its answer completes (`accounting.account`); with this on they must
+also be on `n` replicas, or they are written to the local spool too (`spool.py`), so a failover
+right after the answer cannot lose the call's ledger row.
+
+Redis' `WAIT` counts the replicas that acknowledged the *calling connection's* last write. The
+settle goes over the shared pipelined connection (`resp.RespClient`), where a blocking WAIT
+would hold up every other call's admit, so the wait goes over a connection of its own: it writes
+one small key, then `WAIT n timeout`. The replication stream is ordered, so a replica that has
+that write has every write the master made before it, this call's settle included.
+
+Group commit: calls that finish while a round is in flight share the next round (one SET + WAIT
+for all of them); an idle call pays one round trip plus the replicas' acknowledgement.
+Duplicates are harmless: spooled events replay into the stream, and the ledger writer inserts
+`ON CONFLICT (request_id) DO NOTHING`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from core.redisclients import topology
+from gateway.hotpath.config import Config
+
+logger = logging.getLogger("alephant.gateway")
+
+MARK_TTL_MS = 60_000
+
+
+class ReplicaWait:
+    """`confirm` returns once the events are on `replicas` replicas or in the spool."""
+
+    def __init__(self, redis: Any, spool: Any, *, replicas: int, timeout_ms: int) -> None:
+        self.redis = redis  # redis-py asyncio client (single server or Sentinel's master)
+        self.spool = spool
+        self.replicas = replicas
+        self.timeout_ms = timeout_ms
+        self.key = f"alephant:replwait:{os.uname().nodename}:{os.getpid()}"
+        self._waiters: list[asyncio.Future] = []
+        self._task: asyncio.Task | None = None
+        self._short = False  # the last round fell short (log state changes, not every call)
+
+    async def confirm(self, events: Sequence[bytes], *, request_id: str) -> bool:
+        """True when `replicas` replicas acknowledged; otherwise the events are spooled."""
+        if not events:
+            return True
+        if await self._acknowledged():
+            return True
+        try:
+            await asyncio.to_thread(self.spool.append, list(events))
+        except Exception as exc:
+            logger.error(
+                "gateway: spooling usage of %s (replicas short) failed: %r", request_id, exc
+            )
+        return False
+
+    async def _acknowledged(self) -> bool:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._waiters.append(future)
+        if self._task is None or self._task.done() or self._task.get_loop() is not loop:
+            # Keep a reference: the loop holds tasks only weakly.
+            self._task = loop.create_task(self._rounds())
+        return await future
+
+    async def _rounds(self) -> None:
+        # A round starts after its callers' writes were answered, so its mark comes after them.
+        while self._waiters:
+            waiters, self._waiters = self._waiters, []
+            ok = await self._round()
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(ok)
+
+    async def _round(self) -> bool:
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.set(self.key, 1, px=MARK_TTL_MS)
+            pipe.execute_command("WAIT", self.replicas, self.timeout_ms)
+            _mark, acked = await pipe.execute()
+            ok = int(acked) >= self.replicas
+        except Exception as exc:
+            logger.warning("gateway: WAIT for %d replica(s) failed: %r", self.replicas, exc)
+            return False
+        if ok == self._short:
+            self._short = not ok
+            if ok:
+                logger.warning("gateway: replicas acknowledge usage again")
+            else:
+                logger.warning(
+                    "gateway: %s of %d replica(s) acknowledged within %d ms: spooling usage too",
+                    acked,
+                    self.replicas,
+                    self.timeout_ms,
+                )
+        return ok
+
+
+def replica_wait(config: Config, redis: Any, spool: Any) -> ReplicaWait | None:
+    """The waiter when `ALEPHANT_REDIS_WAIT_REPLICAS` asks for one. Not on a Redis Cluster: a
+    call's writes land on its workspace's shard, and one WAIT names one master."""
+    if config.redis_wait_replicas <= 0:
+        return None
+    if topology() == "cluster":
+        logger.warning("gateway: ALEPHANT_REDIS_WAIT_REPLICAS is ignored on a Redis Cluster")
+        return None
+    return ReplicaWait(
+        redis,
+        spool,
+        replicas=config.redis_wait_replicas,
+        timeout_ms=config.redis_wait_timeout_ms,
+    )

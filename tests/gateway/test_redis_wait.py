@@ -1,0 +1,215 @@
+"""The stricter durability setting, `ALEPHANT_REDIS_WAIT_REPLICAS` (`gateway/hotpath/replication.py`),
+on real Redis processes: a master and a replica on loopback (and, end to end, 3 sentinels, the
+gateway and the ledger writer). A replica that acknowledges: nothing is spooled. A replica that
+does not (SIGSTOPped): the usage is spooled before the answer completes, and after the master
+dies and the stale replica is promoted, the answered call still gets its ledger row."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+import redis
+import redis.asyncio as aioredis
+from django.conf import settings
+
+from billing.models import UsageRecord
+from billing.services.budgets import budget_create
+from gateway.hotpath.config import Config
+from gateway.hotpath.replication import ReplicaWait
+from gateway.hotpath.spool import Spool, read_events
+from tests.cast import build_cast
+from tests.gateway.conftest import add_provider_keys, issue_key
+from tests.gateway.redistopo import REDIS_CLI, REDIS_SERVER, sentinel_start
+from tests.gateway.servers import Proc, free_port, stack_start, start_ledger_writer, wait_until
+from tests.gateway.servers import test_env as child_env
+from workspaces.tenancy import workspace_scope
+
+STREAM = "alephant:test:replwait"
+BODY = {"model": "gpt-4o-mini", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
+
+
+def _events(*ids: str) -> list[bytes]:
+    return [orjson.dumps({"request_id": rid, "cost_usd": "0.000001"}) for rid in ids]
+
+
+def _spooled(directory: Path) -> list[str]:
+    return sorted(
+        orjson.loads(raw)["request_id"]
+        for path in directory.rglob("*.jsonl")
+        for raw in read_events(path)
+    )
+
+
+def _synced(port: int) -> bool:
+    try:
+        info = redis.Redis(port=port, socket_timeout=1).info("replication")
+    except redis.RedisError:
+        return False
+    return info.get("master_link_status") == "up"
+
+
+@pytest.fixture
+def master_replica(tmp_path):
+    master, replica = free_port(), free_port()
+    procs = []
+    for port, extra in ((master, []), (replica, ["--replicaof", "127.0.0.1", str(master)])):
+        node = tmp_path / str(port)
+        node.mkdir()
+        cmd = [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(node)]
+        procs.append(Proc([*cmd, "--save", "", "--appendonly", "no", *extra]).start())
+    try:
+        assert wait_until(lambda: _synced(replica), timeout=20), "replica never synced"
+        yield master, replica, procs[1]
+    finally:
+        procs[1].proc.send_signal(signal.SIGCONT)  # a stopped process cannot take SIGTERM
+        for proc in procs:
+            proc.kill()
+
+
+def _confirm(port: int, spool: Spool, batches: list[list[bytes]], replicas: int = 1):
+    """XADD each batch on one connection, then confirm them all at once on the waiter's own."""
+
+    async def run():
+        writer = aioredis.Redis(port=port)
+        client = aioredis.Redis(port=port, socket_timeout=5)
+        waiter = ReplicaWait(client, spool, replicas=replicas, timeout_ms=300)
+        try:
+            for batch in batches:
+                for raw in batch:
+                    await writer.xadd(STREAM, {"e": raw})
+            started = time.monotonic()
+            results = await asyncio.gather(
+                *(waiter.confirm(b, request_id=f"r{n}") for n, b in enumerate(batches))
+            )
+            return results, time.monotonic() - started
+        finally:
+            await writer.aclose()
+            await client.aclose()
+
+    return asyncio.run(run())
+
+
+def test_acknowledged_usage_is_not_spooled_and_is_on_the_replica(master_replica, tmp_path):
+    master, replica, _proc = master_replica
+    spool = Spool(tmp_path / "spool", redis_url=f"redis://127.0.0.1:{master}/0", stream=STREAM)
+    results, _elapsed = _confirm(master, spool, [_events("a"), _events("b", "c")])
+    assert results == [True, True]
+    assert _spooled(tmp_path / "spool") == []
+    # Acknowledged means the replica has it (it read the stream the master wrote).
+    on_replica = redis.Redis(port=replica).xrange(STREAM)
+    assert sorted(orjson.loads(f[b"e"])["request_id"] for _i, f in on_replica) == ["a", "b", "c"]
+    spool.close()
+
+
+def test_concurrent_calls_share_wait_rounds(master_replica, tmp_path):
+    master, _replica, _proc = master_replica
+    spool = Spool(tmp_path / "spool", redis_url=f"redis://127.0.0.1:{master}/0", stream=STREAM)
+    results, _elapsed = _confirm(master, spool, [_events(f"c{n}") for n in range(40)])
+    assert results == [True] * 40
+    stats = redis.Redis(port=master).info("commandstats")
+    # Group commit: 40 callers confirmed by one or two rounds, not 40 WAITs.
+    assert stats["cmdstat_wait"]["calls"] <= 2, stats["cmdstat_wait"]
+    spool.close()
+
+
+def test_a_replica_that_does_not_acknowledge_gets_the_usage_spooled(master_replica, tmp_path):
+    master, _replica, replica_proc = master_replica
+    spool = Spool(tmp_path / "spool", redis_url=f"redis://127.0.0.1:{master}/0", stream=STREAM)
+    replica_proc.proc.send_signal(signal.SIGSTOP)
+    results, elapsed = _confirm(master, spool, [_events("x"), _events("y", "z")])
+    assert results == [False, False]
+    assert _spooled(tmp_path / "spool") == ["x", "y", "z"]
+    assert elapsed >= 0.25  # the WAIT ran its 300 ms timeout: no replica answered
+    spool.close()
+
+
+def test_asking_for_more_replicas_than_exist_spools(master_replica, tmp_path):
+    master, _replica, _proc = master_replica
+    spool = Spool(tmp_path / "spool", redis_url=f"redis://127.0.0.1:{master}/0", stream=STREAM)
+    results, _elapsed = _confirm(master, spool, [_events("m")], replicas=2)
+    assert results == [False]
+    assert _spooled(tmp_path / "spool") == ["m"]
+    spool.close()
+
+
+def test_config_reads_the_setting():
+    assert Config.from_env({}).redis_wait_replicas == 0
+    env = {"ALEPHANT_REDIS_WAIT_REPLICAS": "1", "ALEPHANT_REDIS_WAIT_TIMEOUT_MS": "50"}
+    config = Config.from_env(env)
+    assert (config.redis_wait_replicas, config.redis_wait_timeout_ms) == (1, 50)
+
+
+@pytest.mark.skipif(REDIS_CLI is None, reason="Debian redis-tools not installed")
+def test_answered_call_keeps_its_ledger_row_across_a_failover_to_a_stale_replica(
+    transactional_db, simulator, tmp_path
+):
+    topo = sentinel_start(tmp_path)
+    env = child_env()
+    env.update(
+        REDIS_URL="redis://127.0.0.1:1/0",
+        REDIS_SENTINELS=topo.env_value,
+        REDIS_SENTINEL_MASTER=topo.name,
+        CELERY_BROKER_URL=settings.REDIS_URL,
+        ALEPHANT_CACHE_URL=settings.REDIS_URL,
+        ALEPHANT_REDIS_WAIT_REPLICAS="1",
+        ALEPHANT_REDIS_WAIT_TIMEOUT_MS="300",
+        ALEPHANT_USAGE_SPOOL_DIR=str(tmp_path / "spool"),
+    )
+    stack = stack_start(env, simulator)
+    writer = start_ledger_writer(env, "--claim-idle-ms", "2000")
+    replica = topo.procs[topo.replica].proc
+    try:
+        cast = build_cast()
+        add_provider_keys(cast, simulator)
+        _key, raw = issue_key(cast)
+        with workspace_scope(cast.workspace.pk):
+            budget_create(
+                workspace=cast.workspace,
+                actor=cast.owner,
+                scope_type="workspace",
+                amount_usd=Decimal("50"),
+                period="month",
+            )
+
+        def call() -> httpx.Response:
+            return httpx.post(
+                stack.gw_url + "/v1/chat/completions",
+                json=BODY,
+                headers={"authorization": f"Bearer {raw}"},
+                timeout=10,
+            )
+
+        first = call()
+        assert first.status_code == 200
+        assert _spooled(tmp_path / "spool") == []  # the replica acknowledged it
+        replica.send_signal(signal.SIGSTOP)
+        answered = call()
+        assert answered.status_code == 200
+        request_id = answered.headers["alephant-request-id"]
+        # Spooled (fsynced) before the answer completed: the replica never acknowledged.
+        assert request_id in _spooled(tmp_path / "spool")
+        old = topo.current_master()
+        topo.procs[old].kill(signal.SIGKILL)
+        replica.send_signal(signal.SIGCONT)
+        assert wait_until(lambda: topo.current_master() == topo.replica, timeout=30)
+        # The promoted replica never had the second call's settle; the spool replays it there.
+
+        def recorded() -> set[str]:
+            with workspace_scope(cast.workspace.pk):
+                return set(UsageRecord.objects.values_list("request_id", flat=True))
+
+        assert wait_until(
+            lambda: {first.headers["alephant-request-id"], request_id} <= recorded(), timeout=30
+        ), recorded()
+    finally:
+        replica.send_signal(signal.SIGCONT)
+        writer.kill()
+        stack.stop()
+        topo.stop()
