@@ -9,14 +9,14 @@ from django.core.management.base import BaseCommand
 from django.db import connections
 
 from core.rediskeys import usage_streams
-from gateway.ledger_writer import LedgerWriter
+from gateway.ledger_writer import BATCH_SIZE, LedgerWriter
 
 
 class Command(BaseCommand):
     help = "Write gateway usage events (Redis stream alephant:usage) into the usage ledger."
 
     def add_arguments(self, parser):
-        parser.add_argument("--batch-size", type=int, default=500)
+        parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
         parser.add_argument(
             "--claim-idle-ms",
             type=int,
