@@ -7,6 +7,7 @@ import socket
 
 from celery import shared_task
 from django.conf import settings
+from django.utils import timezone
 
 from billing.services.alerts import (
     DELIVER_TASK,
@@ -17,6 +18,8 @@ from billing.services.budget_requests import budget_request_expire
 from billing.services.channels import DeliveryError
 from billing.services.counters import counters_reconcile
 from billing.services.forecast import budget_forecast_check
+from billing.services.ledger_retention import ledger_retention_run
+from billing.services.partitions import ledger_partitions_ensure_as_owner
 from billing.services.spend_reports import spend_reports_send_due
 from gateway.snapshots import redis_client
 from workspaces.models import Workspace
@@ -124,3 +127,17 @@ def spend_reports_task(*, workspace_id: int) -> int:
         spend_reports_send_due(workspace=workspace, cadence=cadence)
         for cadence in ("week", "month")
     )
+
+
+@shared_task(name="billing.ledger_partitions_maintain")
+def ledger_partitions_maintain() -> dict[str, list[str]]:
+    """Beat, hourly (idempotent): create the coming months' ledger partitions, then archive and
+    drop the months past `ALEPHANT_LEDGER_RETENTION_MONTHS` (none when unset)."""
+    now = timezone.now()
+    created = ledger_partitions_ensure_as_owner(now=now)
+    retention = ledger_retention_run(now=now)
+    return {
+        "created": created,
+        "archived": [str(a.path) for a in retention.archived],
+        "refused": [f"{r.partition}: {r.reason}" for r in retention.refused],
+    }

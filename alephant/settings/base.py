@@ -145,6 +145,16 @@ CELERY_BEAT_SCHEDULE["reconciliation-pull"] = {
     "task": "reconciliation.pull_all",
     "schedule": env_int("ALEPHANT_RECONCILIATION_INTERVAL_S", 24 * 3600),
 }
+# Ledger partitions (billing/services/partitions.py): keep the next months' partitions created,
+# then archive (gzip CSV) and drop months past the retention; 0 keeps the ledger forever.
+CELERY_BEAT_SCHEDULE["billing-ledger-partitions"] = {
+    "task": "billing.ledger_partitions_maintain",
+    "schedule": env_int("ALEPHANT_LEDGER_PARTITIONS_INTERVAL_S", 3600),
+}
+ALEPHANT_LEDGER_RETENTION_MONTHS = env_int("ALEPHANT_LEDGER_RETENTION_MONTHS", 0)
+ALEPHANT_LEDGER_ARCHIVE_DIR = env_str(
+    "ALEPHANT_LEDGER_ARCHIVE_DIR", str(BASE_DIR / ".run" / "ledger-archive")
+)
 # The monthly FOCUS file (last month, per workspace) goes here; empty: no file is written.
 ALEPHANT_FOCUS_EXPORT_DIR = env_str("ALEPHANT_FOCUS_EXPORT_DIR", "")
 ALEPHANT_ALERT_RETRY_BASE_S = env_int("ALEPHANT_ALERT_RETRY_BASE_S", 2)

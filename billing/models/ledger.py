@@ -7,6 +7,20 @@ The owner columns (key, member, department, agent, provider credential) are fore
 without a database constraint: the ledger is append-only history, so a batch must never fail
 because a key or member was deleted between the call and the insert, and the attribution must
 survive that deletion (the id stays, joins simply find nothing).
+
+Partitioned by month (migration 0013, `billing/services/partitions.py`): the table is a range-
+partitioned parent on `created_at`, one partition per UTC month plus a default one. A partitioned
+table's unique constraints must contain the partition key, so in the database the primary key is
+`(id, created_at)` and the idempotency key `UNIQUE (request_id, created_at)`. Idempotency holds:
+the gateway fixes `created_at` in the usage event, so a replay carries the same pair and the
+writer's `ON CONFLICT DO NOTHING` skips it.
+
+Django keeps `id` as the model's primary key (not a 5.2 `CompositePrimaryKey`): `id` is unique in
+practice (one identity sequence feeds every partition; nothing sets it by hand), and every
+existing use goes on working unchanged: `pk` stays an int for the request-log URLs, API
+serializers and the admin (which does not support composite keys), `get(pk=...)` and the rollup
+watermark (`id > last_record_id`). `UPDATE`/`DELETE ... WHERE id = %s` find the one row through
+the primary key's index on each partition.
 """
 
 from __future__ import annotations
@@ -29,7 +43,7 @@ def _owner_fk(to: str) -> models.ForeignKey:
 
 
 class UsageRecord(TenantModel):
-    request_id = models.CharField(max_length=64, unique=True)
+    request_id = models.CharField(max_length=64)  # unique with created_at: see Meta
     gateway_key = _owner_fk("gateway.GatewayKey")
     member = _owner_fk("workspaces.Member")
     department = _owner_fk("workspaces.Department")
@@ -59,6 +73,11 @@ class UsageRecord(TenantModel):
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["request_id", "created_at"], name="usage_request_id_created_at"
+            ),
+        ]
         indexes = [
             models.Index(fields=["workspace", "created_at"], name="usage_ws_time"),
             models.Index(fields=["workspace", "member", "created_at"], name="usage_ws_member"),

@@ -56,7 +56,9 @@ def push(redis_client, *events: dict) -> None:
 
 def test_batch_per_workspace_is_idempotent_and_scoped(cast, redis_client):
     a, b = cast.workspace.pk, cast.other_workspace.pk
-    push(redis_client, event(a, "r1"), event(b, "r2"), event(a, "r3"), event(a, "r1"))
+    # A replay is the same event: same request id *and* created_at (the ledger's unique key).
+    r1, r2 = event(a, "r1"), event(b, "r2")
+    push(redis_client, r1, r2, event(a, "r3"), r1)
     writer = LedgerWriter(redis_client, consumer="t1")
     assert writer.drain() == 4
     with workspace_scope(a):
@@ -66,7 +68,7 @@ def test_batch_per_workspace_is_idempotent_and_scoped(cast, redis_client):
     with workspace_scope(b):
         assert list(UsageRecord.objects.values_list("request_id", flat=True)) == ["r2"]
     # Replaying the same events stores nothing twice; the stream is emptied after commit.
-    push(redis_client, event(a, "r1"), event(b, "r2"))
+    push(redis_client, r1, r2)
     assert writer.drain() == 2
     with workspace_scope(a):
         assert UsageRecord.objects.count() == 2
