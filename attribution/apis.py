@@ -7,6 +7,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 
+from alephant.replica import ReplicaReadsMixin
 from attribution import selectors
 from attribution.models import Dimension, UsageRollup
 from attribution.periods import KINDS, period_from_params
@@ -55,7 +56,7 @@ class SpendOut(serializers.Serializer):
     series = PointOut(many=True)
 
 
-class SpendViewSet(WorkspaceViewSet):
+class SpendViewSet(ReplicaReadsMixin, WorkspaceViewSet):
     """Spend of the workspace (owners, admins, finance) or of the caller (members)."""
 
     queryset = UsageRollup.objects.all()

@@ -13,6 +13,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, serializers
 from rest_framework.response import Response
 
+from alephant.replica import ReplicaReadsMixin
 from billing.models import UsageRecord
 from gateway.hotpath.usage import FIELDS as USAGE_FIELDS
 from workspaces.api_base import ALL_ROLES, ErrorSerializer, WorkspaceViewSet
@@ -41,7 +42,7 @@ def _when(request, name: str):
     return value
 
 
-class UsageViewSet(WorkspaceViewSet):
+class UsageViewSet(ReplicaReadsMixin, WorkspaceViewSet):
     queryset = UsageRecord.objects.all()
     action_roles = {"list": ALL_ROLES, "retrieve": ALL_ROLES}
     filter_fields = {

@@ -10,6 +10,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
+from alephant.replica import ReplicaReadsMixin
 from core.money import usd_exact
 from reconciliation import exports, selectors
 from reconciliation.focus import focus_csv, focus_rows
@@ -74,7 +75,7 @@ class ReconciliationOut(serializers.Serializer):
     results = ComparisonOut(many=True)
 
 
-class ReconciliationViewSet(WorkspaceViewSet):
+class ReconciliationViewSet(ReplicaReadsMixin, WorkspaceViewSet):
     """Provider bill vs ledger per UTC day, provider and model (owners, admins, finance)."""
 
     queryset = ProviderCostLine.objects.all()
@@ -114,7 +115,7 @@ class ReconciliationViewSet(WorkspaceViewSet):
         )
 
 
-class FocusExportViewSet(WorkspaceViewSet):
+class FocusExportViewSet(ReplicaReadsMixin, WorkspaceViewSet):
     """The ledger as a FOCUS 1.2 CSV (owners, admins, finance)."""
 
     queryset = ProviderCostLine.objects.all()

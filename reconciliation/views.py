@@ -15,6 +15,7 @@ from django.shortcuts import redirect
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from alephant.replica import replica_reads_view
 from gateway.models import ProviderCredential
 from reconciliation import selectors
 from reconciliation.exports import comparison_table
@@ -42,6 +43,7 @@ def _month(request: WorkspaceRequest) -> tuple[dt.date, dt.date]:
 
 
 @role_required(*SPEND_READER_ROLES)
+@replica_reads_view
 def month_page(request: WorkspaceRequest) -> HttpResponse:
     ws = request.workspace
     since, until = _month(request)
@@ -70,6 +72,7 @@ def month_page(request: WorkspaceRequest) -> HttpResponse:
 
 
 @role_required(*SPEND_READER_ROLES)
+@replica_reads_view
 def day_page(request: WorkspaceRequest) -> HttpResponse:
     try:
         when = dt.date.fromisoformat(request.GET.get("day", ""))

@@ -98,6 +98,23 @@ def _database(url: str) -> dict:
 
 
 DATABASES = {"default": _database(DATABASE_OWNER_URL if DB_AS_OWNER else DATABASE_APP_URL)}
+
+# DATABASE_REPLICA_URL: a streaming (hot standby) replica of the same cluster, as the app role.
+# Dashboards, exports and the usage APIs read from it (alephant/dbrouter.py); writes, log-in and
+# anything that must see its own write use the primary. Tests mirror it onto the test database.
+# Migrations (ALEPHANT_DB_AS_OWNER) never touch it.
+DATABASE_REPLICA_URL = env_str("DATABASE_REPLICA_URL")
+# A replica that cannot be reached is skipped (reads from the primary) for this many seconds.
+ALEPHANT_DB_REPLICA_RETRY_S = env_int("ALEPHANT_DB_REPLICA_RETRY_S", 10)
+DATABASE_ROUTERS: list[str] = []
+if DATABASE_REPLICA_URL and not DB_AS_OWNER:
+    DATABASES["replica"] = _database(DATABASE_REPLICA_URL)
+    DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
+    # A dead replica host must not hold a dashboard for the OS's connect timeout.
+    DATABASES["replica"].setdefault("OPTIONS", {}).setdefault(
+        "connect_timeout", env_int("ALEPHANT_DB_REPLICA_CONNECT_TIMEOUT_S", 2)
+    )
+    DATABASE_ROUTERS = ["alephant.dbrouter.ReplicaRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "workspaces.User"
 

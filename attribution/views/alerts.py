@@ -8,6 +8,7 @@ from django.http import HttpResponse
 from django.shortcuts import redirect
 from django.views.decorators.http import require_POST
 
+from alephant.replica import replica_reads_view
 from attribution.alert_groups import (
     SCOPES,
     STATES,
@@ -41,6 +42,7 @@ def _filters(request: WorkspaceRequest) -> dict[str, str]:
 
 
 @role_required(*SPEND_READER_ROLES)
+@replica_reads_view
 def alerts_feed(request: WorkspaceRequest) -> HttpResponse:
     filters = _filters(request)
     groups = alert_groups(

@@ -9,6 +9,7 @@ from django.http import HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
+from alephant.replica import replica_reads_view
 from attribution import selectors
 from attribution.budget_burn import SCOPE_DIMENSION, budget_burns, period_anchor
 from attribution.budget_chain import chain_burns
@@ -23,6 +24,7 @@ from workspaces.tables import render_with_export
 
 
 @role_required(*SPEND_READER_ROLES)
+@replica_reads_view
 def budgets_page(request: WorkspaceRequest) -> HttpResponse:
     period, now = period_of(request), timezone.now()
     burns = budget_burns(workspace=request.workspace, now=now, at=period_anchor(period, now))
@@ -58,6 +60,7 @@ def _cumulative(budget, workspace, window) -> list:
 
 
 @role_required(*SPEND_READER_ROLES)
+@replica_reads_view
 def budget_detail(request: WorkspaceRequest, pk: int) -> HttpResponse:
     budget = get_in_workspace(Budget, workspace=request.workspace, pk=pk)
     period, now = period_of(request), timezone.now()
@@ -76,6 +79,7 @@ def budget_detail(request: WorkspaceRequest, pk: int) -> HttpResponse:
 
 
 @workspace_required
+@replica_reads_view
 def my_budgets(request: WorkspaceRequest) -> HttpResponse:
     """A member's own caps (their chain, their agents' and keys'), live."""
     burns = chain_burns(workspace=request.workspace, entity=request.member)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.http import Http404, HttpResponse
 
+from alephant.replica import replica_reads_view
 from attribution.views.spend import drilldown
 from gateway.models import GatewayKey
 from workspaces.access import get_in_workspace
@@ -17,6 +18,7 @@ from workspaces.models import SPEND_READER_ROLES, Agent, Department, Member
 
 
 @workspace_required
+@replica_reads_view
 def member_detail(request: WorkspaceRequest, pk: int) -> HttpResponse:
     member = get_in_workspace(
         Member.objects.select_related("user", "department"), workspace=request.workspace, pk=pk
@@ -35,6 +37,7 @@ def member_detail(request: WorkspaceRequest, pk: int) -> HttpResponse:
 
 
 @role_required(*SPEND_READER_ROLES)
+@replica_reads_view
 def agent_detail(request: WorkspaceRequest, pk: int) -> HttpResponse:
     agent = get_in_workspace(
         Agent.objects.select_related("owner__user"), workspace=request.workspace, pk=pk
@@ -50,6 +53,7 @@ def agent_detail(request: WorkspaceRequest, pk: int) -> HttpResponse:
 
 
 @role_required(*SPEND_READER_ROLES)
+@replica_reads_view
 def department_detail(request: WorkspaceRequest, pk: int) -> HttpResponse:
     department = get_in_workspace(Department, workspace=request.workspace, pk=pk)
     return drilldown(
@@ -62,6 +66,7 @@ def department_detail(request: WorkspaceRequest, pk: int) -> HttpResponse:
 
 
 @workspace_required
+@replica_reads_view
 def key_detail(request: WorkspaceRequest, pk: int) -> HttpResponse:
     key = get_in_workspace(
         GatewayKey.objects.select_related("member", "agent__owner"),
@@ -80,6 +85,7 @@ def key_detail(request: WorkspaceRequest, pk: int) -> HttpResponse:
 
 
 @role_required(*SPEND_READER_ROLES)
+@replica_reads_view
 def model_detail(request: WorkspaceRequest, key: str) -> HttpResponse:
     if "/" not in key:
         raise Http404("Models are provider/model.")
@@ -87,11 +93,13 @@ def model_detail(request: WorkspaceRequest, key: str) -> HttpResponse:
 
 
 @role_required(*SPEND_READER_ROLES)
+@replica_reads_view
 def provider_detail(request: WorkspaceRequest, key: str) -> HttpResponse:
     return drilldown(request, dimension="provider", key=key, title=f"Provider {key}")
 
 
 @role_required(*SPEND_READER_ROLES)
+@replica_reads_view
 def property_detail(request: WorkspaceRequest, key: str) -> HttpResponse:
     if "=" not in key:
         raise Http404("Properties are name=value.")

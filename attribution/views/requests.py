@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 
+from alephant.replica import replica_reads_view
 from attribution import selectors
 from attribution.exports import recent_requests_table
 from attribution.request_log import (
@@ -73,6 +74,7 @@ def _choices(ws) -> dict:
 
 
 @role_required(*SPEND_READER_ROLES)
+@replica_reads_view
 def request_log(request: WorkspaceRequest) -> HttpResponse:
     ws, period = request.workspace, period_of(request)
     filters = {k: request.GET[k] for k in FILTERS if request.GET.get(k)}

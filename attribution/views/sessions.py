@@ -6,6 +6,7 @@ from django.db.models import Count, Sum
 from django.http import HttpResponse
 from django.shortcuts import render
 
+from alephant.replica import replica_reads_view
 from attribution import selectors
 from attribution.charts import session_timeline
 from attribution.exports import sessions_table
@@ -34,6 +35,7 @@ def _all_sessions(ws, period, sort: str) -> list:
 
 
 @role_required(*SPEND_READER_ROLES)
+@replica_reads_view
 def sessions_list(request: WorkspaceRequest) -> HttpResponse:
     ws, period = request.workspace, period_of(request)
     sort = request.GET.get("sort", "cost")
@@ -65,6 +67,7 @@ def sessions_list(request: WorkspaceRequest) -> HttpResponse:
 
 
 @role_required(*SPEND_READER_ROLES)
+@replica_reads_view
 def session_detail(request: WorkspaceRequest, key: str) -> HttpResponse:
     steps = list(
         UsageRecord.objects.filter(workspace=request.workspace, session_id=key).order_by(

@@ -9,6 +9,7 @@ from django.shortcuts import redirect
 from django.template.loader import select_template
 from django.utils import timezone
 
+from alephant.replica import replica_reads_view
 from attribution import selectors
 from attribution.budget_burn import budget_burns, period_anchor
 from attribution.budget_chain import chain_burns
@@ -50,6 +51,7 @@ def _previous(ws, period, now, *, dimension: str = "workspace", key: str = ""):
 
 
 @workspace_required
+@replica_reads_view
 def overview(request: WorkspaceRequest) -> HttpResponse:
     member = request.member
     if not member.can_read_spend:
@@ -96,6 +98,7 @@ def overview(request: WorkspaceRequest) -> HttpResponse:
 
 
 @role_required(*SPEND_READER_ROLES)
+@replica_reads_view
 def spend_list(request: WorkspaceRequest, segment: str) -> HttpResponse:
     if segment not in SEGMENTS:
         raise Http404("Unknown list.")
