@@ -81,6 +81,12 @@ def retention_months() -> int:
     return max(0, int(getattr(settings, "ALEPHANT_LEDGER_RETENTION_MONTHS", 0) or 0))
 
 
+def retention_cutoff(*, now: dt.datetime, months: int | None = None) -> dt.datetime | None:
+    """The first month kept (months before it are archived), or None when retention is off."""
+    months = retention_months() if months is None else months
+    return add_months(month_start(now), -months) if months > 0 else None
+
+
 def archive_dir() -> Path:
     return Path(settings.ALEPHANT_LEDGER_ARCHIVE_DIR)
 
@@ -192,11 +198,10 @@ def ledger_retention_run(
     *, now: dt.datetime, months: int | None = None, directory: Path | None = None
 ) -> RetentionResult:
     """Archive and drop every month partition older than the retention; a no-op when off."""
-    months = retention_months() if months is None else months
     result = RetentionResult()
-    if months <= 0:
+    cutoff = retention_cutoff(now=now, months=months)
+    if cutoff is None:
         return result
-    cutoff = add_months(month_start(now), -months)
     with owner_cursor() as cursor:
         expired = [(m, name) for m, name in month_partitions(cursor) if m < cutoff]
     for month, table in expired:

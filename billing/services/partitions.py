@@ -148,19 +148,38 @@ def partition_create(cursor: Any, *, month: dt.datetime) -> bool:
     return True
 
 
+def _stray_months(cursor: Any) -> list[dt.datetime]:
+    """Months the default partition holds rows of (e.g. history loaded before its month had a
+    partition)."""
+    cursor.execute(
+        f"SELECT DISTINCT date_trunc('month', created_at, 'UTC') FROM \"{DEFAULT_PARTITION}\""
+    )
+    return sorted(month_start(row[0]) for row in cursor.fetchall())
+
+
 def ledger_partitions_ensure(
-    cursor: Any, *, now: dt.datetime, ahead: int = AHEAD, since: dt.datetime | None = None
+    cursor: Any,
+    *,
+    now: dt.datetime,
+    ahead: int = AHEAD,
+    since: dt.datetime | None = None,
+    keep_from: dt.datetime | None = None,
 ) -> list[str]:
-    """The default partition and one per month from `since` (default: now) to now + `ahead`.
-    Returns the names created (empty when everything was there: the usual case)."""
+    """The default partition, one per month from `since` (default: now) to now + `ahead`, and
+    one for each month the default partition holds rows of, unless older than `keep_from` (the
+    retention cutoff: an archived month is not brought back for a late row). Returns the names
+    created (empty when everything was there: the usual case)."""
     cursor.execute("SELECT pg_advisory_xact_lock(%s)", [LOCK_KEY])
     created = [DEFAULT_PARTITION] if default_partition_ensure(cursor) else []
-    month = month_start(since or now)
-    last = add_months(month_start(now), ahead)
+    month, last = month_start(since or now), add_months(month_start(now), ahead)
+    months = []
     while month <= last:
+        months.append(month)
+        month = add_months(month, 1)
+    strays = [m for m in _stray_months(cursor) if keep_from is None or m >= keep_from]
+    for month in sorted(set(months) | set(strays)):
         if partition_create(cursor, month=month):
             created.append(partition_name(month))
-        month = add_months(month, 1)
     return created
 
 
@@ -177,9 +196,11 @@ def owner_cursor() -> Iterator[psycopg.Cursor]:
             yield cursor
 
 
-def ledger_partitions_ensure_as_owner(*, now: dt.datetime, ahead: int = AHEAD) -> list[str]:
+def ledger_partitions_ensure_as_owner(
+    *, now: dt.datetime, keep_from: dt.datetime | None = None
+) -> list[str]:
     with owner_cursor() as cursor:
-        return ledger_partitions_ensure(cursor, now=now, ahead=ahead)
+        return ledger_partitions_ensure(cursor, now=now, keep_from=keep_from)
 
 
 def ledger_partitions_after_migrate(*, using: str = "default", **_kwargs: Any) -> None:

@@ -202,6 +202,20 @@ def test_beat_task_creates_missing_partitions_once(db):
     assert (last, True) in tenant_tables_rls()
 
 
+def test_beat_task_partitions_stray_history_unless_past_retention(cast, settings, tmp_path):
+    settings.ALEPHANT_LEDGER_ARCHIVE_DIR = str(tmp_path)
+    ws, month = cast.workspace.pk, _month(2015, 3)
+    _record(ws, "history", month + dt.timedelta(days=5))  # e.g. loaded before its partition
+    assert _where(ws)["history"] == DEFAULT_PARTITION
+    settings.ALEPHANT_LEDGER_RETENTION_MONTHS = 1  # March 2015 is past retention: left alone
+    assert partition_name(month) not in ledger_partitions_maintain()["created"]
+    assert _where(ws)["history"] == DEFAULT_PARTITION
+    settings.ALEPHANT_LEDGER_RETENTION_MONTHS = 0
+    assert ledger_partitions_maintain()["created"] == [partition_name(month)]
+    assert _where(ws)["history"] == partition_name(month)
+    assert (partition_name(month), True) in tenant_tables_rls()
+
+
 # --- retention ---------------------------------------------------------------------------------
 
 
