@@ -59,7 +59,8 @@ format: venv
 	$(VENV)/bin/ruff format .
 
 ## Benchmarks: gateway hot path (wrk, nginx mock) vs direct and a bare pass-through; enforcement on/off;
-## dashboard pages over 1,000,000 ledger rows. Ratios against baselines measured in the same run.
+## dashboard pages over 1,000,000 ledger rows; ledger ingest with 1 and 2 writers. Ratios against
+## baselines measured in the same run.
 bench: migrate
 	@command -v wrk >/dev/null 2>&1 && { command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx; } && \
 		test -f /usr/lib/nginx/modules/ngx_http_echo_module.so || \
@@ -71,6 +72,7 @@ bench: migrate
 	$(PY) -m bench.enforcement
 	$(PY) -m bench.dashboard
 	$(PY) -m bench.telemetry
+	$(PY) -m bench.ingest
 
 ## Soak: 4 gateways + 2 ledger writers + Celery worker and beat behind deploy/nginx, a steady
 ## SOAK_RATE (200) calls/s for SOAK_MINUTES (10): RSS growth, p99 per minute, lost/duplicated rows.

@@ -253,8 +253,8 @@ def private_redis(tmp: str) -> tuple[Proc, redis.Redis]:
 def table(runs: list[Run], expected: int) -> str:
     lines = [
         "| writers | events/s | spread | CPU us/event: writers | Postgres | Redis | total "
-        "| rows = distinct events | duplicates |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| CPU-bound events/s | rows = distinct events | duplicates |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for n in sorted({r.writers for r in runs}):
         mine = [r for r in runs if r.writers == n]
@@ -270,6 +270,7 @@ def table(runs: list[Run], expected: int) -> str:
         lines.append(
             f"| {n} | {rate:,.0f} | {(max(rates) - min(rates)) / rate * 100:.0f} % "
             f"| {cpu('writers'):.0f} | {cpu('postgres'):.0f} | {cpu('redis'):.0f} | {total:.0f} "
+            f"| {min(n, os.cpu_count() or 1) / total * 1e6:,.0f} "
             f"| {'yes' if ok else 'NO'} ({mine[0].rows:,} of {expected:,}) | {dups} |"
         )
     return "\n".join(lines)
@@ -338,11 +339,16 @@ def main() -> None:
         f"{WORKSPACES} workspaces, medians of {args.rounds} rounds (spread: max-min over the "
         "median); the clock runs from releasing the writers until the stream is empty (every "
         "batch committed). CPU: writer processes; their Postgres backends + WAL writer, "
-        "background writer, checkpointer; the private redis-server. "
+        "background writer, checkpointer; the private redis-server. CPU-bound events/s: "
+        "min(writers, cores) / total CPU per event, the rate when the writers have those cores "
+        "to themselves (the measured rate also depends on whatever else the box runs). "
         f"{time.time() - started:.0f} s in all."
     )
     print("\n" + result + "\n\n" + note)
     write_results(f"{HEADING}\n\n{note}\n\n{result}\n")
+    wrong = [r for r in runs if r.rows != len(set(events)) or r.rows != r.distinct]
+    if wrong:
+        sys.exit(f"ledger rows wrong in {len(wrong)} run(s): not one row per distinct event")
 
 
 if __name__ == "__main__":
