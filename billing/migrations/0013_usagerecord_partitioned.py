@@ -17,7 +17,7 @@ migration's transaction, the old table locked):
 Django's state keeps `id` as the model's primary key (see the `UsageRecord` docstring) and
 records the new unique constraint in place of `request_id`'s `unique=True`.
 
-Not reversible: going back means the same copy the other way; restore a backup instead.
+Reversible: going back makes the same copy the other way (`migrate billing 0012`).
 """
 
 from django.db import migrations, models
@@ -62,43 +62,66 @@ def _sequence_position(cursor, table: str) -> int:
     return max(last, int(cursor.fetchone()[0]))
 
 
+# The unique keys of each layout: (constraint name, definition). Partitioned: the partition key
+# must be part of each. Plain: what 0001 made (and the `_like` index Django adds beside it).
+PARTITIONED_KEYS = [
+    (f"{PARENT}_pkey", "PRIMARY KEY (id, created_at)"),
+    (REQUEST_UNIQUE, "UNIQUE (request_id, created_at)"),
+]
+PLAIN_KEYS = [
+    (f"{PARENT}_pkey", "PRIMARY KEY (id)"),
+    (f"{PARENT}_request_id_key", "UNIQUE (request_id)"),
+]
+REQUEST_LIKE_INDEX = (
+    f'CREATE INDEX "{PARENT}_request_id_21a19607_like" ON "{PARENT}" '
+    "(request_id varchar_pattern_ops)"
+)
+
+
+def _rebuild(cursor, *, partitioned: bool) -> None:
+    """Copy the ledger into a new table of the other layout, under the same names."""
+    cursor.execute(f'LOCK TABLE "{PARENT}" IN ACCESS EXCLUSIVE MODE')
+    indexes, foreign_keys = _old_layout(cursor)
+    position = _sequence_position(cursor, PARENT)
+    cursor.execute(f'ALTER TABLE "{PARENT}" RENAME TO "{OLD}"')
+    # The owner reads every row under FORCE RLS only through `system_read`; be explicit.
+    cursor.execute(f'ALTER TABLE "{OLD}" NO FORCE ROW LEVEL SECURITY')
+    cursor.execute(
+        f'CREATE TABLE "{PARENT}" (LIKE "{OLD}" INCLUDING DEFAULTS INCLUDING CONSTRAINTS '
+        "INCLUDING IDENTITY INCLUDING STORAGE INCLUDING COMMENTS)"
+        + (" PARTITION BY RANGE (created_at)" if partitioned else "")
+    )
+    if partitioned:
+        cursor.execute(f'SELECT min(created_at) FROM "{OLD}"')
+        oldest, now = cursor.fetchone()[0], timezone.now()
+        ledger_partitions_ensure(cursor, now=now, since=min(oldest or now, now))
+    # Rows first, indexes after: one index build per table instead of row by row.
+    cursor.execute(f'INSERT INTO "{PARENT}" SELECT * FROM "{OLD}"')
+    cursor.execute(f'DROP TABLE "{OLD}"')  # a partitioned one with its partitions
+    cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [PARENT])
+    sequence = cursor.fetchone()[0]
+    if position:
+        cursor.execute("SELECT setval(%s, %s, true)", [sequence, position])
+    cursor.execute(f"ALTER SEQUENCE {sequence} RENAME TO {PARENT}_id_seq")
+    for name, definition in PARTITIONED_KEYS if partitioned else PLAIN_KEYS:
+        cursor.execute(f'ALTER TABLE "{PARENT}" ADD CONSTRAINT "{name}" {definition}')
+    for statement in indexes if partitioned else [REQUEST_LIKE_INDEX, *indexes]:
+        cursor.execute(statement)
+    for name, definition in foreign_keys:
+        cursor.execute(f'ALTER TABLE "{PARENT}" ADD CONSTRAINT "{name}" {definition}')
+    cursor.execute(rls_sql(PARENT))
+
+
 def partition_ledger(apps, schema_editor) -> None:
     with schema_editor.connection.cursor() as cursor:
-        cursor.execute(f'LOCK TABLE "{PARENT}" IN ACCESS EXCLUSIVE MODE')
-        indexes, foreign_keys = _old_layout(cursor)
-        position = _sequence_position(cursor, PARENT)
-        cursor.execute(f'ALTER TABLE "{PARENT}" RENAME TO "{OLD}"')
-        # The owner reads every row under FORCE RLS only through `system_read`; be explicit.
-        cursor.execute(f'ALTER TABLE "{OLD}" NO FORCE ROW LEVEL SECURITY')
-        cursor.execute(
-            f'CREATE TABLE "{PARENT}" (LIKE "{OLD}" INCLUDING DEFAULTS INCLUDING CONSTRAINTS '
-            "INCLUDING IDENTITY INCLUDING STORAGE INCLUDING COMMENTS) "
-            "PARTITION BY RANGE (created_at)"
-        )
-        cursor.execute(f'SELECT min(created_at) FROM "{OLD}"')
-        oldest = cursor.fetchone()[0]
-        now = timezone.now()
-        ledger_partitions_ensure(cursor, now=now, since=min(oldest or now, now))
-        # Rows first, indexes after: one index build per partition instead of row by row.
-        cursor.execute(f'INSERT INTO "{PARENT}" SELECT * FROM "{OLD}"')
-        cursor.execute(f'DROP TABLE "{OLD}"')
-        cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [PARENT])
-        sequence = cursor.fetchone()[0]
-        if position:
-            cursor.execute("SELECT setval(%s, %s, true)", [sequence, position])
-        cursor.execute(f"ALTER SEQUENCE {sequence} RENAME TO {PARENT}_id_seq")
-        cursor.execute(
-            f'ALTER TABLE "{PARENT}" ADD CONSTRAINT "{PARENT}_pkey" PRIMARY KEY (id, created_at)'
-        )
-        cursor.execute(
-            f'ALTER TABLE "{PARENT}" ADD CONSTRAINT "{REQUEST_UNIQUE}" '
-            "UNIQUE (request_id, created_at)"
-        )
-        for statement in indexes:
-            cursor.execute(statement)
-        for name, definition in foreign_keys:
-            cursor.execute(f'ALTER TABLE "{PARENT}" ADD CONSTRAINT "{name}" {definition}')
-        cursor.execute(rls_sql(PARENT))
+        _rebuild(cursor, partitioned=True)
+
+
+def unpartition_ledger(apps, schema_editor) -> None:
+    """Back to one plain table (fails on `UNIQUE (request_id)` if two rows share a request id
+    with different times, which the gateway never writes)."""
+    with schema_editor.connection.cursor() as cursor:
+        _rebuild(cursor, partitioned=False)
 
 
 class Migration(migrations.Migration):
@@ -108,7 +131,9 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.SeparateDatabaseAndState(
-            database_operations=[migrations.RunPython(partition_ledger, elidable=False)],
+            database_operations=[
+                migrations.RunPython(partition_ledger, unpartition_ledger, elidable=False)
+            ],
             state_operations=[
                 migrations.AlterField(
                     model_name="usagerecord",
