@@ -57,7 +57,7 @@ def replica_configured() -> bool:
 
 def is_write(sql: str) -> bool:
     """Anything but a plain SELECT (or savepoint bookkeeping) counts as a write."""
-    return not sql.lstrip().upper().startswith(_READ_ONLY_PREFIXES)
+    return not sql.lstrip()[:24].upper().startswith(_READ_ONLY_PREFIXES)
 
 
 @dataclass

@@ -21,8 +21,9 @@ import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "alephant.settings.test")
 django.setup()
 
-from django.db import transaction  # noqa: E402
+from django.db import connections, transaction  # noqa: E402
 from django.test import Client  # noqa: E402
+from django.test.utils import CaptureQueriesContext  # noqa: E402
 
 from alephant.dbrouter import replica_reads  # noqa: E402
 from billing.models import UsageRecord  # noqa: E402
@@ -92,6 +93,20 @@ def wrote_before_block(args: dict) -> dict:
             return {"unreplayed": _exists(args["unreplayed_id"])}
 
 
+def read_queries(args: dict) -> dict:
+    """The statements one routed read costs on each connection (Django's query log)."""
+    with (
+        CaptureQueriesContext(connections["default"]) as primary,
+        CaptureQueriesContext(connections["replica"]) as replica,
+    ):
+        with workspace_scope(args["workspace"]), replica_reads():
+            _exists(args["request_id"])
+    return {
+        "primary": [q["sql"] for q in primary.captured_queries],
+        "replica": [q["sql"] for q in replica.captured_queries],
+    }
+
+
 def read_unscoped(args: dict) -> dict:
     """A replica block with no workspace scope: RLS must hide every row."""
     with transaction.atomic(), replica_reads():
@@ -99,7 +114,8 @@ def read_unscoped(args: dict) -> dict:
 
 
 OPS = {
-    f.__name__: f for f in (setup, write, read, write_then_read, wrote_before_block, read_unscoped)
+    f.__name__: f
+    for f in (setup, write, read, write_then_read, wrote_before_block, read_queries, read_unscoped)
 }
 
 

@@ -170,6 +170,17 @@ def test_a_block_that_wrote_reads_its_own_write_from_the_primary(stack: Stack) -
     assert {"a-own-write", "a-paused-2", "a-before"} <= stack.usage_ids(stack.cast["token_a"])
 
 
+def test_what_one_routed_read_costs(stack: Stack) -> None:
+    sent = stack.probe("read_queries", workspace=stack.cast["a"], request_id="a-first")
+    primary, replica = sent["primary"], sent["replica"]
+    # Primary: the request's scope, plus one check that its transaction has not written.
+    assert primary[0] == "BEGIN" and primary[-1] == "COMMIT" and len(primary) == 4
+    assert "set_config" in primary[1] and "pg_current_xact_id_if_assigned" in primary[2]
+    # Replica: the same scope in its own transaction, then the read itself.
+    assert replica[0] == "BEGIN" and replica[-1] == "COMMIT" and len(replica) == 4
+    assert "set_config" in replica[1] and "billing_usagerecord" in replica[2]
+
+
 def test_rls_holds_on_the_replica(stack: Stack) -> None:
     a, b = stack.cast["a"], stack.cast["b"]
     stack.pause()
@@ -223,12 +234,12 @@ def test_what_counts_as_a_write(sql: str, writes: bool) -> None:
 
 def _settings_in_child(**env: str) -> dict:
     code = (
-        "import json, django; django.setup(); from django.conf import settings as s; "
+        "import json; import alephant.settings.base as s; "
         "print(json.dumps({'aliases': sorted(s.DATABASES), 'routers': s.DATABASE_ROUTERS, "
         "'test': s.DATABASES.get('replica', {}).get('TEST'), "
         "'options': s.DATABASES.get('replica', {}).get('OPTIONS')}))"
     )
-    child = {**os.environ, "DJANGO_SETTINGS_MODULE": "alephant.settings.test", **env}
+    child = {**os.environ, **env}
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, env=child, capture_output=True, text=True,
         check=True,
