@@ -78,12 +78,21 @@ class Telemetry:
         self.registry = CollectorRegistry(auto_describe=False)
         ws = ("workspace",) if self.per_workspace else ()
         self._define(ws)
+        # Per process, whatever the workspace label: what the OTLP export could not send.
+        self.otel_dropped = Counter(
+            "alephant_otel_dropped_spans",
+            "Sampled spans not exported: the queue was full (queue_full) or the collector did"
+            " not take their batch (export_failed).",
+            ("reason",),
+            registry=self.registry,
+        )
         self._children: dict[tuple, Any] = {}
         # Deltas since the last flush: counters {(metric, labels): amount} (int, or Decimal for
         # USD: exact until the flush), histograms {(metric, labels): [sum, bucket counts...]}.
         self._counts: dict[tuple, Any] = {}
         self._hists: dict[tuple, list] = {}
         self._flusher: asyncio.Task | None = None
+        self._otel_lost = {"queue_full": 0, "export_failed": 0}  # counted so far
         self.otel: Any = None
         if config.otel_endpoint:
             # Imported only when export is on: no OpenTelemetry cost (or import time) otherwise.
@@ -175,6 +184,8 @@ class Telemetry:
         its files in multiprocess mode): one `inc` per touched series. Never raises."""
         counts, self._counts = self._counts, {}
         hists, self._hists = self._hists, {}
+        if self.otel is not None:
+            self._otel_counts(counts)
         try:
             for (metric, labels), amount in counts.items():
                 self._child(metric, labels).inc(float(amount))
@@ -187,6 +198,18 @@ class Telemetry:
                         value.inc(n)
         except Exception:  # telemetry must never break the gateway
             logging.getLogger("alephant.gateway").exception("telemetry: flush failed")
+
+    def _otel_counts(self, counts: dict) -> None:
+        """The exporter's running totals of lost spans, as deltas (the export thread adds to
+        `failed`: never reset, only read here)."""
+        for reason, total in (
+            ("queue_full", self.otel.dropped),
+            ("export_failed", self.otel.failed),
+        ):
+            delta = total - self._otel_lost[reason]
+            if delta:
+                self._otel_lost[reason] = total
+                counts[(self.otel_dropped, (reason,))] = delta
 
     def start(self) -> None:
         """From the gateway's event loop at startup: flush every FLUSH_SECONDS until `close`."""
@@ -281,9 +304,9 @@ class Telemetry:
         if self._flusher is not None:
             self._flusher.cancel()
             self._flusher = None
-        self.flush()
         if self.otel is not None:
-            self.otel.close()
+            self.otel.close()  # first: spans lost in its last batches are counted below
+        self.flush()
 
 
 def _json_logger() -> logging.Logger:

@@ -6,20 +6,18 @@ OpenTelemetry spans a local OTLP/HTTP receiver decodes (GenAI attributes, tracep
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-import threading
 from decimal import Decimal
 
 import httpx
 import pytest
-from aiohttp import web
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from prometheus_client.parser import text_string_to_metric_families
 
 from billing.services.budgets import budget_create
-from tests.gateway.servers import ROOT, free_port, snapshots_expire, stack_start, wait_until
+from tests.gateway.otlpreceiver import OtlpReceiver
+from tests.gateway.otlpreceiver import attrs as attributes_of
+from tests.gateway.servers import ROOT, snapshots_expire, stack_start, wait_until
 from workspaces.tenancy import workspace_scope
 
 TOKEN = "metrics-test-token-0001"
@@ -29,49 +27,6 @@ ALLOWED_LABELS = {
     "route", "provider", "model", "status", "reason", "kind", "error_type", "le",
     "budget_id", "scope_type", "period", "unit",
 }  # fmt: skip
-
-
-class OtlpReceiver:
-    """A tiny OTLP/HTTP collector: decodes every `/v1/traces` body into spans."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.spans: list = []
-        self.metric_posts = 0
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    async def _traces(self, request: web.Request) -> web.Response:
-        export = ExportTraceServiceRequest.FromString(await request.read())
-        for resource_spans in export.resource_spans:
-            for scope_spans in resource_spans.scope_spans:
-                self.spans.extend(scope_spans.spans)
-        return web.Response(body=b"", content_type="application/x-protobuf")
-
-    async def _metrics(self, request: web.Request) -> web.Response:
-        await request.read()
-        self.metric_posts += 1
-        return web.Response(body=b"", content_type="application/x-protobuf")
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        app = web.Application()
-        app.router.add_post("/v1/traces", self._traces)
-        app.router.add_post("/v1/metrics", self._metrics)
-        self.runner = web.AppRunner(app, access_log=None)
-        self.loop.run_until_complete(self.runner.setup())
-        site = web.TCPSite(self.runner, "127.0.0.1", self.port)
-        self.loop.run_until_complete(site.start())
-        self.loop.run_forever()
-
-    def start(self) -> OtlpReceiver:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(5)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
 
 
 @pytest.fixture(scope="module")
@@ -263,8 +218,20 @@ def test_a_span_per_call_with_genai_attributes_joins_the_callers_trace(observed,
     assert attrs["alephant.workspace_id"].int_value == gw.cast.workspace.pk
     assert attrs["alephant.member_id"].int_value == gw.cast.member.pk
     assert s.end_time_unix_nano > s.start_time_unix_nano
-    # The GenAI client metrics are exported too (gen_ai.client.token.usage / operation.duration).
-    assert wait_until(lambda: receiver.metric_posts > 0, timeout=5)
+    # The GenAI client metrics are exported too (cumulative histograms, every 200 ms here).
+    chat = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai"}
+    chat["gen_ai.request.model"] = "gpt-4o-mini"
+
+    def token_points():
+        points = receiver.latest_metrics().get("gen_ai.client.token.usage", [])
+        found = [(attributes_of(p), p) for p in points]
+        return {a["gen_ai.token.type"]: p for a, p in found if a.items() >= chat.items()}
+
+    assert wait_until(lambda: "output" in token_points(), timeout=5)
+    output = token_points()["output"]
+    assert output.count >= 1 and output.sum >= record.output_tokens
+    durations = receiver.latest_metrics()["gen_ai.client.operation.duration"]
+    assert any(attributes_of(p) == chat and p.count >= 1 and p.sum > 0 for p in durations)
 
 
 def test_grafana_dashboard_queries_only_series_the_gateway_exports(observed, gw):
