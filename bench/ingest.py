@@ -287,6 +287,22 @@ def write_results(section: str) -> None:
     RESULTS.write_text(text)
 
 
+def measure(ctx: Context, rounds: int) -> list[Run]:
+    runs = []
+    for round_no in range(rounds):
+        for writers in (1, 2) if round_no % 2 == 0 else (2, 1):
+            run = one_run(ctx, writers)
+            runs.append(run)
+            print(
+                f"  round {round_no + 1} writers={writers} {run.rate:8.0f} events/s"
+                f"  {run.seconds:.2f} s  cpu us/event "
+                + " ".join(f"{k} {run.cpu_us_per_event(k):.0f}" for k in run.cpu)
+                + f"  rows {run.rows} distinct {run.distinct}",
+                flush=True,
+            )
+    return runs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=60_000, help="stream entries per run")
@@ -315,18 +331,7 @@ def main() -> None:
                 env, client, redis_proc.proc.pid, tenants_, events, postgres_aux_pids(),
                 args.batch_size,
             )  # fmt: skip
-            runs = []
-            for round_no in range(args.rounds):
-                for writers in (1, 2) if round_no % 2 == 0 else (2, 1):
-                    run = one_run(ctx, writers)
-                    runs.append(run)
-                    print(
-                        f"  round {round_no + 1} writers={writers} {run.rate:8.0f} events/s"
-                        f"  {run.seconds:.2f} s  cpu us/event "
-                        + " ".join(f"{k} {run.cpu_us_per_event(k):.0f}" for k in run.cpu)
-                        + f"  rows {run.rows} distinct {run.distinct}",
-                        flush=True,
-                    )
+            runs = measure(ctx, args.rounds)
         finally:
             redis_proc.kill()
     result = table(runs, len(set(events)))
