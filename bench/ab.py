@@ -34,10 +34,15 @@ from tests.gateway.servers import ROOT, Proc, free_port, wait_http
 class _Gateway(Proc):
     """A uvicorn gateway whose code comes from `tree` (its cwd and first sys.path entry)."""
 
-    def __init__(self, tree: Path, port: int, env: dict[str, str]) -> None:
+    def __init__(self, tree: Path, port: int, env: dict[str, str], server: str = "uvicorn") -> None:
         cmd = [sys.executable, "-m", "uvicorn", "gateway.asgi:application", "--host", "127.0.0.1",
                "--port", str(port), "--no-access-log", "--lifespan", "on", "--log-level", "error",
                "--loop", "uvloop", "--http", "httptools", "--backlog", "4096"]  # fmt: skip
+        if server == "granian":  # installed ad hoc (`pip install granian`), not in the lock
+            cmd = [str(Path(sys.executable).with_name("granian")), "--interface", "asgi",
+                   "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+                   "--runtime-mode", "st", "--loop", "uvloop", "--backlog", "4096",
+                   "--log-level", "error", "gateway.asgi:application"]  # fmt: skip
         super().__init__(cmd, dict(env, PYTHONPATH=str(tree)), str(tree))
         self.tree, self.port = tree, port
 
@@ -59,7 +64,9 @@ def _archive(ref: str, paths: list[str] | None = None) -> Path:
     return tree
 
 
-def run(ref: str, b: str, paths: list[str], rounds: int, seconds: float, modes: list[str]) -> None:
+def run(
+    ref: str, b: str, paths: list[str], rounds: int, seconds: float, modes: list[str], server: str
+) -> None:
     load_dotenv()
     trees = [_archive(ref)]
     if b or paths:
@@ -68,7 +75,10 @@ def run(ref: str, b: str, paths: list[str], rounds: int, seconds: float, modes: 
     env = dict(os.environ, REDIS_URL=stack.redis_url, PYTHONDONTWRITEBYTECODE="1")
     env["ALEPHANT_ALLOW_PRIVATE_UPSTREAMS"] = "1"
     b_tree = trees[1] if len(trees) > 1 else ROOT
-    gateways = {"A": _Gateway(trees[0], free_port(), env), "B": _Gateway(b_tree, free_port(), env)}
+    gateways = {
+        "A": _Gateway(trees[0], free_port(), env),
+        "B": _Gateway(b_tree, free_port(), env, server),
+    }
     secret = env.get("ALEPHANT_KEY_HASH_SECRET") or env.get("DJANGO_SECRET_KEY", "")
     cells: dict[tuple[str, str], list[Cell]] = {}
     try:
@@ -148,8 +158,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--modes", default="json,stream")
+    parser.add_argument("--b-server", choices=("uvicorn", "granian"), default="uvicorn")
     args = parser.parse_args()
-    run(args.ref, args.b_ref, args.paths, args.rounds, args.seconds, args.modes.split(","))
+    modes = args.modes.split(",")
+    print(f"A: uvicorn (httptools); B: {args.b_server}", flush=True)
+    run(args.ref, args.b_ref, args.paths, args.rounds, args.seconds, modes, args.b_server)
 
 
 if __name__ == "__main__":

@@ -180,142 +180,58 @@ def run(calls: int = 3000) -> list[dict]:
 # --- through the real gateway -------------------------------------------------------------
 
 
-def _seed_budgets(redis_url: str, workspace_id: int) -> None:
-    """Put 5 budgets on the bench key's chain (key, member, workspace x3 with different periods)
-    into the bench workspace snapshot, and seed their counters (no Postgres needed)."""
-    import json
-    import time as _time
-
-    import redis
-
-    from core.periods import period_bounds
-
-    client = redis.Redis.from_url(redis_url)
-    snapshot = json.loads(client.get(f"alephant:ws:{workspace_id}"))
-    scopes = [
-        ("key", 1, "day"),
-        ("member", 1, "month"),
-        ("workspace", workspace_id, "month"),
-        ("workspace", workspace_id, "week"),
-        ("workspace", workspace_id, "lifetime"),
-    ]
-    budgets = []
-    for i, (scope, sid, period) in enumerate(scopes):
-        bid = 8_000_000 + i
-        budgets.append(
-            {
-                "id": bid,
-                "scope_type": scope,
-                "scope_id": sid,
-                "metric": "usd",
-                "limit": 10**6 * NANOS_PER_USD,
-                "period": period,
-                "ladder": [50, 75, 90, 100],
-                "throttle_at": 90,
-                "throttle_rpm": 10,
-                "hard_stop": True,
-                "model": None,
-            }
-        )
-        key, _s, _e = period_bounds(period, snapshot.get("time_zone") or "UTC", _time.time())
-        client.hset(
-            f"alephant:{{w{workspace_id}}}:b:{bid}:{key}",
-            mapping={"init": "bench", "spent": 0, "reserved": 0},
-        )
-    snapshot["budgets"] = budgets
-    client.set(f"alephant:ws:{workspace_id}", json.dumps(snapshot))
-    client.close()
-
-
-async def _gateway_cells(seconds: float, concurrency: list[int]) -> list[dict]:
-    import re
-
+def run_gateway(seconds: float = 4.0, concurrency: tuple[int, ...] = (1, 64)) -> list[dict]:
+    """The same comparison through real gateway processes (uvicorn, one worker each) on `make
+    bench`'s stack (`wrk`, nginx upstream, private Redis): one gateway with enforcement off, one
+    with it on, the same key with 5 budgets + the rate cap; CPU per call over each gateway
+    worker plus the Redis (one cell runs at a time)."""
     from alephant.env import load_dotenv
     from bench.__main__ import WORKSPACE_ID as BENCH_WS
-    from bench.__main__ import run_cell, seed_snapshots, uvicorn
-    from tests.gateway.servers import Proc, free_port, wait_http
+    from bench.__main__ import body, uvicorn
+    from bench.mockstack import MockStack
+    from bench.seed import seed_key
+    from bench.wrk import run_wrk
+    from tests.gateway.servers import free_port, wait_http
 
     load_dotenv()
-    base = os.environ.get("REDIS_URL", "redis://127.0.0.1:63799/0")
-    redis_url = (
-        re.sub(r"/\d*$", "", base.rstrip("/"))
-        + "/"
-        + os.environ.get("ALEPHANT_BENCH_REDIS_DB", "11")
-    )
-    env = dict(os.environ, REDIS_URL=redis_url, PYTHONDONTWRITEBYTECODE="1")
-    secret = env.get("ALEPHANT_KEY_HASH_SECRET") or env.get("DJANGO_SECRET_KEY", "")
-    sim_port, on_port, off_port = free_port(), free_port(), free_port()
-    import sys
-
-    sim = Proc(
-        [sys.executable, "-m", "devtools.simulator", "--port", str(sim_port)], env, "sim"
-    ).start()
-    sim_url = f"http://127.0.0.1:{sim_port}"
-    on = uvicorn("alephant.asgi:application", on_port, env)
-    off = uvicorn("alephant.asgi:application", off_port, dict(env, ALEPHANT_ENFORCEMENT="0"))
-    rows = []
+    stack = MockStack().start()
+    env = dict(os.environ, REDIS_URL=stack.redis_url, PYTHONDONTWRITEBYTECODE="1")
+    env["ALEPHANT_ALLOW_PRIVATE_UPSTREAMS"] = "1"
+    ports = {"enforcement off": free_port(), "5 budgets + rate cap": free_port()}
+    procs = {
+        name: uvicorn("gateway.asgi:application", port, dict(env, ALEPHANT_ENFORCEMENT=on))
+        for (name, port), on in zip(ports.items(), ("0", "1"), strict=True)
+    }
+    rows: list[dict] = []
     try:
-        wait_http(sim_url + "/_sim/stats", proc=sim)
-        for port, proc in ((on_port, on), (off_port, off)):
-            wait_http(f"http://127.0.0.1:{port}/v1/models", timeout=90, proc=proc)
-        raw = seed_snapshots(redis_url, secret, sim_url)
-        _seed_budgets(redis_url, BENCH_WS)
-        await asyncio.sleep(1.2)  # the gateways' snapshot cache
-        headers = {"content-type": "application/json", "authorization": f"Bearer {raw}"}
-        results = {}
+        for name, proc in procs.items():
+            wait_http(f"http://127.0.0.1:{ports[name]}/v1/models", timeout=90, proc=proc)
+        secret = env.get("ALEPHANT_KEY_HASH_SECRET") or env.get("DJANGO_SECRET_KEY", "")
+        key = seed_key(
+            redis_url=stack.redis_url, key_hash_secret=secret, ws_id=BENCH_WS + 77,
+            base_url=f"{stack.upstream}/json/v1", budgets=True,
+        )  # fmt: skip
+        headers = {"content-type": "application/json", "authorization": f"Bearer {key}"}
         for c in concurrency:
-            for name, port, proc in (
-                ("enforcement off", off_port, off),
-                ("5 budgets + rate cap", on_port, on),
-            ):
-                r = await run_cell(
-                    name,
-                    f"http://127.0.0.1:{port}/v1/chat/completions",
-                    headers,
-                    False,
-                    c,
-                    seconds,
-                    proc.proc.pid,
-                )
-                results[(name, c)] = r
+            for name, proc in procs.items():
+                assert proc.proc is not None
+                cell = run_wrk(
+                    f"http://127.0.0.1:{ports[name]}/v1/chat/completions", body=body("json"),
+                    headers=headers, connections=c, seconds=seconds,
+                    cpu_pids=[proc.proc.pid, stack.redis_pid],
+                )  # fmt: skip
                 rows.append(
                     {
-                        "bench": "gateway /v1/chat/completions",
-                        "case": name,
-                        "concurrency": c,
-                        "rps": round(r.rps),
-                        "p50_ms": round(r.p50_ms, 3),
-                        "p99_ms": round(r.p99_ms, 3),
-                        "cpu_ms_per_req": round(r.cpu_ms_per_req, 3),
-                        "errors": r.errors,
+                        "bench": "gateway /v1/chat/completions", "case": name, "concurrency": c,
+                        "rps": round(cell.rps), "p50_ms": round(cell.p50_ms, 3),
+                        "cpu_ms_per_call": round(cell.cpu_ms_per_call, 3), "errors": cell.errors,
                     }
-                )
-            a, b = results[("5 budgets + rate cap", c)], results[("enforcement off", c)]
-            rows.append(
-                {
-                    "bench": "gateway /v1/chat/completions",
-                    "case": "enforcement overhead",
-                    "concurrency": c,
-                    "p50_ms": round(a.p50_ms - b.p50_ms, 3),
-                    "cpu_ms_per_req": round(a.cpu_ms_per_req - b.cpu_ms_per_req, 3),
-                }
-            )
+                )  # fmt: skip
         return rows
     finally:
-        for proc in (on, off, sim):
+        for proc in procs.values():
             proc.kill()
-        import redis
-
-        client = redis.Redis.from_url(redis_url)
-        client.delete("alephant:usage")  # bench calls are not real spend
-        for key in client.scan_iter(match=f"alephant:{{w{BENCH_WS}}}:*", count=1000):
-            client.delete(key)
-        client.close()
-
-
-def run_gateway(seconds: float = 4.0, concurrency: tuple[int, ...] = (1, 64)) -> list[dict]:
-    """The same comparison through a real gateway process (uvicorn) and the simulator."""
-    return asyncio.run(_gateway_cells(seconds, list(concurrency)))
+        stack.stop()
 
 
 if __name__ == "__main__":

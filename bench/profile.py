@@ -64,9 +64,12 @@ def breakdown(collapsed: Path) -> Counter:
     return parts
 
 
-def _evalsha_usec(client: redis.Redis) -> tuple[int, int]:
-    stats = client.info("commandstats").get("cmdstat_evalsha", {})
-    return int(stats.get("calls", 0)), int(stats.get("usec", 0))
+def _commandstats(client: redis.Redis) -> dict[str, tuple[int, int]]:
+    """Calls and usec of each command (the commands a script runs are counted too)."""
+    return {
+        name.removeprefix("cmdstat_"): (int(v.get("calls", 0)), int(v.get("usec", 0)))
+        for name, v in client.info("commandstats").items()
+    }
 
 
 def profile(mode: str, seconds: float, rate: int) -> None:
@@ -79,7 +82,7 @@ def profile(mode: str, seconds: float, rate: int) -> None:
             run_wrk(url, body=data, headers=headers, connections=64, seconds=2, cpu_pids=pids)
         out = Path(tempfile.mkdtemp(prefix="alephant-profile-")) / f"{mode}.collapsed"
         client = redis.Redis.from_url(servers.stack.redis_url)
-        calls0, usec0 = _evalsha_usec(client)
+        stats0 = _commandstats(client)
         gw0 = cpu_seconds([gateway_pid])
         result: dict[str, Cell] = {}
 
@@ -98,7 +101,7 @@ def profile(mode: str, seconds: float, rate: int) -> None:
         driver.join()
         cell = result["cell"]
         gw_ms = (cpu_seconds([gateway_pid]) - gw0) * 1000 / cell.requests
-        calls1, usec1 = _evalsha_usec(client)
+        stats1 = _commandstats(client)
         client.close()
     finally:
         servers.stop()
@@ -110,9 +113,20 @@ def profile(mode: str, seconds: float, rate: int) -> None:
     for name, samples in parts.most_common():
         share = samples / total
         print(f"| {name} | {share:.1%} | {share * gw_ms * 1000:.0f} |")
-    per_call = (usec1 - usec0) / max(1, cell.requests)
-    evalsha = (calls1 - calls0) / max(1, cell.requests)
-    print(f"| Redis: admit + settle scripts ({evalsha:.1f} EVALSHA a call) | - | {per_call:.0f} |")
+    calls = max(1, cell.requests)
+    delta = {
+        name: (c - stats0.get(name, (0, 0))[0], u - stats0.get(name, (0, 0))[1])
+        for name, (c, u) in stats1.items()
+    }
+    evalsha_calls, evalsha_usec = delta.get("evalsha", (0, 0))
+    print(
+        f"| Redis: admit + settle scripts ({evalsha_calls / calls:.1f} EVALSHA a call) | - "
+        f"| {evalsha_usec / calls:.0f} |"
+    )
+    print("\nInside Redis, per call (commands the scripts run; their usec is within EVALSHA's):")
+    for name, (c, u) in sorted(delta.items(), key=lambda kv: -kv[1][1])[:12]:
+        if c:
+            print(f"  {name:<18} {c / calls:5.2f} calls  {u / calls:6.1f} us")
 
 
 def main() -> None:
