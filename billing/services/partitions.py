@@ -208,7 +208,16 @@ def ledger_partitions_after_migrate(*, using: str = "default", **_kwargs: Any) -
     partitions exist on a fresh install or after a long pause, even before beat first runs."""
     conn = connections[using]
     with transaction.atomic(using=using), conn.cursor() as cursor:
-        cursor.execute("SELECT current_user")
-        if cursor.fetchone()[0] == app_role_name() or not is_partitioned(cursor):
-            return  # not the owner (can't create tables), or migrated back before 0013
+        if not is_partitioned(cursor) or not _owns_ledger(cursor):
+            return  # migrated back before 0013, or not the owner (can't create partitions)
         ledger_partitions_ensure(cursor, now=timezone.now())
+
+
+def _owns_ledger(cursor: Any) -> bool:
+    cursor.execute(
+        "SELECT pg_has_role(current_user, relowner, 'USAGE') FROM pg_class "
+        "WHERE oid = to_regclass(%s)",
+        [PARENT],
+    )
+    row = cursor.fetchone()
+    return bool(row and row[0])

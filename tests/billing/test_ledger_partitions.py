@@ -28,6 +28,7 @@ from billing.services.partitions import (
     DEFAULT_PARTITION,
     PARENT,
     add_months,
+    ledger_partitions_after_migrate,
     month_start,
     owner_cursor,
     partition_create,
@@ -36,6 +37,7 @@ from billing.services.partitions import (
 from billing.tasks import ledger_partitions_maintain
 from gateway.ledger_writer import LedgerWriter
 from tests.billing.test_ledger_writer import event, push
+from tests.conftest import connect_as_app, connect_as_owner
 from tests.workspaces.test_rls import tenant_tables_rls
 from workspaces.tenancy import workspace_scope
 
@@ -214,6 +216,34 @@ def test_beat_task_partitions_stray_history_unless_past_retention(cast, settings
     assert ledger_partitions_maintain()["created"] == [partition_name(month)]
     assert _where(ws)["history"] == partition_name(month)
     assert (partition_name(month), True) in tenant_tables_rls()
+
+
+def test_post_migrate_hook_creates_partitions_as_the_owner_only(db):
+    last = partition_name(add_months(month_start(dt.datetime.now(UTC)), 2))
+    with owner_cursor() as cursor:
+        cursor.execute(f"ALTER TABLE {PARENT} DETACH PARTITION {last}")
+        cursor.execute(f"DROP TABLE {last}")
+    ledger_partitions_after_migrate()  # as the app role: not the owner, skips quietly
+    assert not _exists(last)
+    connect_as_owner()  # as `migrate` runs it
+    try:
+        ledger_partitions_after_migrate()
+    finally:
+        connect_as_app()
+    assert _exists(last) and (last, True) in tenant_tables_rls()
+
+
+def test_a_month_bounded_query_reads_only_that_months_partition(cast):
+    month = month_start(dt.datetime.now(UTC))
+    with workspace_scope(cast.workspace.pk), connection.cursor() as cursor:
+        cursor.execute(
+            f"EXPLAIN SELECT count(*) FROM {PARENT} WHERE workspace_id = %s "
+            "AND created_at >= %s AND created_at < %s",
+            [cast.workspace.pk, month, add_months(month, 1)],
+        )
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert partition_name(month) in plan
+    assert partition_name(add_months(month, 1)) not in plan and DEFAULT_PARTITION not in plan
 
 
 # --- retention ---------------------------------------------------------------------------------
