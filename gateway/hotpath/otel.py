@@ -24,7 +24,9 @@ import os
 import re
 import threading
 import time
+import weakref
 from collections import deque
+from functools import partial
 from random import getrandbits
 from typing import TYPE_CHECKING, Any
 
@@ -64,6 +66,12 @@ def _header(scope: Any, wanted: bytes) -> bytes | None:
         if name == wanted:
             return value
     return None
+
+
+def _after_fork(ref: weakref.ref[OtelExport]) -> None:
+    otel = ref()
+    if otel is not None:
+        otel._forked()
 
 
 def _sampler(name: str, ratio: float) -> tuple[bool, int]:
@@ -110,6 +118,22 @@ class OtelExport:
             delay_s=s.schedule_delay_s,
             metric_interval_s=s.metric_interval_s,
         )
+        # A server that forks its workers after loading the app (gunicorn --preload): each
+        # child starts its own thread and connections, with an empty queue and fresh metrics
+        # (the parent's would be sent twice).
+        self._closed = False
+        os.register_at_fork(after_in_child=partial(_after_fork, weakref.ref(self)))
+
+    def _forked(self) -> None:
+        if self._closed:
+            return
+        self.queue.clear()
+        self.metrics = GenAiMetrics()
+        self._aggregate = self.metrics.record
+        self._drain_lock = threading.Lock()
+        self._traces.forget()
+        self._metrics.forget()
+        self._thread.start()
 
     def export(self, call: Call, scope: dict | None, *, reason: str) -> None:
         """The request path, once per call: the metrics, then the sampler, then (sampled) one
@@ -194,6 +218,7 @@ class OtelExport:
 
     def close(self) -> None:
         """Shutdown: send what is queued and the metrics, then stop the thread."""
+        self._closed = True
         self._thread.stop(timeout_s=self.settings.timeout_s + 1)
         self._traces.close()
         self._metrics.close()

@@ -37,6 +37,9 @@ _TIMES = struct.Struct("<BQBQ")  # start_time_unix_nano (7) and end_time_unix_na
 # Span.flags (16, fixed32): sampled, and whether the parent is remote (the caller's traceparent).
 _FLAGS_LOCAL = b"\x85\x01" + struct.pack("<I", 0x101)
 _FLAGS_REMOTE = b"\x85\x01" + struct.pack("<I", 0x301)
+# trace_id (1), span_id (2) [, parent_span_id (4)], flags.
+_IDS_LOCAL = b"\x0a\x10%b\x12\x08%b" + _FLAGS_LOCAL.replace(b"%", b"%%")
+_IDS_REMOTE = b"\x0a\x10%b\x12\x08%b\x22\x08%b"
 _A = {
     name: Attr(name)
     for name in (
@@ -104,16 +107,16 @@ class SpanEncoder:
         """`record`: see `otel.OtelExport.export`; `span_id` 8 random bytes, `trace_random` 16
         (a root span's trace id; its last 8 bytes replaced by the sampler's draw if it drew).
         Written for speed (it runs once per sampled call): locals, one join."""
-        (end_ns, elapsed, trace, parent, state, endpoint, events, key, who) = record[:9]
-        (request_id, status, attempts, cost, error_type, reason) = record[9:]
+        (end_ns, elapsed, trace, parent, state, endpoint, events, key, who, request_id, status,
+         attempts, cost, error_type, reason) = record  # fmt: skip
         if trace is None:
             trace = trace_random
         elif type(trace) is int:
             trace = trace_random[:8] + trace.to_bytes(8, "big")
         if parent is None:
-            head = b"\x0a\x10" + trace + b"\x12\x08" + span_id + _FLAGS_LOCAL
+            head = _IDS_LOCAL % (trace, span_id)
         else:
-            head = b"\x0a\x10" + trace + b"\x12\x08" + span_id + b"\x22\x08" + parent
+            head = _IDS_REMOTE % (trace, span_id, parent)
             # W3C tracestate is ASCII: anything else is invalid, and dropped (as the SDK does).
             head += _FLAGS_REMOTE + field(3, state) if state and state.isascii() else _FLAGS_REMOTE
         usage = b""

@@ -131,6 +131,10 @@ class Poster:
         self._conn = kind(self.host, self.port, timeout=self.timeout_s)
         return self._conn
 
+    def forget(self) -> None:
+        """In a forked child: the connection is the parent's; open our own when needed."""
+        self._conn = None
+
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
@@ -176,6 +180,10 @@ class ExportThread:
         self.send_metrics = send_metrics
         self.delay_s = delay_s
         self.metric_interval_s = metric_interval_s
+        self.start()
+
+    def start(self) -> None:
+        """Also in a forked child (the thread does not survive a fork): `otel.OtelExport`."""
         self.wake = threading.Event()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="otlp-export", daemon=True)

@@ -5,6 +5,7 @@ flushing, and the standard `OTEL_*` settings."""
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from decimal import Decimal
@@ -183,6 +184,27 @@ def test_a_collector_that_is_down_never_stops_the_thread_and_close_flushes(recei
     otel.export(_call(5), None, reason="")
     otel.close()  # drains what is left before the thread ends (gzip on: the receiver copes)
     assert [attrs(s)["alephant.request_id"] for s in receiver.spans] == ["req_5"]
+
+
+def test_a_forked_child_exports_on_its_own_thread_without_the_parents_queue(receiver):
+    otel = OtelExport(_settings(receiver, schedule_delay_s=3600))
+    try:
+        otel.export(_call(1), None, reason="")  # queued in the parent, not yet sent
+        pid = os.fork()
+        if pid == 0:  # the child: a fresh thread, an empty queue, its own connection
+            code = 1
+            try:
+                otel.export(_call(2), None, reason="")
+                otel.close()
+                code = 0
+            finally:
+                os._exit(code)
+        assert os.waitpid(pid, 0)[1] == 0
+        assert wait_until(lambda: len(receiver.spans) == 1, timeout=5)
+        assert [attrs(s)["alephant.request_id"] for s in receiver.spans] == ["req_2"]
+    finally:
+        otel.close()
+    assert wait_until(lambda: len(receiver.spans) == 2, timeout=5)  # the parent's, at close
 
 
 def test_the_batch_size_wakes_the_thread_before_the_delay(receiver):
