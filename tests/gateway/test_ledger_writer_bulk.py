@@ -10,11 +10,11 @@ from decimal import Decimal
 
 import orjson
 import pytest
-from django.db import connections
+from django.db import ProgrammingError, connection, connections, transaction
 
 from billing.models import UsageRecord
 from gateway.hotpath.usage import FIELDS, STREAM
-from gateway.ledger_rows import COLUMNS, BadEvent, row_from_event
+from gateway.ledger_rows import COLUMNS, BadEvent, insert_rows, row_from_event
 from gateway.ledger_writer import DEAD_STREAM, LedgerWriter
 from tests.billing.test_ledger_writer import event, push
 from workspaces.tenancy import workspace_scope
@@ -145,3 +145,17 @@ def test_two_writers_racing_on_replays_store_each_event_once(cast, redis_client)
             ids = list(UsageRecord.objects.values_list("request_id", flat=True))
         assert len(ids) == len(set(ids)) == 300
         assert {int(i.split("-")[1]) % 2 for i in ids} == {parity}
+
+
+def test_the_insert_runs_under_rls_in_the_rows_workspace_scope(cast):
+    a, b = cast.workspace.pk, cast.other_workspace.pk
+    row = row_from_event(event(b, "foreign"))
+    # The scope is A's, the row B's: the policy's WITH CHECK refuses it (the app role has no
+    # way around RLS), so the writer can only store a row inside its own workspace's scope.
+    with pytest.raises(ProgrammingError, match="row-level security"):
+        with transaction.atomic(), connection.cursor() as cursor:
+            insert_rows(cursor, a, [row])
+    with transaction.atomic(), connection.cursor() as cursor:
+        insert_rows(cursor, b, [row])
+    with workspace_scope(b):
+        assert list(UsageRecord.objects.values_list("request_id", flat=True)) == ["foreign"]
