@@ -1,13 +1,20 @@
 """`python -m bench.telemetry`: what observability costs the gateway, in server CPU per call.
 
-The same gateway (one uvicorn worker; nginx upstream and wrk load as in `python -m bench`) four
-times per round, a fresh process each, in alternating order: telemetry off (nobody scrapes);
-Prometheus in multiprocess mode with a scrape every second; that plus OpenTelemetry export with
-every call traced (spans + the GenAI metrics, exported every second) to an OTLP/HTTP sink in
-this process; the same with one root call in ten sampled. JSON chat at concurrency 64; CPU of
-the gateway's process tree and its redis-server (the exporter's background thread counts: it is
-the gateway's). Medians of `--rounds`; OpenTelemetry's cost is reported over the Prometheus run
-(it is added on top of it). The issue's target: < 5 % added CPU per call.
+Four gateways (one uvicorn worker each; nginx upstream and wrk load as in `python -m bench`):
+telemetry off (nobody scrapes); Prometheus in multiprocess mode with a scrape every second;
+that plus OpenTelemetry with every call traced (spans + the GenAI metrics, exported every
+second) to an OTLP/HTTP sink in this process; the same with one root call in ten sampled. JSON
+chat at concurrency 64.
+
+By default the four run **side by side**: all started at once, and each round drives all four
+with its own wrk at the same time, so whatever else loads the (shared, 2-core) box loads them
+alike; CPU per call is the gateway process tree's alone (they share one redis-server, whose CPU
+cannot be split between them: leaving it out makes every added % larger, not smaller). Each
+round gives a ratio per configuration against `prometheus` of the same round; the medians of
+those ratios are reported. `--sequential` runs them one after the other instead (fresh process
+per cell, alternating order, gateway + its redis CPU), as the first version of this bench did.
+The exporter's background thread counts: it is the gateway's. The issue's target: < 5 % added
+CPU per call.
 
 Then (`bench/telemetry_micro.py`) the same work in one process, without load-generator or
 scheduler noise: CPU per call of the request-path hook and of the export thread's encoding and
@@ -31,8 +38,8 @@ from bench.__main__ import body, uvicorn
 from bench.mockstack import MockStack
 from bench.seed import seed_key
 from bench.telemetry_micro import micro
-from bench.wrk import run_wrk
-from tests.gateway.servers import free_port, wait_http
+from bench.wrk import Cell, run_wrk
+from tests.gateway.servers import Proc, free_port, wait_http
 
 WORKSPACE_ID = 987_000_111
 
@@ -126,20 +133,83 @@ def configs(base: dict, sink: Sink, tmp: str) -> dict[str, dict]:
     }
 
 
+def _start(name: str, env: dict, stack: MockStack) -> tuple[Proc, str, threading.Event]:
+    port = free_port()
+    gateway = uvicorn("gateway.asgi:application", port, env)
+    wait_http(f"http://127.0.0.1:{port}/v1/models", timeout=90, proc=gateway)
+    stop = threading.Event()
+    if "PROMETHEUS_MULTIPROC_DIR" in env:
+        scrape = f"http://127.0.0.1:{port}/metrics"
+        threading.Thread(target=_scrape_every_second, args=(scrape, stop), daemon=True).start()
+    return gateway, f"http://127.0.0.1:{port}/v1/chat/completions", stop
+
+
+def _concurrent(running: dict, headers: dict, seconds: float) -> dict[str, Cell]:
+    """One wrk per gateway, all at the same time; CPU of each gateway's process tree."""
+    cells: dict[str, Cell] = {}
+
+    def drive(name: str) -> None:
+        gateway, url, _stop = running[name]
+        cells[name] = run_wrk(
+            url, body=body("json"), headers=headers, connections=64, seconds=seconds,
+            cpu_pids=[gateway.proc.pid],
+        )  # fmt: skip
+
+    threads = [threading.Thread(target=drive, args=(name,)) for name in running]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return {name: cells[name] for name in running}
+
+
+def _side_by_side(cfgs: dict[str, dict], stack: MockStack, args: argparse.Namespace) -> None:
+    """All configurations at once, `args.rounds` rounds of concurrent wrk runs."""
+    running = {name: _start(name, env, stack) for name, env in cfgs.items()}
+    env = next(iter(cfgs.values()))
+    secret = env.get("ALEPHANT_KEY_HASH_SECRET") or env.get("DJANGO_SECRET_KEY", "")
+    raw = seed_key(
+        redis_url=stack.redis_url, key_hash_secret=secret, ws_id=WORKSPACE_ID,
+        base_url=f"{stack.upstream}/json/v1", budgets=False,
+    )  # fmt: skip
+    headers = {"content-type": "application/json", "authorization": f"Bearer {raw}"}
+    results: dict[str, list[float]] = {name: [] for name in cfgs}
+    try:
+        for round_ in range(args.rounds + 1):  # round 0 warms up, not counted
+            cells = _concurrent(running, headers, args.seconds if round_ else 1)
+            if round_:
+                line = "  ".join(
+                    f"{name} {c.rps:5.0f} rps {c.cpu_ms_per_call:.3f} ms ({c.errors} err)"
+                    for name, c in cells.items()
+                )
+                print(f"  round {round_}: {line}", flush=True)
+                for name, cell in cells.items():
+                    results[name].append(cell.cpu_ms_per_call)
+    finally:
+        for gateway, _url, stop in running.values():
+            stop.set()
+            gateway.kill()
+    _report(results)
+
+
 def _report(results: dict[str, list[float]]) -> None:
-    base = statistics.median(results["off"])
-    prom = statistics.median(results["prometheus"])
+    """Medians, and the medians of each round's ratio to `off` and to `prometheus`."""
     print(f"\n{'config':<12}{'cpu ms/call (median)':>22}{'vs off':>9}{'vs prometheus':>15}")
     for name, values in results.items():
-        value = statistics.median(values)
-        over_prom = f"{(value / prom - 1) * 100:>14.1f}%" if name.startswith("otel") else ""
-        print(f"{name:<12}{value:>22.3f}{(value / base - 1) * 100:>8.1f}%{over_prom}")
+        vs_off = statistics.median(v / o for v, o in zip(values, results["off"], strict=True))
+        vs_prom = statistics.median(
+            v / p for v, p in zip(values, results["prometheus"], strict=True)
+        )
+        over_prom = f"{(vs_prom - 1) * 100:>14.1f}%" if name.startswith("otel") else ""
+        median = statistics.median(values)
+        print(f"{name:<12}{median:>22.3f}{(vs_off - 1) * 100:>8.1f}%{over_prom}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--sequential", action="store_true", help="one gateway at a time")
     parser.add_argument("--calls", type=int, default=20_000, help="in-process part")
     parser.add_argument("--no-wrk", action="store_true", help="the in-process part only")
     args = parser.parse_args()
@@ -162,6 +232,9 @@ def _wrk_rounds(args: argparse.Namespace, sink: Sink) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             for sub in "abc":
                 os.mkdir(f"{tmp}/{sub}")
+            if not args.sequential:
+                _side_by_side(configs(env, sink, tmp), stack, args)
+                return
             for round_ in range(args.rounds):
                 cells = list(configs(env, sink, tmp).items())
                 if round_ % 2:
