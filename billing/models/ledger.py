@@ -1,7 +1,9 @@
 """The usage ledger: one row per call attempt, the system of record for spend.
 
 Rows are appended by the ledger writer (`gateway/ledger_writer.py`) from the Redis stream
-`alephant:usage`, idempotently by `request_id`. Nothing updates or deletes them.
+`alephant:usage`, idempotently by `request_id` (with `created_at`, below). Nothing updates or
+deletes them; months past the retention are archived and dropped whole
+(`billing/services/ledger_retention.py`).
 
 The owner columns (key, member, department, agent, provider credential) are foreign keys
 without a database constraint: the ledger is append-only history, so a batch must never fail

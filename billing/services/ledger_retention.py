@@ -133,9 +133,10 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def _write_archive(cursor: Any, table: str, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    # Tenant data (sessions, properties, spend): readable by this service's user only.
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     part = path.with_name(path.name + ".part")
-    with open(part, "wb") as raw:
+    with os.fdopen(os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as raw:
         with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz:
             copy_sql = (
                 f'COPY (SELECT * FROM "{table}" ORDER BY id) TO STDOUT WITH (FORMAT csv, HEADER)'

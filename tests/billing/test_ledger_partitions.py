@@ -309,6 +309,7 @@ def test_retention_archives_detaches_and_the_dashboard_keeps_the_month(cast, tmp
     assert partition_name(kept) not in archived  # Feb is within 2 months of April: kept
     path = archived[table].path
     assert path == tmp_path / f"{table}.csv.gz" and not list(tmp_path.glob("*.part"))
+    assert path.stat().st_mode & 0o777 == 0o600
     rows = _archive_rows(path)
     assert len(rows) == 4 == archived[table].rows
     assert archive_totals(path) == (4, Decimal("10.500000000010"))
