@@ -20,6 +20,7 @@ queue drops the span and counts it (`alephant_otel_dropped_spans_total`).
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
@@ -37,6 +38,8 @@ from gateway.hotpath.otlpexport import ExportThread, Poster, Settings
 
 if TYPE_CHECKING:
     from gateway.hotpath.call import Call
+
+logger = logging.getLogger("alephant.gateway")
 
 __all__ = ["OPERATIONS", "PROVIDERS", "OtelExport", "parse_traceparent"]
 
@@ -192,22 +195,29 @@ class OtelExport:
             self._spans.clear()
         while queue:
             batch = [queue.popleft() for _ in range(min(len(queue), self.batch_size))]
-            ids = os.urandom(24 * len(batch))
-            span = self._spans.span
-            body = otlp.traces_request(
-                self._resource,
-                self._scope,
-                [
-                    span(r, ids[i * 24 : i * 24 + 8], ids[i * 24 + 8 : i * 24 + 24])
-                    for i, r in enumerate(batch)
-                ],
-            )
-            if not self._traces.post(body):
-                self.failed += len(batch)
+            spans = self._encode(batch)
+            if spans and not self._traces.post(
+                otlp.traces_request(self._resource, self._scope, spans)
+            ):
+                self.failed += len(spans)
             done += len(batch)
             if len(batch) < self.batch_size:
                 break
         return done
+
+    def _encode(self, batch: list[tuple]) -> list[bytes]:
+        """The batch's Span messages; a record that cannot be encoded (a field of a type
+        nobody expected) is logged, counted as failed and skipped, never the whole batch."""
+        ids = os.urandom(24 * len(batch))  # span id, then a root span's trace id, per record
+        span, spans = self._spans.span, []
+        for i, record in enumerate(batch):
+            at = i * 24
+            try:
+                spans.append(span(record, ids[at : at + 8], ids[at + 8 : at + 24]))
+            except Exception:
+                self.failed += 1
+                logger.exception("otlp: cannot encode the span of %s", record[9])
+        return spans
 
     def send_metrics(self) -> None:
         """A failed post is logged by the poster; the next interval sends the cumulative totals

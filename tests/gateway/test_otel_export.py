@@ -175,6 +175,20 @@ def test_a_full_queue_drops_and_counts_and_a_failing_collector_is_counted(receiv
         otel.close()
 
 
+def test_a_span_that_cannot_be_encoded_is_skipped_not_its_batch(receiver):
+    otel = OtelExport(_settings(receiver, schedule_delay_s=3600))
+    try:
+        bad = _call(2)
+        bad.events = [{**bad.events[0], "cached_tokens": "many"}]
+        for call in (_call(1), bad, _call(3)):
+            otel.export(call, None, reason="")
+        assert otel.drain() == 3
+        assert otel.failed == 1
+        assert [attrs(s)["alephant.request_id"] for s in receiver.spans] == ["req_1", "req_3"]
+    finally:
+        otel.close()
+
+
 def test_a_collector_that_is_down_never_stops_the_thread_and_close_flushes(receiver):
     down = Settings(traces_url="http://127.0.0.1:9/v1/traces", schedule_delay_s=0.02)
     otel = OtelExport(down)
