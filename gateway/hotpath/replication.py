@@ -25,6 +25,7 @@ from typing import Any
 
 from core.redisclients import topology
 from gateway.hotpath.config import Config
+from gateway.hotpath.resp import RespClient
 
 logger = logging.getLogger("alephant.gateway")
 
@@ -35,14 +36,21 @@ class ReplicaWait:
     """`confirm` returns once the events are on `replicas` replicas or in the spool."""
 
     def __init__(self, redis: Any, spool: Any, *, replicas: int, timeout_ms: int) -> None:
-        self.redis = redis  # redis-py asyncio client (single server or Sentinel's master)
+        # A connection of its own: a `RespClient` (one server), or redis-py's (Sentinel's master)
+        self.redis = redis
         self.spool = spool
         self.replicas = replicas
         self.timeout_ms = timeout_ms
         self.key = f"alephant:replwait:{os.uname().nodename}:{os.getpid()}"
         self._waiters: list[asyncio.Future] = []
+        self._busy = False
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task | None = None
         self._short = False  # the last round fell short (log state changes, not every call)
+
+    async def aclose(self) -> None:
+        if isinstance(self.redis, RespClient):
+            await self.redis.aclose()
 
     async def confirm(self, events: Sequence[bytes], *, request_id: str) -> bool:
         """True when `replicas` replicas acknowledged; otherwise the events are spooled."""
@@ -60,28 +68,52 @@ class ReplicaWait:
 
     async def _acknowledged(self) -> bool:
         loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        self._waiters.append(future)
-        if self._task is None or self._task.done() or self._task.get_loop() is not loop:
-            # Keep a reference: the loop holds tasks only weakly.
-            self._task = loop.create_task(self._rounds())
-        return await future
+        if self._busy and (
+            self._loop is not loop or (self._task is not None and self._task.done())
+        ):
+            self._busy, self._waiters, self._task = False, [], None  # a loop that went away
+        if self._busy:  # a round is in flight: it may predate our write, so ride the next one
+            future = loop.create_future()
+            self._waiters.append(future)
+            return await future
+        # Nothing in flight: this caller makes the round itself (no task, no future).
+        self._busy, self._loop, self._task = True, loop, None
+        try:
+            return await self._round()
+        finally:
+            if self._waiters:
+                # Keep a reference: the loop holds tasks only weakly.
+                self._task = loop.create_task(self._rounds())
+            else:
+                self._busy = False
 
     async def _rounds(self) -> None:
         # A round starts after its callers' writes were answered, so its mark comes after them.
-        while self._waiters:
-            waiters, self._waiters = self._waiters, []
-            ok = await self._round()
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_result(ok)
+        try:
+            while self._waiters:
+                waiters, self._waiters = self._waiters, []
+                ok = await self._round()
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_result(ok)
+        finally:
+            self._busy = False
 
     async def _round(self) -> bool:
+        mark = ("SET", self.key, "1", "PX", MARK_TTL_MS)
+        wait = ("WAIT", self.replicas, self.timeout_ms)
         try:
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.set(self.key, 1, px=MARK_TTL_MS)
-            pipe.execute_command("WAIT", self.replicas, self.timeout_ms)
-            _mark, acked = await pipe.execute()
+            if isinstance(self.redis, RespClient):
+                replies = await self.redis.execute_many([mark, wait])
+            else:
+                pipe = self.redis.pipeline(transaction=False)
+                pipe.execute_command(*mark)
+                pipe.execute_command(*wait)
+                replies = await pipe.execute(raise_on_error=False)
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise reply
+            acked = replies[1]
             ok = int(acked) >= self.replicas
         except Exception as exc:
             logger.warning("gateway: WAIT for %d replica(s) failed: %r", self.replicas, exc)
@@ -108,9 +140,14 @@ def replica_wait(config: Config, redis: Any, spool: Any) -> ReplicaWait | None:
     if topology() == "cluster":
         logger.warning("gateway: ALEPHANT_REDIS_WAIT_REPLICAS is ignored on a Redis Cluster")
         return None
-    return ReplicaWait(
-        redis,
-        spool,
-        replicas=config.redis_wait_replicas,
-        timeout_ms=config.redis_wait_timeout_ms,
-    )
+    timeout_ms = config.redis_wait_timeout_ms
+    client = redis
+    if topology() == "single":
+        # Its own lean connection: WAIT blocks the connection it is sent on.
+        try:
+            client = RespClient.from_url(
+                config.redis_url, timeout_s=timeout_ms / 1000 + 5, connect_timeout_s=1
+            )
+        except ValueError:  # rediss:// or a socket path: redis-py's pool
+            client = redis
+    return ReplicaWait(client, spool, replicas=config.redis_wait_replicas, timeout_ms=timeout_ms)

@@ -120,6 +120,8 @@ class Runtime:
                 await self.replay
             self.spool.close()
             await drain(self.spool, self.redis)
+            if self.usage.replicas is not None:
+                await self.usage.replicas.aclose()
         if self.session is not None:
             await self.session.close()
         if self.started:

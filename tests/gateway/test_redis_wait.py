@@ -24,6 +24,7 @@ from billing.models import UsageRecord
 from billing.services.budgets import budget_create
 from gateway.hotpath.config import Config
 from gateway.hotpath.replication import ReplicaWait
+from gateway.hotpath.resp import RespClient
 from gateway.hotpath.spool import Spool, read_events
 from tests.cast import build_cast
 from tests.gateway.conftest import add_provider_keys, issue_key
@@ -75,13 +76,19 @@ def master_replica(tmp_path):
 
 
 def _confirm(
-    port: int, spool: Spool, batches: list[list[bytes]], replicas: int = 1, timeout_ms: int = 5000
+    port: int,
+    spool: Spool,
+    batches: list[list[bytes]],
+    replicas: int = 1,
+    timeout_ms: int = 5000,
+    lean: bool = True,
 ):
     """XADD each batch on one connection, then confirm them all at once on the waiter's own."""
 
     async def run():
         writer = aioredis.Redis(port=port)
-        client = aioredis.Redis(port=port, socket_timeout=10)
+        # The gateway's own choice on one server (`replica_wait`); redis-py's for Sentinel.
+        client = RespClient(port=port, timeout_s=10) if lean else aioredis.Redis(port=port)
         waiter = ReplicaWait(client, spool, replicas=replicas, timeout_ms=timeout_ms)
         try:
             for batch in batches:
@@ -99,10 +106,11 @@ def _confirm(
     return asyncio.run(run())
 
 
-def test_acknowledged_usage_is_not_spooled_and_is_on_the_replica(master_replica, tmp_path):
+@pytest.mark.parametrize("lean", [True, False], ids=["respclient", "redis-py"])
+def test_acknowledged_usage_is_not_spooled_and_is_on_the_replica(master_replica, tmp_path, lean):
     master, replica, _proc = master_replica
     spool = Spool(tmp_path / "spool", redis_url=f"redis://127.0.0.1:{master}/0", stream=STREAM)
-    results, _elapsed = _confirm(master, spool, [_events("a"), _events("b", "c")])
+    results, _elapsed = _confirm(master, spool, [_events("a"), _events("b", "c")], lean=lean)
     assert results == [True, True]
     assert _spooled(tmp_path / "spool") == []
     # Acknowledged means the replica has it (it read the stream the master wrote).
@@ -122,11 +130,13 @@ def test_concurrent_calls_share_wait_rounds(master_replica, tmp_path):
     spool.close()
 
 
-def test_a_replica_that_does_not_acknowledge_gets_the_usage_spooled(master_replica, tmp_path):
+@pytest.mark.parametrize("lean", [True, False], ids=["respclient", "redis-py"])
+def test_a_replica_that_does_not_acknowledge_gets_the_usage_spooled(master_replica, tmp_path, lean):
     master, _replica, replica_proc = master_replica
     spool = Spool(tmp_path / "spool", redis_url=f"redis://127.0.0.1:{master}/0", stream=STREAM)
     replica_proc.proc.send_signal(signal.SIGSTOP)
-    results, elapsed = _confirm(master, spool, [_events("x"), _events("y", "z")], timeout_ms=300)
+    batches = [_events("x"), _events("y", "z")]
+    results, elapsed = _confirm(master, spool, batches, timeout_ms=300, lean=lean)
     assert results == [False, False]
     assert _spooled(tmp_path / "spool") == ["x", "y", "z"]
     assert elapsed >= 0.25  # the WAIT ran its 300 ms timeout: no replica answered
