@@ -131,10 +131,10 @@ class SpanEncoder:
                 )
             usage = b"".join(
                 (
-                    _INPUT(int(n_in)),
-                    _OUTPUT(int(n_out)),
-                    _CACHED(int(n_cached)),
-                    _REASONING(int(n_reasoning)),
+                    _INPUT(n_in),  # ints: the providers' usage parser makes them so
+                    _OUTPUT(n_out),
+                    _CACHED(n_cached),
+                    _REASONING(n_reasoning),
                     _CACHE_HIT(bool(events[-1]["cache_hit"])),
                 )
             )

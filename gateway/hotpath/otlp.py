@@ -1,7 +1,7 @@
 """The OTLP protobuf wire format, written by hand (`opentelemetry/proto/{trace,metrics}/v1`).
 
 Why not the SDK: its span objects, attribute hashing and the generated protobuf classes cost
-~150 us of CPU per traced call, half the gateway's whole cost per call. Protobuf is simple to
+~150 us of CPU per traced call (+75 % CPU per gateway call, measured). Protobuf is simple to
 write: a field is a tag (`number << 3 | wire type`) then a varint, 8 fixed bytes, or a varint
 length and that many bytes; a message is its fields concatenated, in any order; a repeated
 field is the field written once per item. So the parts that repeat across calls (the resource,
@@ -17,11 +17,10 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 # Wire types.
-VARINT, I64, LEN, I32 = 0, 1, 2, 5
+VARINT, I64, LEN = 0, 1, 2
 _SMALL = [bytes((n,)) for n in range(128)]
 _DOUBLE = struct.Struct("<d")
 _FIXED64 = struct.Struct("<Q")
-# AnyValue fields (common.proto).
 
 
 def varint(n: int) -> bytes:
