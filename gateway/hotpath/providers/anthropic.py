@@ -23,7 +23,7 @@ from gateway.hotpath.providers.base import (
     section,
     sse,
 )
-from gateway.hotpath.providers.sse import Event, SSEDecoder, parse_json, text_length
+from gateway.hotpath.providers.sse import Event, SSEDecoder, TextTally, parse_json
 from gateway.hotpath.providers.translate.anthropic import (
     STOP_REASONS,
     chat_to_messages,
@@ -90,7 +90,7 @@ class AnthropicStream:
     def __init__(self) -> None:
         self.decoder = SSEDecoder()
         self.usage = Usage()
-        self.text_chars = 0
+        self.text = TextTally()
         self.done = False
         self._raw_usage: dict[str, Any] = {}
 
@@ -115,7 +115,7 @@ class AnthropicStream:
             if event.data is None:
                 out.append((event, None))
                 continue
-            self.text_chars += text_length(event.data)
+            self.text.add(event.data)
             if event.name == b"content_block_delta" and not self.parse_deltas:
                 out.append((event, None))
                 continue
@@ -132,7 +132,7 @@ class AnthropicStream:
         return b"".join(event.raw for event, _ in self._events(self.decoder.close()))
 
     def estimated_output_tokens(self) -> int:
-        return estimate_tokens(self.text_chars)
+        return estimate_tokens(self.text.chars)
 
 
 class AnthropicToChatStream(AnthropicStream):

@@ -23,7 +23,7 @@ from gateway.hotpath.providers.base import (
     section,
 )
 from gateway.hotpath.providers.messages_compat import ChatToAnthropicStream
-from gateway.hotpath.providers.sse import Event, SSEDecoder, may_name, parse_json, text_length
+from gateway.hotpath.providers.sse import Event, SSEDecoder, TextTally, may_name, parse_json
 from gateway.hotpath.providers.translate.anthropic import chat_to_message, messages_to_chat
 from gateway.hotpath.providers.usage import openai_usage
 
@@ -170,7 +170,8 @@ class OpenAIStream:
         self.strip_usage = not client_wants_usage if added_usage is None else added_usage
         self.decoder = SSEDecoder()
         self.usage = Usage()
-        self.text_chars = 0
+        self.text = TextTally()  # raw text of the events not parsed (measured if ever needed)
+        self.text_chars = 0  # text counted in the parsed events
         self.done = False  # saw the end marker ([DONE] or a terminal responses event)
 
     def feed(self, chunk: bytes) -> bytes:
@@ -194,11 +195,11 @@ class OpenAIStream:
     def _observe(self, data: bytes) -> bool:
         """Read one event; False when it is the usage chunk to drop."""
         if not may_name(data, b"usage"):
-            self.text_chars += text_length(data)
+            self.text.add(data)
             return True
         event = parse_json(data)
         if event is None:
-            self.text_chars += text_length(data)
+            self.text.add(data)
             return True
         if self.endpoint == "responses":
             delta = event.get("delta")
@@ -216,7 +217,7 @@ class OpenAIStream:
         return not (self.strip_usage and not event.get("choices"))
 
     def estimated_output_tokens(self) -> int:
-        return estimate_tokens(self.text_chars)
+        return estimate_tokens(self.text_chars + self.text.chars)
 
 
 class AzureOpenAIAdapter(OpenAIAdapter):
