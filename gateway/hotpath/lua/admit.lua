@@ -24,8 +24,20 @@
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local n = tonumber(ARGV[8])
-local B = {}
-for word in string.gmatch(ARGV[11] or '', '%S+') do B[#B + 1] = word end
+-- The packed argument split on single spaces with a plain find: `gmatch('%S+')` took ~20 us
+-- for 5 budgets (45 words), about half the script's own time; this takes ~9 (same words: the
+-- gateway joins non-empty words with one space).
+local function words(s)
+  local out, pos, find, sub = {}, 1, string.find, string.sub
+  while true do
+    local e = find(s, ' ', pos, true)
+    local w = sub(s, pos, e and e - 1 or -1)
+    if w ~= '' then out[#out + 1] = w end
+    if not e then return out end
+    pos = e + 1
+  end
+end
+local B = words(ARGV[11] or '')
 
 local spent, reserved, epochs, missing = {}, {}, {}, {}
 local function read()

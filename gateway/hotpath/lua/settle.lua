@@ -17,8 +17,31 @@ for j = 7, #ARGV do
   redis.call('XADD', KEYS[4 + n], '*', 'e', ARGV[j])
 end
 if not redis.call('SET', KEYS[1], 1, 'NX', 'EX', tonumber(ARGV[1])) then return 0 end
-local B = {}
-for word in string.gmatch(ARGV[5] or '', '%S+') do B[#B + 1] = word end
+-- ARGV[5] split on single spaces (a plain find: about half the cost of gmatch('%S+')).
+local function words(s)
+  local out, pos, find, sub = {}, 1, string.find, string.sub
+  while true do
+    local e = find(s, ' ', pos, true)
+    local w = sub(s, pos, e and e - 1 or -1)
+    if w ~= '' then out[#out + 1] = w end
+    if not e then return out end
+    pos = e + 1
+  end
+end
+local B = words(ARGV[5] or '')
+-- The ladder "step=threshold,..." ("-": none) as (step, threshold) pairs, read with plain finds
+-- (gmatch('(%d+)=(%d+)') cost ~2 us a budget, on every settle).
+local function ladder(s)
+  local pos, find, sub = 1, string.find, string.sub
+  return function()
+    local eq = pos and find(s, '=', pos, true)
+    if not eq then return nil end
+    local comma = find(s, ',', eq, true)
+    local step, th = sub(s, pos, eq - 1), tonumber(sub(s, eq + 1, comma and comma - 1 or -1))
+    pos = comma and comma + 1
+    return step, th
+  end
+end
 -- Our reservations are still held unless they expired and admit dropped them already.
 local held = ARGV[6] ~= '' and redis.call('ZREM', KEYS[3], ARGV[6]) == 1
 for i = 1, n do
@@ -36,8 +59,7 @@ for i = 1, n do
     if actual > 0 then
       local after = redis.call('HINCRBY', k, 'spent', actual)
       local before = after - actual
-      for step, threshold in string.gmatch(B[o + 5], '(%d+)=(%d+)') do
-        local th = tonumber(threshold)
+      for step, th in ladder(B[o + 5]) do
         if before < th and after >= th and redis.call('HSETNX', k, 'a' .. step, 1) == 1 then
           redis.call('XADD', KEYS[2], 'MAXLEN', '~', 100000, '*', 'kind', 'ladder',
             'workspace_id', ARGV[3], 'budget_id', B[o + 6], 'period', B[o + 7],
