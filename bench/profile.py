@@ -28,6 +28,8 @@ from bench.wrk import Cell, cpu_seconds, run_wrk
 
 # (part, pattern on one collapsed frame "function (file:line)"); the first innermost match wins.
 PARTS = (
+    # The server's own frames first: a send() from our code is the server's (and socket) time.
+    ("ASGI server (uvicorn, sockets)", r"\(uvicorn/(protocols|middleware)/"),
     ("settle script (client)", r"\(gateway/hotpath/(accounting|enforcer)\.py:\d+\)$|^_finish "),
     ("event write", r"\(gateway/hotpath/(usage|spool)\.py|^usage_event "),
     ("admission (client)", r"\(gateway/hotpath/(enforcer|budgets|refusals|admission)\.py|^_admit "),
@@ -41,7 +43,7 @@ PARTS = (
     ("funnel + JSON", r"\(gateway/hotpath/(funnel|forward|call|http|app)\.py"),
 )
 _COMPILED = [(name, re.compile(pattern)) for name, pattern in PARTS]
-_ASGI = "ASGI/loop (uvicorn, uvloop, sockets)"
+_ASGI = "event loop (uvloop, asyncio) and the rest"
 
 
 def classify(stack: str) -> str:
