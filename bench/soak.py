@@ -157,6 +157,15 @@ class Fleet:
         return proc.pid
 
     def stop(self) -> None:
+        # Celery's warm shutdown: SIGTERM to the main process only (its pool children would
+        # report themselves lost if they got the group's SIGTERM too).
+        worker = self.procs["celery-worker"].proc
+        if worker is not None and worker.poll() is None:
+            worker.terminate()
+            try:
+                worker.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                pass
         for proc in reversed(list(self.procs.values())):
             proc.kill()
 
@@ -200,6 +209,7 @@ class Load:
     failures: dict[int, int] = field(default_factory=dict)
     answered: list[str] = field(default_factory=list)
     sent: int = 0
+    gateway_rss: dict[int, float] = field(default_factory=dict)  # minute -> MB, all gateways
 
 
 async def one_call(
@@ -295,13 +305,15 @@ def rss(fleet: Fleet) -> dict[str, float]:
 def report(load: Load, snaps: list[dict[str, float]], check: tuple[int, int, int], info: dict):
     print(f"\n# Soak: {info['minutes']} min at {info['rate']:g} calls/s offered")
     print(f"load average at start {info['load0']}, at end {info['load1']}")
-    print("\n| minute | answered | failed | p50 ms | p99 ms |\n|---|---|---|---|---|")
+    print("\n| minute | answered | failed | p50 ms | p99 ms | gateways' RSS MB |")
+    print("|---|---|---|---|---|---|")
     for minute in sorted(set(load.minutes) | set(load.failures)):
         lat = sorted(load.minutes.get(minute, [])) or [float("nan")]
         p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
         print(
             f"| {minute + 1} | {len(load.minutes.get(minute, []))} | "
-            f"{load.failures.get(minute, 0)} | {statistics.median(lat):.1f} | {p99:.1f} |"
+            f"{load.failures.get(minute, 0)} | {statistics.median(lat):.1f} | {p99:.1f} "
+            f"| {load.gateway_rss.get(minute, float('nan')):.1f} |"
         )
     print("\n| process | RSS start MB | after warm-up | end | growth after warm-up |")
     print("|---|---|---|---|---|")
@@ -337,6 +349,11 @@ def main() -> None:
         def on_tick(elapsed: float) -> None:
             if len(snaps) == 1 and elapsed >= warmup:
                 snaps.append(rss(fleet))
+            minute = int(elapsed // 60)
+            if elapsed % 60 >= 55 and minute not in load.gateway_rss:  # the minute's end
+                load.gateway_rss[minute] = sum(
+                    rss_mb(fleet.pid(f"gateway-{n + 1}")) for n in range(GATEWAYS)
+                )
 
         load0 = os.getloadavg()
         print(f"[soak] {len(keys)} keys, {GATEWAYS} gateways, {WRITERS} writers, {minutes:g} min")
