@@ -30,7 +30,7 @@ from bench.wrk import Cell, cpu_seconds, run_wrk
 PARTS = (
     # The server's own frames first: a send() from our code is the server's (and socket) time.
     ("ASGI server (uvicorn, sockets)", r"\(uvicorn/(protocols|middleware)/"),
-    ("settle script (client)", r"\(gateway/hotpath/(accounting|enforcer)\.py:\d+\)$|^_finish "),
+    ("settle script (client)", r"^(account|release_unsettled|Enforcer\.(settle|release|_finish)) "),
     ("event write", r"\(gateway/hotpath/(usage|spool)\.py|^usage_event "),
     ("admission (client)", r"\(gateway/hotpath/(enforcer|budgets|refusals|admission)\.py|^_admit "),
     ("Redis client", r"\(gateway/hotpath/(resp|scripts)\.py"),
