@@ -121,3 +121,27 @@ class SessionRollup(TenantModel):
             # The sessions page's default order: walk runs by cost, stop after a page.
             models.Index(fields=["workspace", "-cost_usd"], name="session_ws_cost"),
         ]
+
+
+class FoldTarget(models.TextChoices):
+    BUCKET = "bucket", "Hour and day buckets"
+    SESSION = "session", "Session summary"
+
+
+class RollupFold(TenantModel):
+    """A ledger row added to rollups that can no longer be rebuilt (they hold archived rows).
+
+    Written in the transaction that adds the row; the unique constraint makes the addition
+    happen once per row and target (see `attribution.services.archived`).
+    """
+
+    record_id = models.BigIntegerField()
+    target = models.CharField(max_length=8, choices=FoldTarget.choices)
+    folded_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["workspace", "record_id", "target"], name="rollup_fold_once"
+            )
+        ]

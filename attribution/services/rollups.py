@@ -14,6 +14,10 @@ A run for one workspace (inside its scope):
    incremented, so re-running it yields the same numbers;
 5. moves the watermark to the `max(id)` read in step 2.
 
+Windows holding rows of a month archived by ledger retention are the exception: they can't be
+rebuilt from the ledger (their rows are gone from it), so a late row for them is added to them,
+once (`archived.py`); session summaries likewise (`sessions.py`).
+
 Money stays exact: `SUM` over `numeric` columns, no float anywhere.
 """
 
@@ -26,8 +30,15 @@ from typing import Any
 from django.db import connection
 from django.utils import timezone
 
-from attribution.models import Granularity, RollupState, SessionRollup, UsageRollup
-from billing.models import UsageRecord
+from attribution.models import Granularity, RollupState, UsageRollup
+from attribution.services.archived import Archive, fold_late_rows, load_archive
+from attribution.services.rollup_sql import insert_from_ledger_sql, ledger_table
+from attribution.services.sessions import (
+    rebuild_sessions,
+    sessions_where,
+    summarise_sessions,
+    unfrozen,
+)
 from workspaces.models import Workspace
 
 RECENT_HOURS = 2
@@ -43,103 +54,21 @@ class RollupResult:
     watermark: int
 
 
-def _ledger_table() -> str:
-    return UsageRecord._meta.db_table
-
-
-def _ledger_columns() -> set[str]:
-    return {f.column for f in UsageRecord._meta.concrete_fields if f.column}
-
-
-def _bucket_sql(granularity: str) -> str:
-    # Hours are UTC hours; days are the workspace's local days (3-argument date_trunc).
-    if granularity == Granularity.HOUR:
-        return "date_trunc('hour', u.created_at, 'UTC')"
-    return "date_trunc('day', u.created_at, %(tz)s)"
-
-
-def _dimensions_sql(granularity: str) -> str:
-    """One (dimension, key) pair per rollup dimension a ledger row contributes to."""
-    columns = _ledger_columns()
-    key_col = "coalesce(u.gateway_key_id::text, '')" if "gateway_key_id" in columns else "''::text"
-    model = "u.provider || '/' || u.model"
-    # The drill-down breakdowns ("this member, by model"); hourly too, so that days can be
-    # summed from hours.
-    cross = f"""
-        UNION ALL SELECT 'member:model', coalesce(u.member_id::text, '') || '|' || {model}
-        UNION ALL SELECT 'agent:model', coalesce(u.agent_id::text, '') || '|' || {model}
-        UNION ALL SELECT 'dept:model', coalesce(u.department_id::text, '') || '|' || {model}
-        UNION ALL SELECT 'key:model', {key_col} || '|' || {model}
-        UNION ALL SELECT 'model:member', {model} || '|' || coalesce(u.member_id::text, '')
-        """
-    return f"""
-        SELECT 'workspace'::text AS dim, ''::text AS key
-        UNION ALL SELECT 'member', coalesce(u.member_id::text, '')
-        UNION ALL SELECT 'agent', coalesce(u.agent_id::text, '')
-        UNION ALL SELECT 'department', coalesce(u.department_id::text, '')
-        UNION ALL SELECT 'gateway_key', {key_col}
-        UNION ALL SELECT 'provider', u.provider
-        UNION ALL SELECT 'model', {model}
-        UNION ALL SELECT 'session', left(u.session_id, 400) WHERE u.session_id <> ''
-        UNION ALL SELECT 'property', left(p.key || '=' || p.value, 400)
-            FROM jsonb_each_text(
-                CASE WHEN jsonb_typeof(u.properties) = 'object' THEN u.properties
-                     ELSE '{{}}'::jsonb END) AS p
-        {cross}
-    """
-
-
-def _rebuild_sessions(*, workspace: Workspace, session_ids: list[str]) -> None:
-    """Recompute the whole-run summaries of these sessions from the ledger."""
-    ledger, table = _ledger_table(), SessionRollup._meta.db_table
-    for i in range(0, len(session_ids), 1000):
-        params: dict[str, Any] = {"ws": workspace.pk, "ids": session_ids[i : i + 1000]}
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"DELETE FROM {table} WHERE workspace_id = %(ws)s AND session_id = ANY(%(ids)s)",
-                params,
-            )
-            cursor.execute(
-                f"""
-                INSERT INTO {table} (workspace_id, session_id, session_name, agent_id,
-                    member_id, first_at, last_at, requests, input_tokens, output_tokens,
-                    cached_tokens, cost_usd, saved_usd, errors, cache_hits, max_repeats,
-                    loop_blocks)
-                SELECT %(ws)s, u.session_id, max(u.session_name), min(u.agent_id),
-                       min(u.member_id), min(u.created_at), max(u.created_at), count(*),
-                       sum(u.input_tokens), sum(u.output_tokens), sum(u.cached_tokens),
-                       sum(u.cost_usd), sum(u.saved_usd),
-                       count(*) FILTER (WHERE u.status_code >= 400 OR u.error_type <> ''),
-                       count(*) FILTER (WHERE u.cache_hit), coalesce(r.max_repeats, 0),
-                       count(*) FILTER (WHERE u.error_type = 'loop_detected')
-                FROM {ledger} u
-                LEFT JOIN (
-                    SELECT session_id, max(n) AS max_repeats FROM (
-                        SELECT session_id, fingerprint, count(*) AS n FROM {ledger}
-                        WHERE workspace_id = %(ws)s AND session_id = ANY(%(ids)s)
-                          AND fingerprint <> ''
-                        GROUP BY 1, 2) f
-                    GROUP BY 1
-                ) r USING (session_id)
-                WHERE u.workspace_id = %(ws)s AND u.session_id = ANY(%(ids)s)
-                GROUP BY u.session_id, r.max_repeats
-                """,
-                params,
-            )
-
-
-def _sessions_where(workspace: Workspace, where: str, params: dict[str, Any]) -> list[str]:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT DISTINCT session_id FROM {_ledger_table()} "
-            f"WHERE workspace_id = %(ws)s AND session_id <> '' AND {where}",
-            {"ws": workspace.pk, **params},
-        )
-        return [r[0] for r in cursor.fetchall()]
-
-
 def _rebuild(*, workspace: Workspace, granularity: str, buckets: list[dt.datetime]) -> None:
     """Delete and recompute the rollup rows of `buckets` (bucket starts, aware datetimes)."""
+    if granularity == Granularity.DAY:
+        # A local day made of whole UTC hours is the sum of its (already rebuilt) hours: a few
+        # hundred rollup rows instead of a day of ledger rows (and the only way to rebuild a
+        # day whose hours hold archived rows).
+        whole = [d for d in buckets if _days_align_with_hours(workspace, [d])]
+        _rebuild_buckets(workspace, granularity, whole, from_hours=True)
+        buckets = [d for d in buckets if d not in set(whole)]
+    _rebuild_buckets(workspace, granularity, buckets, from_hours=False)
+
+
+def _rebuild_buckets(
+    workspace: Workspace, granularity: str, buckets: list[dt.datetime], *, from_hours: bool
+) -> None:
     if not buckets:
         return
     span = HOUR if granularity == Granularity.HOUR else dt.timedelta(hours=26)
@@ -159,9 +88,7 @@ def _rebuild(*, workspace: Workspace, granularity: str, buckets: list[dt.datetim
             "AND granularity = %(gran)s AND bucket_start = ANY(%(buckets)s)",
             params,
         )
-        if granularity == Granularity.DAY and _days_align_with_hours(workspace, buckets):
-            # A local day made of whole UTC hours is the sum of its (already rebuilt) hours:
-            # a few hundred rollup rows instead of a day of ledger rows.
+        if from_hours:
             _insert_days_from_hours(cursor, params)
         else:
             _insert_from_ledger(cursor, granularity, params)
@@ -190,29 +117,8 @@ def _insert_days_from_hours(cursor: Any, params: dict[str, Any]) -> None:
 
 
 def _insert_from_ledger(cursor: Any, granularity: str, params: dict[str, Any]) -> None:
-    cursor.execute(
-        f"""
-        INSERT INTO {UsageRollup._meta.db_table} (
-            workspace_id, granularity, bucket_start, dimension, key, requests,
-            input_tokens, output_tokens, cached_tokens, cost_usd, saved_usd, errors,
-            cache_hits, first_at, last_at)
-        SELECT %(ws)s, %(gran)s, b.bucket, d.dim, d.key, count(*),
-               coalesce(sum(u.input_tokens), 0), coalesce(sum(u.output_tokens), 0),
-               coalesce(sum(u.cached_tokens), 0), coalesce(sum(u.cost_usd), 0),
-               coalesce(sum(u.saved_usd), 0),
-               count(*) FILTER (WHERE u.status_code >= 400 OR u.error_type <> ''),
-               count(*) FILTER (WHERE u.cache_hit),
-               min(u.created_at), max(u.created_at)
-        FROM {_ledger_table()} u
-        CROSS JOIN LATERAL (SELECT {_bucket_sql(granularity)} AS bucket) b
-        CROSS JOIN LATERAL ({_dimensions_sql(granularity)}) d
-        WHERE u.workspace_id = %(ws)s
-          AND u.created_at >= %(lo)s AND u.created_at < %(hi)s
-          AND b.bucket = ANY(%(buckets)s)
-        GROUP BY b.bucket, d.dim, d.key
-        """,
-        params,
-    )
+    where = "u.created_at >= %(lo)s AND u.created_at < %(hi)s"
+    cursor.execute(insert_from_ledger_sql(granularity, where), params)
 
 
 def _days_align_with_hours(workspace: Workspace, days: list[dt.datetime]) -> bool:
@@ -234,7 +140,7 @@ def _touched_windows(
             f"""
             SELECT DISTINCT date_trunc('hour', created_at, 'UTC'),
                             date_trunc('day', created_at, %(tz)s)
-            FROM {_ledger_table()}
+            FROM {ledger_table()}
             WHERE workspace_id = %(ws)s AND id > %(lo)s AND id <= %(hi)s
             """,
             {"ws": workspace.pk, "tz": workspace.time_zone, "lo": after_id, "hi": upto_id},
@@ -258,6 +164,20 @@ def _recent_windows(
     return hours, {d for d in days if d <= now}
 
 
+def _rebuild_windows(
+    workspace: Workspace, archive: Archive, hours: set[dt.datetime], days: set[dt.datetime]
+) -> None:
+    """Rebuild these windows from the ledger, except those holding archived rows."""
+    if archive:
+        hours, days = archive.rebuildable_hours(hours), archive.rebuildable_days(workspace, days)
+    # Rebuild in chunks so one statement never carries a huge array.
+    hour_list, day_list = sorted(hours), sorted(days)
+    for i in range(0, len(hour_list), 24 * 7):
+        _rebuild(workspace=workspace, granularity=Granularity.HOUR, buckets=hour_list[i : i + 168])
+    for i in range(0, len(day_list), 31):
+        _rebuild(workspace=workspace, granularity=Granularity.DAY, buckets=day_list[i : i + 31])
+
+
 def rollup_workspace(*, workspace: Workspace, now: dt.datetime | None = None) -> RollupResult:
     """Fold new ledger rows of `workspace` into its rollups. Call inside its workspace scope."""
     now = now or timezone.now()
@@ -265,25 +185,24 @@ def rollup_workspace(*, workspace: Workspace, now: dt.datetime | None = None) ->
     state = RollupState.objects.select_for_update().get(pk=state.pk)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT coalesce(max(id), 0) FROM {_ledger_table()} WHERE workspace_id = %s",
+            f"SELECT coalesce(max(id), 0) FROM {ledger_table()} WHERE workspace_id = %s",
             [workspace.pk],
         )
         upto = int(cursor.fetchone()[0])
     hours, days = _touched_windows(workspace=workspace, after_id=state.last_record_id, upto_id=upto)
     new_rows = len(hours)  # informative only; the exact count is not needed
     recent_hours, recent_days = _recent_windows(workspace=workspace, now=now)
-    hours |= recent_hours
-    days |= recent_days
-    _rebuild(workspace=workspace, granularity=Granularity.HOUR, buckets=sorted(hours))
-    _rebuild(workspace=workspace, granularity=Granularity.DAY, buckets=sorted(days))
-    _rebuild_sessions(
-        workspace=workspace,
-        session_ids=_sessions_where(
-            workspace,
-            "((id > %(lo)s AND id <= %(hi)s) OR created_at >= %(recent)s)",
-            {"lo": state.last_record_id, "hi": upto, "recent": min(recent_hours)},
-        ),
+    archive = load_archive()
+    late = fold_late_rows(workspace=workspace, archive=archive)  # before days sum their hours
+    hours |= recent_hours | late.hours
+    days |= recent_days | late.days
+    _rebuild_windows(workspace, archive, hours, days)
+    sessions = sessions_where(
+        workspace,
+        "((id > %(lo)s AND id <= %(hi)s) OR created_at >= %(recent)s OR id = ANY(%(late)s))",
+        {"lo": state.last_record_id, "hi": upto, "recent": min(recent_hours), "late": late.ids},
     )
+    summarise_sessions(workspace=workspace, session_ids=sessions, archive=archive)
     state.last_record_id = max(upto, state.last_record_id)
     state.updated_at = now
     state.save(update_fields=["last_record_id", "updated_at"])
@@ -293,7 +212,9 @@ def rollup_workspace(*, workspace: Workspace, now: dt.datetime | None = None) ->
 def rollup_rebuild_range(
     *, workspace: Workspace, start: dt.datetime, end: dt.datetime
 ) -> tuple[int, int]:
-    """Rebuild every hour and local day overlapping [start, end). Returns (hours, days)."""
+    """Rebuild every hour and local day overlapping [start, end). Returns (hours, days).
+
+    Windows and sessions holding archived rows are left as they are (see `archived.py`)."""
     tz = workspace.tz
     first_hour = start.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
     hours = []
@@ -303,17 +224,15 @@ def rollup_rebuild_range(
         h += HOUR
     days = sorted({local_day_start(h, tz) for h in hours} | {local_day_start(end, tz)})
     days = [d for d in days if d < end]
-    # Rebuild in chunks so one statement never carries a huge array.
-    for i in range(0, len(hours), 24 * 7):
-        _rebuild(workspace=workspace, granularity=Granularity.HOUR, buckets=hours[i : i + 168])
-    for i in range(0, len(days), 31):
-        _rebuild(workspace=workspace, granularity=Granularity.DAY, buckets=days[i : i + 31])
-    _rebuild_sessions(
+    archive = load_archive()
+    _rebuild_windows(workspace, archive, set(hours), set(days))
+    sessions = sessions_where(
+        workspace,
+        "created_at >= %(start)s AND created_at < %(end)s",
+        {"start": start, "end": end},
+    )
+    rebuild_sessions(
         workspace=workspace,
-        session_ids=_sessions_where(
-            workspace,
-            "created_at >= %(start)s AND created_at < %(end)s",
-            {"start": start, "end": end},
-        ),
+        session_ids=unfrozen(workspace=workspace, session_ids=sessions, archive=archive),
     )
     return len(hours), len(days)

@@ -1,6 +1,7 @@
 """Billing models, one module per concern (the ledger, prices; budgets land beside them)."""
 
 from billing.models.alerts import Alert, AlertChannel
+from billing.models.archive import LedgerArchive
 from billing.models.budgets import Budget, GuardrailSettings
 from billing.models.ledger import UsageRecord
 from billing.models.prices import PriceOverride
@@ -14,6 +15,7 @@ __all__ = [
     "BudgetRequest",
     "BudgetTopUp",
     "GuardrailSettings",
+    "LedgerArchive",
     "PriceOverride",
     "ReportCadence",
     "RequestStatus",

@@ -14,8 +14,11 @@ For each month, in order:
    on), the rollups are checked again (a mismatch now refuses the month, which stays attached),
    every row is written with `COPY` to `<archive dir>/<partition>.csv.gz` (a `.part` file,
    fsynced, renamed, directory fsynced), the file is read back and its row count and cost sum
-   compared with the table's, and only then the partition is detached and dropped. A crash
-   anywhere before the commit leaves the partition attached; the next run writes the file again.
+   compared with the table's, a `LedgerArchive` row records the month (the rollups then add a
+   late row of it to the kept history instead of rebuilding that window: see
+   `attribution.services.archived`), and only then the partition is detached and dropped. A
+   crash anywhere before the commit leaves the partition attached; the next run writes the file
+   again.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from django.conf import settings
 
 from attribution.models import Dimension, Granularity, UsageRollup
 from attribution.services.rollups import rollup_rebuild_range
+from billing.models import LedgerArchive
 from billing.services.partitions import (
     LOCK_KEY,
     PARENT,
@@ -160,6 +164,19 @@ def archive_totals(path: Path) -> tuple[int, Decimal]:
     return rows, cost
 
 
+def _record_archive(cursor: Any, *, month: dt.datetime, table: str, path: Path) -> None:
+    """The month's `LedgerArchive` row, in the transaction that drops it: from then on the
+    rollups add late rows of that month to its windows instead of rebuilding them."""
+    cursor.execute(f'SELECT coalesce(max(id), 0) FROM "{PARENT}"')
+    last_id = int(cursor.fetchone()[0])
+    cursor.execute(
+        f"INSERT INTO {LedgerArchive._meta.db_table} "
+        "(month, partition, file, last_record_id, archived_at) VALUES (%s, %s, %s, %s, now()) "
+        "ON CONFLICT (month) DO NOTHING",
+        [month, table, str(path), last_id],
+    )
+
+
 def ledger_partition_archive(
     *, month: dt.datetime, table: str, directory: Path
 ) -> Archived | Refused:
@@ -186,6 +203,7 @@ def ledger_partition_archive(
         written = archive_totals(path)
         if written != expected:
             raise ArchiveMismatch(f"{path}: {written} in the file, {expected} in {table}")
+        _record_archive(cursor, month=month, table=table, path=path)
         cursor.execute(f"SET LOCAL lock_timeout = '{DETACH_LOCK_TIMEOUT}'")
         cursor.execute(f'ALTER TABLE "{PARENT}" DETACH PARTITION "{table}"')
         cursor.execute(f'DROP TABLE "{table}"')
