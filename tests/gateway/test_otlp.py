@@ -34,7 +34,9 @@ TOKENS = st.integers(min_value=0, max_value=2**60)  # three events' sum still fi
 
 
 def _decoded_value(kv: KeyValue):
-    return getattr(kv.value, kv.value.WhichOneof("value"))
+    kind = kv.value.WhichOneof("value")
+    assert kind is not None, "an attribute without a value"
+    return getattr(kv.value, kind)
 
 
 @given(st.dictionaries(KEYS, VALUES, max_size=8))
