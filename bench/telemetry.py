@@ -32,6 +32,7 @@ import threading
 
 import httpx
 from aiohttp import web
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from alephant.env import load_dotenv
 from bench.__main__ import body, uvicorn
@@ -45,21 +46,34 @@ WORKSPACE_ID = 987_000_111
 
 
 class Sink:
-    """An OTLP/HTTP endpoint that takes and drops everything (in a thread of this process)."""
+    """An OTLP/HTTP endpoint (in a thread of this process) that counts what each gateway sends
+    (`/<name>/v1/traces`: spans decoded and counted) and drops it: proof that the exporters
+    really exported while they were measured."""
 
     def __init__(self) -> None:
         self.port = free_port()
+        self.spans: dict[str, int] = {}
+        self.metric_posts: dict[str, int] = {}
         self.loop = asyncio.new_event_loop()
         threading.Thread(target=self._run, daemon=True).start()
 
     def _run(self) -> None:
-        async def ok(request: web.Request) -> web.Response:
-            await request.read()
+        async def traces(request: web.Request) -> web.Response:
+            export = ExportTraceServiceRequest.FromString(await request.read())
+            name = request.match_info["name"]
+            count = sum(len(ss.spans) for rs in export.resource_spans for ss in rs.scope_spans)
+            self.spans[name] = self.spans.get(name, 0) + count
             return web.Response(body=b"", content_type="application/x-protobuf")
 
-        app = web.Application()
-        app.router.add_post("/v1/traces", ok)
-        app.router.add_post("/v1/metrics", ok)
+        async def metrics(request: web.Request) -> web.Response:
+            await request.read()
+            name = request.match_info["name"]
+            self.metric_posts[name] = self.metric_posts.get(name, 0) + 1
+            return web.Response(body=b"", content_type="application/x-protobuf")
+
+        app = web.Application(client_max_size=64 * 2**20)
+        app.router.add_post("/{name}/v1/traces", traces)
+        app.router.add_post("/{name}/v1/metrics", metrics)
         runner = web.AppRunner(app, access_log=None)
         self.loop.run_until_complete(runner.setup())
         self.loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", self.port).start())
@@ -118,14 +132,14 @@ def configs(base: dict, sink: Sink, tmp: str) -> dict[str, dict]:
         "otel-100%": dict(
             base,
             PROMETHEUS_MULTIPROC_DIR=f"{tmp}/b",
-            OTEL_EXPORTER_OTLP_ENDPOINT=otlp,
+            OTEL_EXPORTER_OTLP_ENDPOINT=f"{otlp}/all",
             OTEL_METRIC_EXPORT_INTERVAL="1000",
         ),
         # One root call in ten traced (a caller's sampled flag would still win).
         "otel-10%": dict(
             base,
             PROMETHEUS_MULTIPROC_DIR=f"{tmp}/c",
-            OTEL_EXPORTER_OTLP_ENDPOINT=otlp,
+            OTEL_EXPORTER_OTLP_ENDPOINT=f"{otlp}/tenth",
             OTEL_METRIC_EXPORT_INTERVAL="1000",
             OTEL_TRACES_SAMPLER="parentbased_traceidratio",
             OTEL_TRACES_SAMPLER_ARG="0.1",
@@ -163,7 +177,9 @@ def _concurrent(running: dict, headers: dict, seconds: float) -> dict[str, Cell]
     return {name: cells[name] for name in running}
 
 
-def _side_by_side(cfgs: dict[str, dict], stack: MockStack, args: argparse.Namespace) -> None:
+def _side_by_side(
+    cfgs: dict[str, dict], stack: MockStack, sink: Sink, args: argparse.Namespace
+) -> None:
     """All configurations at once, `args.rounds` rounds of concurrent wrk runs."""
     running = {name: _start(name, env, stack) for name, env in cfgs.items()}
     env = next(iter(cfgs.values()))
@@ -174,9 +190,12 @@ def _side_by_side(cfgs: dict[str, dict], stack: MockStack, args: argparse.Namesp
     )  # fmt: skip
     headers = {"content-type": "application/json", "authorization": f"Bearer {raw}"}
     results: dict[str, list[float]] = {name: [] for name in cfgs}
+    answered = dict.fromkeys(cfgs, 0)
     try:
         for round_ in range(args.rounds + 1):  # round 0 warms up, not counted
             cells = _concurrent(running, headers, args.seconds if round_ else 1)
+            for name, cell in cells.items():
+                answered[name] += cell.requests
             if round_:
                 line = "  ".join(
                     f"{name} {c.rps:5.0f} rps {c.cpu_ms_per_call:.3f} ms ({c.errors} err)"
@@ -188,8 +207,13 @@ def _side_by_side(cfgs: dict[str, dict], stack: MockStack, args: argparse.Namesp
     finally:
         for gateway, _url, stop in running.values():
             stop.set()
-            gateway.kill()
+            gateway.kill()  # SIGTERM: the exporters send what they hold before exiting
     _report(results)
+    for name, path in (("otel-100%", "all"), ("otel-10%", "tenth")):
+        print(
+            f"{name}: the sink got {sink.spans.get(path, 0)} spans for {answered[name]} calls"
+            f" wrk saw answered, {sink.metric_posts.get(path, 0)} metric exports"
+        )
 
 
 def _report(results: dict[str, list[float]]) -> None:
@@ -233,7 +257,7 @@ def _wrk_rounds(args: argparse.Namespace, sink: Sink) -> None:
             for sub in "abc":
                 os.mkdir(f"{tmp}/{sub}")
             if not args.sequential:
-                _side_by_side(configs(env, sink, tmp), stack, args)
+                _side_by_side(configs(env, sink, tmp), stack, sink, args)
                 return
             for round_ in range(args.rounds):
                 cells = list(configs(env, sink, tmp).items())

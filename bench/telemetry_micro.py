@@ -79,8 +79,8 @@ def _one(port: int, batch: list[Call], ratio: float) -> tuple[float, float, floa
     plain = Telemetry(Config("k"))
     traced = Telemetry(Config("k"))
     settings = Settings(
-        traces_url=f"http://127.0.0.1:{port}/v1/traces",
-        metrics_url=f"http://127.0.0.1:{port}/v1/metrics",
+        traces_url=f"http://127.0.0.1:{port}/micro/v1/traces",
+        metrics_url=f"http://127.0.0.1:{port}/micro/v1/metrics",
         schedule_delay_s=3600,  # the thread stays idle: drain() runs below, measured
         max_queue=10**9,
         batch_size=10**9,
