@@ -10,6 +10,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from alephant.replica import replica_reads_view
 from efficiency import selectors, services
 from efficiency.cache_policies import cache_policy_set
 from efficiency.findings import SIGNAL_LABELS
@@ -30,6 +31,7 @@ def _period(request: HttpRequest) -> str:
 
 
 @role_required(*SPEND_READER_ROLES)
+@replica_reads_view
 def ranking(request: HttpRequest) -> HttpResponse:
     workspace = request.workspace  # type: ignore[attr-defined]
     period = _period(request)
@@ -106,6 +108,7 @@ def floor_settings(request: HttpRequest) -> HttpResponse:
 
 
 @workspace_required
+@replica_reads_view
 def entity_detail(request: HttpRequest, kind: str, pk: int) -> HttpResponse:
     workspace, member = request.workspace, request.member  # type: ignore[attr-defined]
     if kind not in EntityKind.values:

@@ -14,6 +14,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from alephant.replica import replica_reads_view
 from attribution.key_usage import key_usage
 from gateway.forms import GatewayKeyForm, KeyLimitsForm, ProviderKeyForm, RotateSecretForm
 from gateway.models import GatewayKey, ProviderCredential
@@ -152,6 +153,7 @@ def _can_issue(member: Member) -> bool:
 
 
 @workspace_required
+@replica_reads_view
 def gateway_keys(request: WorkspaceRequest) -> HttpResponse:
     member = request.member
     form = GatewayKeyForm(request.POST or None, workspace=request.workspace, actor=member)

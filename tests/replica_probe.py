@@ -27,8 +27,10 @@ from django.test.utils import CaptureQueriesContext  # noqa: E402
 
 from alephant.dbrouter import replica_reads  # noqa: E402
 from billing.models import UsageRecord  # noqa: E402
+from gateway.services.keys import gateway_key_create  # noqa: E402
 from tests.cast import build_cast  # noqa: E402
 from tests.factories import UsageRecordFactory  # noqa: E402
+from workspaces.models import Member, Workspace  # noqa: E402
 from workspaces.services.tokens import api_token_create  # noqa: E402
 from workspaces.tenancy import workspace_scope  # noqa: E402
 
@@ -62,6 +64,15 @@ def write(args: dict) -> dict:
     """A committed ledger row on the primary (outside any replica block)."""
     with workspace_scope(args["workspace"]):
         UsageRecordFactory(workspace_id=args["workspace"], request_id=args["request_id"])
+    return {}
+
+
+def write_key(args: dict) -> dict:
+    """A committed gateway key on the primary, for the keys page."""
+    with workspace_scope(args["workspace"]):
+        workspace = Workspace.objects.get(pk=args["workspace"])
+        member = Member.objects.filter(workspace=workspace).order_by("pk").first()
+        gateway_key_create(workspace=workspace, name=args["name"], member=member)
     return {}
 
 
@@ -115,7 +126,16 @@ def read_unscoped(args: dict) -> dict:
 
 OPS = {
     f.__name__: f
-    for f in (setup, write, read, write_then_read, wrote_before_block, read_queries, read_unscoped)
+    for f in (
+        setup,
+        write,
+        write_key,
+        read,
+        write_then_read,
+        wrote_before_block,
+        read_queries,
+        read_unscoped,
+    )
 }
 
 

@@ -147,6 +147,24 @@ def test_pages_exports_and_usage_api_read_the_replica(stack: Stack) -> None:
     assert "a-unreplayed" in stack.page("/requests/?export=requests").text
 
 
+def test_key_and_efficiency_dashboards_read_the_replica(stack: Stack) -> None:
+    a = stack.cast["a"]
+    stack.page("/efficiency/")  # the first visit computes the week's report (a write: primary)
+    wait_replayed(stack.primary, stack.replica)
+    stack.pause()
+    try:
+        stack.probe("write_key", workspace=a, name="key-unreplayed")
+        stack.primary.psql(
+            "UPDATE efficiency_efficiencyreport SET input_digest = 'unreplayed0000ff'"
+        )
+        assert "key-unreplayed" not in stack.page("/manage/gateway-keys/").text
+        assert "unreplayed0000ff" not in stack.page("/efficiency/").text
+    finally:
+        stack.resume()
+    assert "key-unreplayed" in stack.page("/manage/gateway-keys/").text
+    assert "unreplayed0000ff" in stack.page("/efficiency/").text
+
+
 def test_a_block_that_wrote_reads_its_own_write_from_the_primary(stack: Stack) -> None:
     a = stack.cast["a"]
     stack.pause()
