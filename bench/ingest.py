@@ -149,10 +149,10 @@ def writer_main(consumer: str, batch_size: int | None) -> None:
     django.setup()
     from django.db import connection
 
-    from gateway.ledger_writer import LedgerWriter
+    from gateway.ledger_writer import BATCH_SIZE, LedgerWriter
 
     connection.settings_dict.setdefault("OPTIONS", {})["application_name"] = f"ingest-{consumer}"
-    writer = LedgerWriter(consumer=consumer, **({"batch_size": batch_size} if batch_size else {}))
+    writer = LedgerWriter(consumer=consumer, batch_size=batch_size or BATCH_SIZE)
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         print("ready", cursor.fetchone()[0], flush=True)
