@@ -124,6 +124,9 @@ def _claim_rows(workspace: Workspace, ranges: list[Range]) -> list[int]:
             INSERT INTO {RollupFold._meta.db_table} (workspace_id, record_id, target, folded_at)
             SELECT %(ws)s, u.id, %(target)s, now() FROM {ledger_table()} u
             WHERE u.workspace_id = %(ws)s AND u.created_at >= %(min)s AND u.created_at < %(max)s
+              AND NOT EXISTS (SELECT 1 FROM {RollupFold._meta.db_table} f
+                              WHERE f.workspace_id = %(ws)s AND f.record_id = u.id
+                                AND f.target = %(target)s)
               AND EXISTS (SELECT 1 FROM {RANGES_SQL} AS a(lo, hi, after_id)
                           WHERE u.created_at >= a.lo AND u.created_at < a.hi
                             AND u.id > a.after_id)

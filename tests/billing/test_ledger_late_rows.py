@@ -14,7 +14,7 @@ from decimal import Decimal
 
 import pytest
 
-from attribution.models import FoldTarget, RollupFold, SessionRollup, UsageRollup
+from attribution.models import FoldTarget, RollupFold, RollupState, SessionRollup, UsageRollup
 from attribution.services.rollups import rollup_rebuild_range, rollup_workspace
 from billing.models import LedgerArchive, UsageRecord
 from billing.services.ledger_retention import ledger_retention_run
@@ -140,3 +140,22 @@ def test_a_local_day_across_the_archive_edge_keeps_both_sides(cast, tmp_path):
         assert _bucket(a, "hour", dt.datetime(2014, 9, 30, 21, tzinfo=UTC)) == (1, Decimal("0.25"))
         assert _bucket(a, "hour", dt.datetime(2014, 9, 30, 20, tzinfo=UTC)) == (1, Decimal("1"))
         _rebuild(a, old, add_months(kept, 1))
+
+
+def test_a_late_row_committed_below_the_watermark_is_still_added_once(cast, tmp_path):
+    """Two ledger writers: the late row's id was taken before the last rollup read max(id), but
+    it committed after. The id watermark would skip it; the fold list does not."""
+    a = cast.workspace.pk
+    old = _month(2013, 3)
+    _create_partitions(old)
+    hour = old + dt.timedelta(days=4, hours=7)
+    _record(a, "o1", hour, cost="1.5")
+    _run(a)
+    _archive(old, tmp_path)
+    late = _record(a, "late", hour + dt.timedelta(minutes=1), cost="0.000000000001")
+    with workspace_scope(a):
+        RollupState.objects.filter(workspace_id=a).update(last_record_id=late.pk + 10)
+    for _ in range(2):
+        _run(a)
+        assert _bucket(a, "hour", hour) == (2, Decimal("1.500000000001"))
+        assert _bucket(a, "day", old + dt.timedelta(days=4)) == (2, Decimal("1.500000000001"))
