@@ -253,8 +253,8 @@ def private_redis(tmp: str) -> tuple[Proc, redis.Redis]:
 def table(runs: list[Run], expected: int) -> str:
     lines = [
         "| writers | events/s | spread | CPU us/event: writers | Postgres | Redis | total "
-        "| CPU-bound events/s | rows = distinct events | duplicates |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| CPU-bound events/s | cores it got | rows = distinct events | duplicates |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for n in sorted({r.writers for r in runs}):
         mine = [r for r in runs if r.writers == n]
@@ -271,6 +271,7 @@ def table(runs: list[Run], expected: int) -> str:
             f"| {n} | {rate:,.0f} | {(max(rates) - min(rates)) / rate * 100:.0f} % "
             f"| {cpu('writers'):.0f} | {cpu('postgres'):.0f} | {cpu('redis'):.0f} | {total:.0f} "
             f"| {min(n, os.cpu_count() or 1) / total * 1e6:,.0f} "
+            f"| {statistics.median(sum(r.cpu.values()) / r.seconds for r in mine):.2f} "
             f"| {'yes' if ok else 'NO'} ({mine[0].rows:,} of {expected:,}) | {dups} |"
         )
     return "\n".join(lines)
@@ -346,7 +347,8 @@ def main() -> None:
         "batch committed). CPU: writer processes; their Postgres backends + WAL writer, "
         "background writer, checkpointer; the private redis-server. CPU-bound events/s: "
         "min(writers, cores) / total CPU per event, the rate when the writers have those cores "
-        "to themselves (the measured rate also depends on whatever else the box runs). "
+        "to themselves (the measured rate also depends on whatever else the box runs); cores it "
+        "got: that CPU over the run's wall time. "
         f"{time.time() - started:.0f} s in all."
     )
     print("\n" + result + "\n\n" + note)
