@@ -157,6 +157,16 @@ def _stray_months(cursor: Any) -> list[dt.datetime]:
     return sorted(month_start(row[0]) for row in cursor.fetchall())
 
 
+def _archived_months(cursor: Any) -> set[dt.datetime]:
+    """Months retention archived (`billing.LedgerArchive`): their late rows stay in the default
+    partition and are folded into the kept rollups, so the month is never re-created, even when
+    the retention setting is later raised (re-archiving it would be refused on every run)."""
+    if not _exists(cursor, "billing_ledgerarchive"):  # during migration 0013, before 0014
+        return set()
+    cursor.execute("SELECT month FROM billing_ledgerarchive")
+    return {month_start(row[0]) for row in cursor.fetchall()}
+
+
 def ledger_partitions_ensure(
     cursor: Any,
     *,
@@ -176,7 +186,12 @@ def ledger_partitions_ensure(
     while month <= last:
         months.append(month)
         month = add_months(month, 1)
-    strays = [m for m in _stray_months(cursor) if keep_from is None or m >= keep_from]
+    archived = _archived_months(cursor)
+    strays = [
+        m
+        for m in _stray_months(cursor)
+        if (keep_from is None or m >= keep_from) and m not in archived
+    ]
     for month in sorted(set(months) | set(strays)):
         if partition_create(cursor, month=month):
             created.append(partition_name(month))

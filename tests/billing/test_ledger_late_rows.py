@@ -18,8 +18,19 @@ from attribution.models import FoldTarget, RollupFold, RollupState, SessionRollu
 from attribution.services.rollups import rollup_rebuild_range, rollup_workspace
 from billing.models import LedgerArchive, UsageRecord
 from billing.services.ledger_retention import ledger_retention_run
-from billing.services.partitions import DEFAULT_PARTITION, add_months, partition_name
-from tests.billing.test_ledger_partitions import _create_partitions, _month, _record, _where
+from billing.services.partitions import (
+    DEFAULT_PARTITION,
+    add_months,
+    ledger_partitions_ensure_as_owner,
+    partition_name,
+)
+from tests.billing.test_ledger_partitions import (
+    _create_partitions,
+    _exists,
+    _month,
+    _record,
+    _where,
+)
 from workspaces.models import Workspace
 from workspaces.tenancy import workspace_scope
 
@@ -159,3 +170,20 @@ def test_a_late_row_committed_below_the_watermark_is_still_added_once(cast, tmp_
         _run(a)
         assert _bucket(a, "hour", hour) == (2, Decimal("1.500000000001"))
         assert _bucket(a, "day", old + dt.timedelta(days=4)) == (2, Decimal("1.500000000001"))
+
+
+def test_an_archived_month_is_never_re_created_for_its_late_rows(cast, tmp_path):
+    """Raising (or removing) the retention setting later must not bring an archived month back:
+    its late rows stay in the default partition and are folded into the kept rollups; a new
+    partition would only be refused for re-archiving on every run."""
+    a = cast.workspace.pk
+    old = _month(2012, 7)
+    _create_partitions(old)
+    _record(a, "o1", old + dt.timedelta(days=2), cost="1")
+    _run(a)
+    _archive(old, tmp_path)
+    _record(a, "late", old + dt.timedelta(days=9), cost="0.5")
+    created = ledger_partitions_ensure_as_owner(now=add_months(old, 3), keep_from=None)
+    assert partition_name(old) not in created
+    assert not _exists(partition_name(old))
+    assert _where(a)["late"] == DEFAULT_PARTITION
