@@ -51,25 +51,7 @@ class Runtime:
 
     async def start(self) -> None:
         config = self.config
-        # Every upstream connection is vetted on the address it connects to (`core.egress`):
-        # the resolver refuses names resolving to private addresses, the socket factory checks
-        # literal IPs and DNS-cache hits. Redirects are never followed (`allow_redirects=False`
-        # on each request).
-        guard = EgressGuard(config.egress)
-        connector = aiohttp.TCPConnector(
-            limit=config.pool_size,
-            limit_per_host=0,
-            ttl_dns_cache=300,
-            keepalive_timeout=60,
-            resolver=guard.resolver(),
-            socket_factory=guard.socket_factory,
-        )
-        self.session = aiohttp.ClientSession(
-            connector=connector,
-            auto_decompress=False,  # `providers/encoding.py` decodes, bounded, when needed
-            skip_auto_headers=("User-Agent",),
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=config.connect_timeout_s),
-        )
+        self.session = _upstream_session(config)
         # Blocking pool: a burst waits for a connection instead of failing ("too many
         # connections" would read as Redis down -> 503); one quick retry, not redis-py's default
         # backoff, so a dead Redis costs milliseconds before the 503.
@@ -144,3 +126,26 @@ class Runtime:
             )
             self._timeouts[key] = timeout
         return timeout
+
+
+def _upstream_session(config: Config) -> aiohttp.ClientSession:
+    """The one upstream HTTP session of this process.
+
+    Every upstream connection is vetted on the address it connects to (`core.egress`): the
+    resolver refuses names resolving to private addresses, the socket factory checks literal IPs
+    and DNS-cache hits. Redirects are never followed (`allow_redirects=False` on each request)."""
+    guard = EgressGuard(config.egress)
+    connector = aiohttp.TCPConnector(
+        limit=config.pool_size,
+        limit_per_host=0,
+        ttl_dns_cache=300,
+        keepalive_timeout=60,
+        resolver=guard.resolver(),
+        socket_factory=guard.socket_factory,
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        auto_decompress=False,  # `providers/encoding.py` decodes, bounded, when needed
+        skip_auto_headers=("User-Agent",),
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=config.connect_timeout_s),
+    )
