@@ -1,6 +1,7 @@
 """`python -m bench.durability`: what the stricter durability settings cost per call.
 
     python -m bench.durability [--seconds 5] [--rounds 3]
+    python -m bench.durability --confirm     # one confirm alone: master + replica, no gateway
 
 Three settings on one Redis master (private, AOF on, in a temporary directory on the local disk)
 with one replica, behind the nginx mock of `make bench` (`bench/mockstack.py`):
@@ -20,17 +21,21 @@ printed apart). Rounds alternate the order of the settings; figures are medians,
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import statistics
 import time
 
 import redis
+from redis.asyncio import Redis as aioredis
 
 from alephant.env import load_dotenv
 from bench.__main__ import body, uvicorn
 from bench.mockstack import MockStack, ensure_tool
 from bench.seed import seed_key
 from bench.wrk import Cell, cpu_seconds, run_wrk
+from gateway.hotpath.replication import ReplicaWait
+from gateway.hotpath.resp import RespClient
 from tests.gateway.servers import Proc, free_port, wait_http
 
 SETTINGS = ("off", "wait1", "always")
@@ -165,11 +170,69 @@ def table(cells: dict[tuple[str, int], list]) -> str:
     return "\n".join(lines)
 
 
+def _redis_cpu(port: int) -> float:
+    info = redis.Redis(port=port).info("cpu")
+    return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+
+
+async def _confirms(port: int, replica: int, kind: str, n: int = 2000) -> str:
+    """`n` XADDs in a row, each followed by `ReplicaWait.confirm` (unless `kind` is "xadd")."""
+    writer = RespClient(port=port)
+    client = RespClient(port=port, timeout_s=10) if kind == "respclient" else aioredis(port=port)
+    waiter = ReplicaWait(client, None, replicas=1, timeout_ms=2000)
+    event = [b'{"request_id":"bench"}']
+
+    async def one() -> None:
+        await writer.xadd("alephant:bench:confirm", {"e": event[0]})
+        if kind != "xadd":
+            assert await waiter.confirm(event, request_id="bench"), "the replica did not ack"
+
+    for _ in range(100):
+        await one()
+    cpu0, master0, replica0 = time.process_time(), _redis_cpu(port), _redis_cpu(replica)
+    wall0 = time.perf_counter()
+    for _ in range(n):
+        await one()
+    wall = (time.perf_counter() - wall0) * 1000 / n
+    cpu = (time.process_time() - cpu0) * 1000 / n
+    master = (_redis_cpu(port) - master0) * 1000 / n
+    replica_cpu = (_redis_cpu(replica) - replica0) * 1000 / n
+    await writer.aclose()
+    await client.aclose()
+    return f"| {kind} | {cpu:.3f} | {master:.3f} | {replica_cpu:.3f} | {wall:.3f} |"
+
+
+def confirm_cost() -> None:
+    """The waiter alone: client, master and replica CPU and wall time per call, vs an XADD."""
+    mock = MockStack().start()  # its redis-server is the master
+    port = free_port()
+    cmd = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    cmd += ["--dir", str(mock.tmp), "--replicaof", "127.0.0.1", str(mock.redis_port)]
+    replica = Proc(cmd, name="replica").start()
+    try:
+        deadline = time.time() + 20
+        while _link(redis.Redis(port=port)) != "up":
+            if time.time() > deadline:
+                raise TimeoutError("the replica never synced")
+            time.sleep(0.1)
+        print("| per call | client CPU ms | master CPU ms | replica CPU ms | wall ms |")
+        print("|---|---|---|---|---|")
+        for kind in ("xadd", "redis-py", "respclient") * 2:
+            print(asyncio.run(_confirms(mock.redis_port, port, kind)), flush=True)
+    finally:
+        replica.kill()
+        mock.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--confirm", action="store_true", help="the waiter alone")
     args = parser.parse_args()
+    if args.confirm:
+        confirm_cost()
+        return
     ensure_tool("wrk", "wrk")
     load0 = " / ".join(f"{x:.1f}" for x in os.getloadavg())
     rig = Rig()
