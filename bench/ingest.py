@@ -309,6 +309,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=60_000, help="stream entries per run")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=None, help="the writer's default")
+    parser.add_argument("--replays", type=float, default=0.01, help="share of replayed entries")
     parser.add_argument("--writer", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.writer:
@@ -326,7 +327,7 @@ def main() -> None:
         env["REDIS_URL"] = f"redis://127.0.0.1:{client.connection_pool.connection_kwargs['port']}/0"
         try:
             tenants_ = tenants()
-            events = make_events(tenants_, args.events, replays=0.01)
+            events = make_events(tenants_, args.events, replays=args.replays)
             assert redis_proc.proc is not None
             ctx = Context(
                 env, client, redis_proc.proc.pid, tenants_, events, postgres_aux_pids(),
