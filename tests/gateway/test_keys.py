@@ -97,6 +97,20 @@ def test_agent_key_snapshot_and_cold_loader(cast, redis_client):
     assert redis_client.get(f"alephant:gk:{'0' * 64}") is None
 
 
+def test_snapshots_written_together_do_not_expire_together(cast, redis_client):
+    """A burst of keys (a bulk import, a rebuild after a flush) must not all expire in the same
+    second, or every gateway reloads them all from Postgres at once."""
+    ws = cast.workspace
+    with workspace_scope(ws.pk):
+        keys = [
+            gateway_key_create(workspace=ws, name=f"k{i}", member=cast.member, actor=cast.member)
+            for i in range(30)
+        ]
+    ttls = {redis_client.ttl(f"alephant:gk:{key.key_hash}") for key, _raw in keys}
+    assert all(snapshots.SNAPSHOT_TTL_S * 4 // 5 - 1 <= t <= snapshots.SNAPSHOT_TTL_S for t in ttls)
+    assert len(ttls) >= 10  # 30 draws from 61 values: fewer than 10 distinct is ~impossible
+
+
 def test_member_cannot_issue_keys_for_others(cast, redis_client):
     ws = cast.workspace
     with workspace_scope(ws.pk):
