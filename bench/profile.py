@@ -38,7 +38,10 @@ PARTS = (
     ("routing + validation", r"\(gateway/hotpath/(routing|requests|validate|catalog)\.py"),
     ("pricing", r"\(core/(pricing|money)\.py|^add_usage "),
     ("SSE relay + usage", r"\(gateway/hotpath/(relay|streamcut)\.py|providers/"),
-    ("upstream client (aiohttp)", r"\(aiohttp/|\(yarl/|\(multidict/|^forward |^_exchange "),
+    (
+        "upstream client (core/http1)",
+        r"\(core/http1|\(aiohttp/|\(yarl/|\(multidict/|^forward |^_exchange ",
+    ),
     ("telemetry", r"\(gateway/hotpath/(telemetry|otel)\.py|prometheus_client"),
     ("funnel + JSON", r"\(gateway/hotpath/(funnel|forward|call|http|app)\.py"),
 )

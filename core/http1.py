@@ -94,12 +94,13 @@ class _Target:
 class Response:
     """An upstream answer: `status`, `headers` (lower-case names), and the body."""
 
-    __slots__ = ("_client", "_conn", "_read_timeout", "body", "headers", "status")
+    __slots__ = ("_client", "_conn", "_read_timeout", "_released", "body", "headers", "status")
 
     def __init__(self, client: Http1Client, conn: Connection, read_timeout: float | None) -> None:
         self._client, self._conn, self._read_timeout = client, conn, read_timeout
         self.status, self.headers = conn.status, conn.headers
         self.body = b""  # `fetch` fills it
+        self._released = False  # the connection went back (it may serve another request now)
 
     def at_eof(self) -> bool:
         """Whether the whole body has arrived (it may still be buffered, unread)."""
@@ -110,6 +111,8 @@ class Response:
 
     async def __anext__(self) -> bytes:
         conn = self._conn
+        if self._released:
+            raise StopAsyncIteration
         while True:
             data = conn.take()
             if data:
@@ -126,13 +129,17 @@ class Response:
     def close(self) -> None:
         """Done with this answer: a fully read keep-alive connection goes back to the pool,
         anything else is dropped (a half-read body can't be skipped safely)."""
+        if self._released:
+            return
         conn = self._conn
         if not conn.done:
             conn.fail(Disconnected("Closed by the client."))
         self._release()
 
     def _release(self) -> None:
-        self._client._release(self._conn)
+        if not self._released:
+            self._released = True
+            self._client._release(self._conn)
 
 
 class Http1Client:

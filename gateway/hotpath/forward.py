@@ -6,10 +6,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import aiohttp
 import orjson
 
-from core.egress_aiohttp import EgressRefusedError
+from core.http1 import EgressBlocked, InvalidURL, UpstreamError
 from core.money import usd_exact
 from gateway.hotpath import cache
 from gateway.hotpath.accounting import account, attempt_failed, give_up, transport_error
@@ -46,15 +45,14 @@ def build_upstream(
 
 def connect_error(exc: BaseException, cred: Credential) -> ProviderError:
     """A failed connection; one the egress policy refused says so (and is not retried)."""
-    cause = getattr(exc, "os_error", None) or exc.__cause__
-    if isinstance(cause, EgressRefusedError) or "not an allowed destination" in str(cause or ""):
+    if isinstance(exc, EgressBlocked):
         return ProviderError(
             502,
             f"The provider address for `{cred.name}` is not an allowed destination "
             "(private or reserved; see ALEPHANT_EGRESS_ALLOW).",
             error_type="upstream_forbidden",
         )
-    if isinstance(exc, aiohttp.InvalidURL):  # e.g. `http://127.1`: yarl wants canonical IPv4
+    if isinstance(exc, InvalidURL):  # e.g. `http://127.1`: IPv4 must be dotted decimal
         return ProviderError(
             502,
             f"The provider base URL of `{cred.name}` is not a valid URL.",
@@ -106,21 +104,17 @@ async def _exchange(
     rt: Runtime, call: Call, adapter: Any, upstream: UpstreamRequest, route: Route, cred: Credential
 ) -> Reply | ProviderError:
     """One attempt: the provider's reply, or why it failed."""
-    assert rt.session is not None
+    assert rt.upstream is not None
     try:
-        async with rt.session.post(
-            upstream.url,
-            data=upstream.body,
-            headers=upstream.headers,
-            timeout=rt.timeout(cred.timeout_s, False),
-            allow_redirects=False,
-        ) as resp:
-            data = await resp.read()
-            status = resp.status
-            retry_after = resp.headers.get("retry-after")
-            encoding = resp.headers.get("content-encoding")
-    except (TimeoutError, aiohttp.ClientError) as exc:
+        # The whole exchange (connecting included) within the credential's timeout.
+        resp = await rt.upstream.fetch(
+            upstream.url, upstream.body, upstream.headers, timeout_s=cred.timeout_s
+        )
+    except (TimeoutError, UpstreamError) as exc:
         return connect_error(exc, cred)
+    data, status, headers = resp.body, resp.status, resp.headers
+    retry_after = headers.get("retry-after")
+    encoding = headers.get("content-encoding")
     try:
         # Adapters ask for identity; a compressing upstream is decoded, and the client gets
         # the decoded body (`_answer` relays no upstream content-encoding).

@@ -9,8 +9,7 @@ import logging
 import time
 from typing import Any
 
-import aiohttp
-
+from core.http1 import Response, UpstreamError
 from core.money import usd_exact
 from gateway.hotpath.accounting import account, attempt_failed, give_up
 from gateway.hotpath.admission import Admission
@@ -53,7 +52,7 @@ async def forward_stream(
     client_wants_usage: bool,
 ) -> None:
     """`client_wants_usage`: the request's validated `stream_options.include_usage`."""
-    assert rt.session is not None
+    assert rt.upstream is not None
     last: ProviderError | None = None
     for index, route in enumerate(plan):
         adapter = adapter_for(route.provider)
@@ -62,14 +61,11 @@ async def forward_stream(
         call.attempts += 1
         started = time.perf_counter()
         try:
-            resp = await rt.session.post(
-                upstream.url,
-                data=upstream.body,
-                headers=upstream.headers,
-                timeout=rt.timeout(cred.timeout_s, True),
-                allow_redirects=False,
+            # Connecting within the connect timeout; then each read within the credential's.
+            resp = await rt.upstream.open(
+                upstream.url, upstream.body, upstream.headers, read_timeout_s=cred.timeout_s
             )
-        except (TimeoutError, aiohttp.ClientError) as exc:
+        except (TimeoutError, UpstreamError) as exc:
             last = connect_error(exc, cred)
         else:
             call.upstream_s += time.perf_counter() - started
@@ -84,12 +80,12 @@ async def forward_stream(
     await give_up(rt.enforcer, rt.usage, call, admission, last)
 
 
-async def _refused(resp: aiohttp.ClientResponse) -> ProviderError:
+async def _refused(resp: Response) -> ProviderError:
     try:
         data = await resp.read()
-    except (aiohttp.ClientError, TimeoutError):
+    except (UpstreamError, TimeoutError):
         data = b""
-    resp.release()
+    resp.close()
     try:
         data = decode_body(data, resp.headers.get("content-encoding"))
     except ProviderError:
@@ -115,7 +111,7 @@ class _Relay:
         rt: Runtime,
         call: Call,
         route: Route,
-        resp: aiohttp.ClientResponse,
+        resp: Response,
         attempt: str,
         admission: Admission,
     ) -> None:
@@ -168,16 +164,14 @@ class _Relay:
         # never waited on: the task (created, then cancelled: ~2 % of such a call) is skipped; the
         # answer was produced in full and is billed in full whether or not the client stays.
         watcher = (
-            None
-            if resp.content.is_eof()
-            else asyncio.create_task(_watch_disconnect(receive, state, resp))
+            None if resp.at_eof() else asyncio.create_task(_watch_disconnect(receive, state, resp))
         )
         upstream_error = ""
         try:
             # Adapters ask for identity; an upstream that compresses anyway is decoded here
             # (the client gets SSE in plain text: no content-encoding is relayed).
             decoder = BodyDecoder(resp.headers.get("content-encoding"))
-            async for chunk in resp.content.iter_any():
+            async for chunk in resp:
                 await self._relay(streamer.feed(decoder.feed(chunk)), streamer, send)
                 if state.disconnected:
                     break
@@ -192,7 +186,7 @@ class _Relay:
             upstream_error = "upstream_malformed"
         except TimeoutError:
             upstream_error = "upstream_timeout"
-        except (aiohttp.ClientError, ConnectionError):
+        except (UpstreamError, ConnectionError):
             upstream_error = "" if state.disconnected else "upstream_truncated"
         except (ValueError, TypeError, AttributeError, KeyError):
             # An answer we can't read: end the stream cleanly and bill what we saw.

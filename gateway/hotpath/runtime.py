@@ -1,4 +1,4 @@
-"""What one gateway process holds for its lifetime: the shared upstream HTTP session, the Redis
+"""What one gateway process holds for its lifetime: the shared upstream HTTP client, the Redis
 clients, the snapshot cache, the Enforcer and the usage queue. Built at startup, closed at
 shutdown (`app.Gateway` runs both from the ASGI lifespan or the first request)."""
 
@@ -9,12 +9,11 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
-import aiohttp
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from core.egress_aiohttp import EgressGuard
+from core.http1 import Http1Client
 from core.redisclients import async_client, topology
 from gateway.hotpath.admission import CounterLoader
 from gateway.hotpath.auth import Credentials
@@ -45,13 +44,12 @@ class Runtime:
             lambda client: Enforcer.from_config(client, config, loader=counter_loader)
         )
         self.credentials = Credentials()
-        self._timeouts: dict[tuple, aiohttp.ClientTimeout] = {}
-        self.session: aiohttp.ClientSession | None = None
+        self.upstream: Http1Client | None = None
         self.started = False
 
     async def start(self) -> None:
         config = self.config
-        self.session = _upstream_session(config)
+        self.upstream = _upstream_client(config)
         # Blocking pool: a burst waits for a connection instead of failing ("too many
         # connections" would read as Redis down -> 503); one quick retry, not redis-py's default
         # backoff, so a dead Redis costs milliseconds before the 503.
@@ -104,48 +102,24 @@ class Runtime:
             await drain(self.spool, self.redis)
             if self.usage.replicas is not None:
                 await self.usage.replicas.aclose()
-        if self.session is not None:
-            await self.session.close()
+        if self.upstream is not None:
+            await self.upstream.close()
         if self.started:
             if self.call_redis is not self.redis:
                 await self.call_redis.aclose()
             await self.redis.aclose()
         self.started = False
 
-    def timeout(self, seconds: float, stream: bool) -> aiohttp.ClientTimeout:
-        """Upstream timeouts, one object per (seconds, stream): a stream bounds each read, a
-        plain call the whole exchange."""
-        key = (seconds, stream)
-        timeout = self._timeouts.get(key)
-        if timeout is None:
-            connect = self.config.connect_timeout_s
-            timeout = (
-                aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=seconds)
-                if stream
-                else aiohttp.ClientTimeout(total=seconds, sock_connect=connect)
-            )
-            self._timeouts[key] = timeout
-        return timeout
 
+def _upstream_client(config: Config) -> Http1Client:
+    """The one upstream HTTP client of this process (`core.http1`: keep-alive pool, TLS).
 
-def _upstream_session(config: Config) -> aiohttp.ClientSession:
-    """The one upstream HTTP session of this process.
-
-    Every upstream connection is vetted on the address it connects to (`core.egress`): the
-    resolver refuses names resolving to private addresses, the socket factory checks literal IPs
-    and DNS-cache hits. Redirects are never followed (`allow_redirects=False` on each request)."""
-    guard = EgressGuard(config.egress)
-    connector = aiohttp.TCPConnector(
+    Every new upstream connection is vetted on the address it connects to (`core.egress`): the
+    name is resolved once, every answer checked, and the socket connected to a checked address.
+    Redirects are never followed (the 3xx reaches `forward.status_error`)."""
+    return Http1Client(
+        config.egress,
+        connect_timeout_s=config.connect_timeout_s,
         limit=config.pool_size,
-        limit_per_host=0,
-        ttl_dns_cache=300,
-        keepalive_timeout=60,
-        resolver=guard.resolver(),
-        socket_factory=guard.socket_factory,
-    )
-    return aiohttp.ClientSession(
-        connector=connector,
-        auto_decompress=False,  # `providers/encoding.py` decodes, bounded, when needed
-        skip_auto_headers=("User-Agent",),
-        timeout=aiohttp.ClientTimeout(total=None, sock_connect=config.connect_timeout_s),
+        keepalive_s=60,
     )
