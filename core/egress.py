@@ -14,8 +14,8 @@ One rule for every outbound connection, checked on the address actually connecte
   (the dev simulator and the tests listen on 127.0.0.1). Development only: never set it on an
   instance others can sign in to.
 
-Django-free: the hot path (aiohttp, `core.egress_aiohttp`) and the cold path (httpx,
-`core.egress_http`) share it.
+Django-free: the hot path (`core.http1`; `core.egress_aiohttp` for an aiohttp client) and the
+cold path (httpx, `core.egress_http`) share it.
 """
 
 from __future__ import annotations
