@@ -42,16 +42,15 @@ class Admission:
     details: dict | None = None  # machine-readable refusal facts (scope, budget, spent, ...)
 
 
-@dataclass
+@dataclass(slots=True)
 class Budgeted:
     key: str
-    epoch: str
     reserve: int
     metric: str
-    ladder: str
-    limit: int
-    budget_id: int
-    period: str
+    unreserve: str  # "-<reserve>" (what settle's HINCRBY adds), "" when nothing was reserved
+    settle_ladder: bytes  # `budgets.Compiled.settle_ladder`
+    settle_cold: str  # the settle script's words for this budget (id, period, limit, steps)
+    epoch: str  # the counter's epoch admit saw
 
 
 @dataclass

@@ -8,17 +8,21 @@ sliding windows; every other budget becomes one counter for the current period.
 from __future__ import annotations
 
 import fnmatch
+import struct
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 from core.periods import PeriodCache
-from core.rediskeys import budget_counter, workspace_tag
-from gateway.hotpath.admission import AdmitRequest
+from core.rediskeys import alerts_stream, budget_counter, workspace_tag
+from gateway.hotpath.admission import AdmitRequest, Handle
 
 DEFAULT_RPM_FLOOR = 100
 DEFAULT_LADDER = (50, 75, 90, 100)
 CHAIN = ("key", "agent", "member", "department", "workspace")
 MONEY, REQUESTS, TOKENS, REQUEST_COST, RPM = "usd", "requests", "tokens", "request_usd", "rpm"
+SETTLED_TTL_S = 2 * 24 * 3600
+pack_double = struct.Struct("<d").pack  # the scripts read their numbers as little-endian doubles
 
 
 def model_matches(pattern: str | None, provider: str, model: str) -> bool:
@@ -72,13 +76,6 @@ def budget_index(workspace: dict) -> dict[tuple[str, int | str], list[dict]]:
     return index
 
 
-def _ladder_arg(budget: dict) -> str:
-    limit = int(budget["limit"])
-    steps = budget.get("ladder") or DEFAULT_LADDER
-    # threshold = ceil(limit * step / 100), in integers: no float near the cap.
-    return ",".join(f"{int(s)}={-(-limit * int(s) // 100)}" for s in steps) or "-"
-
-
 def effective(budget: dict, now: float) -> dict:
     """The budget with only the approved temporary increases still running (`increases`:
     [[until epoch s, nano-USD]] over `base_limit`): each lapses at its `until` here, on its own,
@@ -99,17 +96,53 @@ def effective(budget: dict, now: float) -> dict:
     return found
 
 
+def _ladder(budget: dict) -> list[tuple[int, int]]:
+    """(step %, threshold) pairs: threshold = ceil(limit * step / 100), in integers (no float
+    near the cap)."""
+    limit = int(budget["limit"])
+    steps = budget.get("ladder") or DEFAULT_LADDER
+    return [(int(s), -(-limit * int(s) // 100)) for s in steps]
+
+
+class PeriodStrings(NamedTuple):
+    """A budget's strings for one period key, made once per snapshot and period."""
+
+    counter_key: str
+    relative_key: str  # the counter key without the workspace tag (the reservation member's)
+    admit_cold: str  # the admit script's words: budget id, period key, ladder
+    settle_cold: str  # the settle script's words: budget id, period key, limit, step labels
+
+
 @dataclass(frozen=True)
 class Compiled:
-    """What the scripts need of a budget, computed once per snapshot (not per request)."""
+    """What the scripts need of a budget, computed once per snapshot (not per request): the
+    numbers packed as the scripts read them (little-endian doubles, `lua/admit.lua`)."""
 
     metric: str
     limit: int
     budget_id: int
-    ladder: str
-    static: str  # "hard threshold throttle_rpm money budget_id" for the admit script
+    admit_static: bytes  # '<d' x 5: limit, hard, throttle threshold, throttle rpm, money
+    admit_cold: tuple[str, str]  # "<budget id> " and " <ladder>" around the period key
+    settle_ladder: bytes  # '<d' x (1 + k): k steps, their thresholds
+    settle_cold: tuple[str, str]  # "<budget id> " and " <limit> <step labels>"
     counter_prefix: str  # the counter key without its period key
+    relative_prefix: str  # the same without the workspace tag (the reservation member's)
     throttle_key: str
+    throttled: bool  # has a throttle band (the admit script gets its window's key)
+    periods: dict[str, PeriodStrings] = field(default_factory=dict, compare=False)
+
+    def strings(self, pkey: str) -> PeriodStrings:
+        found = self.periods.get(pkey)
+        if found is None:
+            if len(self.periods) > 16:  # a long-lived snapshot across many periods
+                self.periods.clear()
+            found = self.periods[pkey] = PeriodStrings(
+                self.counter_prefix + pkey,
+                self.relative_prefix + pkey,
+                self.admit_cold[0] + pkey + self.admit_cold[1],
+                self.settle_cold[0] + pkey + self.settle_cold[1],
+            )
+        return found
 
 
 def compiled(budget: dict, workspace_id: int) -> Compiled:
@@ -125,14 +158,22 @@ def compiled(budget: dict, workspace_id: int) -> Compiled:
         )
         hard = 1 if budget.get("hard_stop", True) else 0
         money = 1 if metric == MONEY else 0
+        budget_id = int(budget["id"])
+        ladder = _ladder(budget)
+        ladder_arg = ",".join(f"{s}={th}" for s, th in ladder) or "-"
+        prefix = budget_counter(workspace_id, budget_id, "")
         found = Compiled(
             metric=metric,
             limit=limit,
-            budget_id=int(budget["id"]),
-            ladder=_ladder_arg(budget),
-            static=f"{hard} {threshold} {throttle_rpm} {money} {int(budget['id'])}",
-            counter_prefix=budget_counter(workspace_id, int(budget["id"]), ""),
-            throttle_key=f"{workspace_tag(workspace_id)}:th:{int(budget['id'])}",
+            budget_id=budget_id,
+            admit_static=struct.pack("<5d", limit, hard, threshold, throttle_rpm, money),
+            admit_cold=(f"{budget_id} ", f" {ladder_arg}"),
+            settle_ladder=struct.pack(f"<{1 + len(ladder)}d", len(ladder), *(t for _, t in ladder)),
+            settle_cold=(f"{budget_id} ", " ".join(["", str(limit), *(str(s) for s, _ in ladder)])),
+            counter_prefix=prefix,
+            relative_prefix=prefix[len(workspace_tag(workspace_id)) :],
+            throttle_key=f"{workspace_tag(workspace_id)}:th:{budget_id}",
+            throttled=threshold >= 0 and throttle_rpm > 0,
         )
         budget["_alephant_compiled"] = found
     return found
@@ -180,3 +221,72 @@ def reserve_for(metric: str, req: AdmitRequest, tokens_estimate: int) -> int:
     if metric == MONEY:
         return max(0, int(req.reserve_nanos))
     return 1 if metric == REQUESTS else tokens_estimate
+
+
+def settle_call(
+    handle: Handle, *, cost_nanos: int, count: int, tokens: int
+) -> tuple[list[str], list]:
+    """The settle script's keys and arguments (`lua/settle.lua`), before the usage events."""
+    tag = workspace_tag(handle.workspace_id)
+    keys = [f"{tag}:settled:{handle.request_id}", alerts_stream(handle.workspace_id), f"{tag}:resv"]
+    numbers, cold = [pack_double(len(handle.budgets))], []
+    per_budget: list[str] = []
+    actuals = {MONEY: cost_nanos, REQUESTS: count}
+    packed: dict[int, tuple[bytes, str]] = {}  # actual -> (double, decimal or "")
+    for b in handle.budgets:
+        actual = actuals.get(b.metric, tokens)
+        found = packed.get(actual)
+        if found is None:
+            found = packed[actual] = (pack_double(actual), str(actual) if actual > 0 else "")
+        keys.append(b.key)
+        numbers += (found[0], b.settle_ladder)
+        cold.append(b.settle_cold)
+        per_budget += (b.epoch, b.unreserve, found[1])
+    args = [SETTLED_TTL_S, handle.workspace_id, handle.request_id, handle.member]
+    return keys, [*args, b"".join(numbers), " ".join(cold), *per_budget]
+
+
+# `admission.Budgeted`'s fields but the epoch: key, reserve, metric, unreserve, ladder, cold
+SettleFields = tuple[str, int, str, str, bytes, str]
+
+
+class AdmitBudgets(NamedTuple):
+    """The chain's part of the admit script's keys and arguments (`lua/admit.lua`)."""
+
+    keys: list[str]  # the counters, then the throttle windows of budgets that have a band
+    numbers: bytes  # '<d' x 6 a budget: reserve, then `Compiled.admit_static`
+    cold: str  # words read only on a refusal
+    strings: list[str]  # a budget's reserve as a decimal, its counter key without the tag
+    settle: list[SettleFields]
+
+
+def admit_budgets(chain: Chain, req: AdmitRequest, tokens_estimate: int) -> AdmitBudgets:
+    keys: list[str] = []
+    throttle_keys: list[str] = []
+    cold: list[str] = []
+    numbers: list[bytes] = []
+    strings: list[str] = []
+    settle: list[SettleFields] = []
+    by_metric = {MONEY: max(0, int(req.reserve_nanos)), REQUESTS: 1}
+    packed: dict[int, tuple[bytes, str, str]] = {}  # reserve -> (double, decimal, unreserve)
+    for budget, pkey, _end in chain.counted:
+        c = budget.get("_alephant_compiled") or compiled(budget, req.workspace_id)
+        period = c.periods.get(pkey) or c.strings(pkey)
+        reserve = by_metric.get(c.metric, tokens_estimate)  # `reserve_for`
+        found = packed.get(reserve)
+        if found is None:
+            decimal = str(reserve)
+            found = (pack_double(reserve), decimal, "-" + decimal if reserve > 0 else "")
+            packed[reserve] = found
+        keys.append(period.counter_key)
+        if c.throttled:
+            throttle_keys.append(c.throttle_key)
+        numbers.append(found[0])
+        numbers.append(c.admit_static)
+        cold.append(period.admit_cold)
+        strings.append(found[1])
+        strings.append(period.relative_key)
+        settle.append(
+            (period.counter_key, reserve, c.metric, found[2], c.settle_ladder, period.settle_cold)
+        )
+    return AdmitBudgets(keys + throttle_keys, b"".join(numbers), " ".join(cold), strings, settle)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import struct
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -51,21 +52,22 @@ from gateway.hotpath.admission import (
 from gateway.hotpath.budgets import (
     DEFAULT_RPM_FLOOR,
     MONEY,
-    REQUESTS,
     Chain,
+    SettleFields,
+    admit_budgets,
     chain_for,
-    compiled,
-    reserve_for,
+    pack_double,
+    settle_call,
 )
 from gateway.hotpath.scripts import ADMIT, INIT, SETTLE, AnyRedis, Batcher
 
 logger = logging.getLogger("alephant.enforcement")
 
-SETTLED_TTL_S = 2 * 24 * 3600
 DEFAULT_RESERVATION_TTL_S = 900.0
 DEFAULT_LOOP_MAX_REPEATS = 8
 DEFAULT_LOOP_WINDOW_S = 60
 _COUNTERS_AT = 5  # keys[5:] are the chain's counters (after rl, tpm, loop, alerts, resv)
+_HEADER = struct.Struct("<9d").pack  # the admit script's numbers (`lua/admit.lua`)
 
 
 def _s(value: object) -> str:
@@ -78,7 +80,7 @@ class _AdmitCall:
 
     keys: list[str]
     args: list
-    reserves: list[int]
+    settle: list[SettleFields]  # `budgets.AdmitBudgets.settle`
     rpm: int
     tpm: int
     loop_max: int
@@ -172,31 +174,22 @@ class Enforcer:
             alerts_stream(req.workspace_id),
             f"{tag}:resv",
         ]
+        budgets = admit_budgets(chain, req, tokens_estimate)
+        keys += budgets.keys
+        keys += [f"{tag}:rw:{w['id']}" for w in chain.windows]
+        header = (len(chain.counted), int(rpm or 0), int(tpm), tokens_estimate, loop_max)
+        enforce = 1 if settings.get("loop_breaker") else 0
         args: list = [
             req.request_id,
-            int(rpm or 0),
-            int(tpm),
-            tokens_estimate,
-            loop_max,
-            loop_window,
-            1 if settings.get("loop_breaker") else 0,
-            len(chain.counted),
+            _HEADER(*header, loop_window, enforce, self.reservation_ttl_ms, len(chain.windows)),
+            budgets.numbers,
+            b"".join([pack_double(int(w["limit"])) for w in chain.windows]),
             req.workspace_id,
             subject,
+            budgets.cold,
+            *budgets.strings,
         ]
-        throttle_keys, reserves, packed = [], [], []
-        for budget, pkey, _end in chain.counted:
-            c = compiled(budget, req.workspace_id)
-            reserve = reserve_for(c.metric, req, tokens_estimate)
-            reserves.append(reserve)
-            keys.append(c.counter_prefix + pkey)
-            throttle_keys.append(c.throttle_key)
-            packed.append(f"{c.limit} {reserve} {c.static} {pkey} {c.ladder}")
-        args += [" ".join(packed), self.reservation_ttl_ms]
-        keys += throttle_keys
-        keys += [f"{tag}:rw:{w['id']}" for w in chain.windows]
-        args.append(" ".join(str(int(w["limit"])) for w in chain.windows))
-        return _AdmitCall(keys, args, reserves, rpm, tpm, loop_max, loop_window, subject)
+        return _AdmitCall(keys, args, budgets.settle, rpm, tpm, loop_max, loop_window, subject)
 
     async def _run_admit(
         self, req: AdmitRequest, call: _AdmitCall, chain: Chain, time_zone: str, now: float
@@ -254,22 +247,10 @@ class Enforcer:
         self, req: AdmitRequest, call: _AdmitCall, chain: Chain, result: list
     ) -> Admission:
         remaining, has_money, looped = int(result[1]), int(result[2]), int(result[3])
-        epochs = [_s(e) for e in result[5:]]
-        budgets = []
-        for i, (budget, pkey, _end) in enumerate(chain.counted):
-            c = compiled(budget, req.workspace_id)
-            budgets.append(
-                Budgeted(
-                    key=call.keys[_COUNTERS_AT + i],
-                    epoch=epochs[i],
-                    reserve=call.reserves[i],
-                    metric=c.metric,
-                    ladder=c.ladder,
-                    limit=c.limit,
-                    budget_id=c.budget_id,
-                    period=pkey,
-                )
-            )
+        budgets = [
+            Budgeted(*fields, _s(epoch))
+            for fields, epoch in zip(call.settle, result[5:], strict=True)
+        ]
         handle = Handle(req.workspace_id, req.request_id, budgets, member=_s(result[4]))
         headers = {}
         if has_money:
@@ -362,27 +343,7 @@ class Enforcer:
         handle.done = True
         if not handle.budgets:
             return not usage  # nothing to settle: no round trip of ours for the events either
-        tag = workspace_tag(handle.workspace_id)
-        keys = [
-            f"{tag}:settled:{handle.request_id}",
-            alerts_stream(handle.workspace_id),
-            f"{tag}:resv",
-        ]
-        packed = []
-        for b in handle.budgets:
-            actual = cost_nanos if b.metric == MONEY else count if b.metric == REQUESTS else tokens
-            keys.append(b.key)
-            packed.append(
-                f"{b.epoch} {b.reserve} {actual} {b.limit} {b.ladder} {b.budget_id} {b.period}"
-            )
-        args: list = [
-            SETTLED_TTL_S,
-            len(handle.budgets),
-            handle.workspace_id,
-            handle.request_id,
-            " ".join(packed),
-            handle.member,
-        ]
+        keys, args = settle_call(handle, cost_nanos=cost_nanos, count=count, tokens=tokens)
         if usage:
             keys.append(usage_stream or usage_stream_of(handle.workspace_id))
             args.extend(usage)
