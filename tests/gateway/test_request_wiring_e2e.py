@@ -185,6 +185,9 @@ def test_fuzzed_requests_never_5xx_and_invalid_ones_never_reach_the_provider(gw,
         max_examples=EXAMPLES_PER_ROUTE,
         deadline=None,
         database=None,
+        # A fixed seed: the mix of valid and invalid bodies is the same on every run, so the
+        # "both sides exercised" counts below can't flake (a random run once drew 3 valid ones).
+        derandomize=True,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     )
     @given(body=_bodies(endpoint))
