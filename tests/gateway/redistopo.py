@@ -158,7 +158,12 @@ class SentinelSet:
             proc.kill()
 
 
-def sentinel_start(directory: Path, name: str = "alephant") -> SentinelSet:
+def sentinel_start(
+    directory: Path, name: str = "alephant", *, down_after_ms: int = 1000
+) -> SentinelSet:
+    """1 master + 1 replica + 3 sentinels. Sentinel promotes only a replica whose link to the
+    master has been down less than about 10 x `down_after_ms` at the failover: a test that cuts
+    the replica off well before killing the master needs a longer `down_after_ms`."""
     master, replica = _cluster_port(), _cluster_port()
     sentinel_ports = [_cluster_port() for _ in range(3)]
     topo = SentinelSet(name, master, replica, sentinel_ports)
@@ -176,7 +181,7 @@ def sentinel_start(directory: Path, name: str = "alephant") -> SentinelSet:
             conf.write_text(
                 f"port {port}\nbind 127.0.0.1\ndir {directory}\n"
                 f"sentinel monitor {name} 127.0.0.1 {master} 2\n"
-                f"sentinel down-after-milliseconds {name} 1000\n"
+                f"sentinel down-after-milliseconds {name} {down_after_ms}\n"
                 f"sentinel failover-timeout {name} 3000\n"
                 f"sentinel parallel-syncs {name} 1\n"
             )
@@ -185,10 +190,30 @@ def sentinel_start(directory: Path, name: str = "alephant") -> SentinelSet:
         for port in sentinel_ports:
             _wait(lambda p=port: _pings(p), f"sentinel {port}")
         _wait(lambda: _replica_synced(replica), "replica sync", timeout=20)
+        # A failover needs 2 of 3 sentinels to vote for a replica they know: wait until each
+        # one has found the other two (hello messages, every 2 s) and the replica, or a master
+        # killed early in a test is never replaced.
+        for port in sentinel_ports:
+            _wait(lambda p=port: _sentinel_ready(p, name), f"sentinel {port} peers", timeout=30)
     except BaseException:
         topo.stop()
         raise
     return topo
+
+
+def _sentinel_ready(port: int, name: str) -> bool:
+    try:
+        raw = redis.Redis(port=port, socket_timeout=1).execute_command("SENTINEL", "MASTER", name)
+    except redis.RedisError:
+        return False
+    if isinstance(raw, list):  # RESP2 flat list of field, value
+        raw = dict(zip(raw[::2], raw[1::2], strict=True))
+    fields = {_text(k): _text(v) for k, v in raw.items()}
+    return fields.get("num-other-sentinels") == "2" and fields.get("num-slaves") == "1"
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _replica_synced(port: int) -> bool:

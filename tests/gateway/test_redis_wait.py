@@ -163,7 +163,7 @@ def test_config_reads_the_setting():
 def test_answered_call_keeps_its_ledger_row_across_a_failover_to_a_stale_replica(
     transactional_db, simulator, tmp_path
 ):
-    topo = sentinel_start(tmp_path)
+    topo = sentinel_start(tmp_path, down_after_ms=3000)
     env = child_env()
     env.update(
         REDIS_URL="redis://127.0.0.1:1/0",
@@ -214,7 +214,8 @@ def test_answered_call_keeps_its_ledger_row_across_a_failover_to_a_stale_replica
         assert request_id in _spooled(tmp_path / "spool")
         old = topo.current_master()
         topo.procs[old].kill(signal.SIGKILL)
-        assert wait_until(lambda: topo.current_master() == topo.replica, timeout=30)
+        # Sentinel elections retry after 2 x failover-timeout: a loaded box can need several.
+        assert wait_until(lambda: topo.current_master() == topo.replica, timeout=90)
         # The writer starts only now, as if it lagged: the killed master's stream is gone, so
         # what reaches the ledger is what the promoted replica has, plus the spool's replay.
         writer = start_ledger_writer(env, "--claim-idle-ms", "2000")
