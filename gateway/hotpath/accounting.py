@@ -50,8 +50,7 @@ async def account(
         # Redis died mid-call: the events go to the local spool (fsynced) before the client's
         # answer completes. The reservation stays until its TTL (README, "Budgets").
         await queue.emit_durable(events, request_id=call.request_id)
-    if events and queue.replicas is not None:  # ALEPHANT_REDIS_WAIT_REPLICAS
-        await queue.replicas.confirm(events, request_id=call.request_id)
+    await queue.confirm_replicated(events, request_id=call.request_id)
 
 
 async def release_unsettled(
@@ -82,8 +81,7 @@ async def serve_cached(
     # Redis answered the cache read a moment ago; if it died since, the event is spooled.
     events = [usage_encode(e) for e in call.events]
     await queue.emit_durable(events, request_id=call.request_id)
-    if queue.replicas is not None:  # ALEPHANT_REDIS_WAIT_REPLICAS
-        await queue.replicas.confirm(events, request_id=call.request_id)
+    await queue.confirm_replicated(events, request_id=call.request_id)
     headers = header_list(
         {
             "alephant-request-id": call.request_id,

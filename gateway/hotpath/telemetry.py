@@ -224,15 +224,16 @@ class Telemetry:
     def record(self, call: Call, scope: dict | None = None) -> None:
         """The call has ended (answered, refused or failed): count it. Never raises."""
         try:
-            self._record(call)
+            reason = refusal_reason(call)  # once: the labels, the span and the log line
+            self._record(call, reason)
             if self.otel is not None:
-                self.otel.export(call, scope, reason=refusal_reason(call))
+                self.otel.export(call, scope, reason=reason)
             if self._log is not None:
-                self._log.info(self.log_line(call))
+                self._log.info(self.log_line(call, reason))
         except Exception:  # telemetry must never break a call
             logging.getLogger("alephant.gateway").exception("telemetry: record failed")
 
-    def _record(self, call: Call) -> None:
+    def _record(self, call: Call, reason: str) -> None:
         total = time.perf_counter() - call.started
         ws = (str(call.key.get("workspace_id", "")),) if self.per_workspace else ()
         last = call.events[-1] if call.events else None
@@ -241,7 +242,7 @@ class Telemetry:
         status = call.status
         if status == 200 and last is not None and last["status_code"] >= 400:
             status = last["status_code"]  # a stream that was cut or left (502/499)
-        labels = (*ws, call.endpoint or "other", provider, model, str(status), refusal_reason(call))
+        labels = (*ws, call.endpoint or "other", provider, model, str(status), reason)
         self._inc(self.requests, labels)
         self._observe(self.added, _ADDED, (*ws, call.endpoint or "other"), total - call.upstream_s)
         if call.admit_s:
@@ -268,7 +269,7 @@ class Telemetry:
         if upstream and event["error_type"] and event["status_code"] >= 400:
             self._inc(self.upstream_errors, (*key, event["error_type"]))
 
-    def log_line(self, call: Call) -> str:
+    def log_line(self, call: Call, reason: str | None = None) -> str:
         """One JSON object: ids, model, status, tokens, cost, latency. Never a key or a secret;
         the prompt only with ALEPHANT_LOG_BODIES=1."""
         who = call.who
@@ -285,7 +286,7 @@ class Telemetry:
             "provider": last.get("provider"),
             "model": last.get("model"),
             "status": call.status,
-            "refusal_reason": refusal_reason(call) or None,
+            "refusal_reason": (refusal_reason(call) if reason is None else reason) or None,
             "error_type": call.error_type or last.get("error_type") or None,
             "input_tokens": sum(e["input_tokens"] for e in call.events),
             "output_tokens": sum(e["output_tokens"] for e in call.events),

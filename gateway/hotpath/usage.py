@@ -116,6 +116,12 @@ class UsageQueue:
             else:
                 self._flushing = False
 
+    async def confirm_replicated(self, encoded: list[bytes], *, request_id: str) -> None:
+        """With ALEPHANT_REDIS_WAIT_REPLICAS: wait until replicas hold the events just written
+        (settle or queue), else spool them too (`replication.py`). A no-op otherwise."""
+        if encoded and self.replicas is not None:
+            await self.replicas.confirm(encoded, request_id=request_id)
+
     async def emit_durable(self, encoded: list[bytes], *, request_id: str) -> bool:
         """Redis, or failing that the local spool (written and fsynced before this returns;
         `spool.replay_forever` pushes it to Redis later). Never raises: the provider has
