@@ -9,7 +9,7 @@ SOAK_MINUTES ?= 10
 SOAK_RATE ?= 200
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test services services-down migrate seed lint format bench soak lock venv browser clean
+.PHONY: run test services services-down migrate seed lint format bench soak lock venv browser testtools clean
 
 venv: $(VENV)/.installed
 
@@ -42,10 +42,18 @@ browser:
 		 DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 		 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 
+# The deploy tests run the shipped nginx example for real (tests/deploy/), the Redis topology
+# tests drive redis-cli: install them where missing, as for the browser.
+testtools:
+	@{ command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx; } && command -v redis-cli >/dev/null 2>&1 || \
+		(echo "[make] installing Debian nginx-light and redis-tools for the deploy and Redis tests (once per machine)" && \
+		 DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light redis-tools >/dev/null)
+
 run: seed
 	PORT=$(PORT) $(PY) -m devtools.run
 
-test: venv services browser
+test: venv services browser testtools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: venv
