@@ -9,98 +9,60 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Sequence
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+import hiredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 
-class _Incomplete(Exception):
-    pass
+def _reply(value: Any) -> Any:
+    """hiredis' error replies as redis-py's types: NOSCRIPT is `NoScriptError`, so a script
+    call reloads and retries (Redis restarted, or a replica promoted)."""
+    if isinstance(value, ResponseError) and str(value).startswith("NOSCRIPT"):
+        return NoScriptError(str(value))
+    return value
 
 
-def _parse(buf: bytearray, pos: int) -> tuple[Any, int]:
-    """One RESP2 reply from `buf` at `pos` -> (value, next pos); errors come back as exception
-    instances (as redis-py's pipelines return them); `_Incomplete` when more bytes are needed."""
-    end = buf.find(b"\r\n", pos)
-    if end < 0:
-        raise _Incomplete
-    kind = buf[pos]
-    line = bytes(buf[pos + 1 : end])
-    pos = end + 2
-    if kind == 58:  # ':'
-        return int(line), pos
-    if kind == 36:  # '$'
-        size = int(line)
-        if size < 0:
-            return None, pos
-        if len(buf) < pos + size + 2:
-            raise _Incomplete
-        return bytes(buf[pos : pos + size]), pos + size + 2
-    if kind == 42:  # '*'
-        count = int(line)
-        if count < 0:
-            return None, pos
-        items = []
-        for _ in range(count):
-            item, pos = _parse(buf, pos)
-            items.append(item)
-        return items, pos
-    if kind == 43:  # '+'
-        return line, pos
-    if kind == 45:  # '-'
-        message = line.decode("utf-8", "replace")
-        if message.startswith("NOSCRIPT"):
-            return NoScriptError(message), pos
-        return ResponseError(message), pos
-    raise RedisConnectionError(f"unreadable reply from Redis: {bytes(buf[pos - 64 : pos])!r}")
-
-
-def _pack(args: Sequence[Any]) -> bytes:
-    out = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        if isinstance(arg, str):
-            arg = arg.encode()
-        elif isinstance(arg, int):
-            arg = b"%d" % arg
-        elif not isinstance(arg, bytes | bytearray | memoryview):
-            arg = str(arg).encode()
-        out.append(b"$%d\r\n" % len(arg))
-        out.append(arg)
-        out.append(b"\r\n")
-    return b"".join(out)
+# RESP in C (hiredis, pinned in the lock): per command ~1.7 us to pack and ~0.3 us to read an
+# admit's reply, where the pure-Python codec took ~4.4 and ~5.2 us (issue 14).
+def pack_command(command: tuple) -> bytes:
+    try:
+        return hiredis.pack_command(command)
+    except TypeError:  # anything but str, bytes, int and float goes as its str(), as redis-py does
+        return hiredis.pack_command(
+            tuple(a if isinstance(a, str | bytes | int | float) else str(a) for a in command)
+        )
 
 
 class _RespProtocol(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.waiters: deque[asyncio.Future] = deque()
-        self.buf = bytearray()
+        # Errors come back as exception instances, in place (as redis-py's pipelines return
+        # them); a reply that isn't RESP raises `RedisConnectionError` and drops the connection.
+        self.reader = hiredis.Reader(protocolError=RedisConnectionError, replyError=ResponseError)
         self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
-        self.buf += data
-        pos = 0
+        reader, waiters = self.reader, self.waiters
+        reader.feed(data)
         try:
-            while self.waiters and pos < len(self.buf):
-                value, pos_next = _parse(self.buf, pos)
-                pos = pos_next
-                future = self.waiters.popleft()
+            while (value := reader.gets()) is not False:
+                if not waiters:
+                    raise RedisConnectionError("a reply from Redis that nobody asked for")
+                future = waiters.popleft()
                 if not future.done():  # a cancelled or timed-out caller: its reply is dropped
-                    future.set_result(value)
-        except _Incomplete:
-            pass
+                    future.set_result(_reply(value))
         except Exception as exc:  # a reply we can't read: this connection is done
             self._fail(exc)
             if self.transport is not None:
                 self.transport.close()
-        del self.buf[:pos]
 
     def _fail(self, exc: BaseException) -> None:
         self.closed = True
@@ -229,7 +191,7 @@ class RespClient:
         futures = [loop.create_future() for _ in commands]
         proto.waiters.extend(futures)
         assert proto.transport is not None
-        proto.transport.write(b"".join(_pack(c) for c in commands))
+        proto.transport.write(b"".join([pack_command(c) for c in commands]))
         timer = loop.call_later(self.timeout_s, self._expire, proto, futures[-1])
         try:
             return [await f for f in futures]

@@ -11,7 +11,7 @@ import socket
 import pytest
 from django.conf import settings
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from core.money import NANOS_PER_USD
@@ -148,3 +148,57 @@ def test_connection_refused_and_a_silent_server_fail_fast():
         silent.close()
     assert elapsed < 2
     assert adm.allowed is False and adm.status == 503
+
+
+async def _fake_redis(reply: bytes, *, split: int):
+    """A server that answers any command with `reply`, written `split` bytes at a time."""
+
+    async def handle(reader, writer):
+        await reader.read(65536)
+        for at in range(0, len(reply), split):
+            writer.write(reply[at : at + split])
+            await writer.drain()
+            await asyncio.sleep(0)
+        await reader.read(65536)
+        writer.close()
+
+    return await asyncio.start_server(handle, "127.0.0.1", 0)
+
+
+def test_replies_split_at_every_byte_read_the_same():
+    """Nested arrays, nulls, integers, binary bulk strings and an error reply in one pipeline,
+    arriving one byte per packet: the same values as from Redis in one piece."""
+    reply = (
+        b"*4\r\n:7\r\n$-1\r\n$4\r\n\x00\r\n\xff\r\n*2\r\n:-3\r\n+OK\r\n"
+        b"-NOSCRIPT No matching script.\r\n-ERR boom\r\n"
+    )
+
+    async def main():
+        server = await _fake_redis(reply, split=1)
+        port = server.sockets[0].getsockname()[1]
+        client = RespClient("127.0.0.1", port, timeout_s=5)
+        results = await client.execute_many([("PING",), ("PING",), ("PING",)])
+        await client.aclose()
+        server.close()
+        return results
+
+    first, noscript, boom = asyncio.run(main())
+    assert first == [7, None, b"\x00\r\n\xff", [-3, b"OK"]]
+    assert isinstance(noscript, NoScriptError)
+    assert isinstance(boom, ResponseError) and not isinstance(boom, NoScriptError)
+    assert "boom" in str(boom)
+
+
+def test_a_server_that_answers_garbage_reads_as_redis_down():
+    async def main():
+        server = await _fake_redis(b"HTTP/1.1 400 Bad Request\r\n\r\n", split=64)
+        port = server.sockets[0].getsockname()[1]
+        client = RespClient("127.0.0.1", port, timeout_s=5)
+        try:
+            with pytest.raises(RedisConnectionError):
+                await client.execute_command("PING")
+        finally:
+            await client.aclose()
+            server.close()
+
+    asyncio.run(main())
