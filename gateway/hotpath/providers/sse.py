@@ -52,6 +52,17 @@ class SSEDecoder:
         self._name: bytes | None = None
         self._started = False
 
+    def at_boundary(self, chunk: bytes) -> bool:
+        """True when `chunk` starts a block: no block begun, and past the stream's start (a
+        first chunk that may hold or begin a BOM is left to `feed`)."""
+        if self._buf:
+            return False
+        if not self._started:
+            if len(chunk) < 3 or chunk.startswith(_BOM):
+                return False
+            self._started = True
+        return True
+
     def feed(self, chunk: bytes) -> list[Event]:
         buf = self._buf + chunk if self._buf else chunk
         if not self._started:
@@ -188,6 +199,12 @@ class TextTally:
     def add(self, data: bytes) -> None:
         self._pending.append(data)
         self._size += len(data)
+        if self._size > self.BATCH:
+            self._measure()
+
+    def extend(self, datas: list[bytes]) -> None:
+        self._pending.extend(datas)
+        self._size += sum(map(len, datas))
         if self._size > self.BATCH:
             self._measure()
 
