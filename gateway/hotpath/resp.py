@@ -35,10 +35,16 @@ def _reply(value: Any) -> Any:
 def pack_command(command: tuple) -> bytes:
     try:
         return hiredis.pack_command(command)
-    except TypeError:  # anything but str, bytes, int and float goes as its str(), as redis-py does
-        return hiredis.pack_command(
-            tuple(a if isinstance(a, str | bytes | int | float) else str(a) for a in command)
-        )
+    except TypeError:  # hiredis takes str, bytes, memoryview, int and float
+        return hiredis.pack_command(tuple(_plain(a) for a in command))
+
+
+def _plain(arg: Any) -> Any:
+    if isinstance(arg, bytearray):
+        return bytes(arg)
+    if isinstance(arg, bool):
+        return int(arg)
+    return arg if isinstance(arg, str | bytes | memoryview | int | float) else str(arg)
 
 
 class _RespProtocol(asyncio.Protocol):

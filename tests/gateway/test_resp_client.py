@@ -202,3 +202,17 @@ def test_a_server_that_answers_garbage_reads_as_redis_down():
             server.close()
 
     asyncio.run(main())
+
+
+def test_arguments_of_every_type_are_sent_as_redis_py_sends_them(redis_client):
+    async def main():
+        client = RespClient.from_url(settings.REDIS_URL)
+        values = [b"raw\x00", bytearray(b"ba"), memoryview(b"mv"), "text", 7, True, 0.5, None]
+        for i, value in enumerate(values):
+            await client.execute_command("SET", f"resp-test:{i}", value)
+        got = [await client.execute_command("GET", f"resp-test:{i}") for i in range(len(values))]
+        await client.aclose()
+        return got
+
+    got = asyncio.run(main())
+    assert got == [b"raw\x00", b"ba", b"mv", b"text", b"7", b"1", b"0.5", b"None"]
