@@ -8,6 +8,7 @@ sliding windows; every other budget becomes one counter for the current period.
 from __future__ import annotations
 
 import fnmatch
+import math
 import struct
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,14 +16,18 @@ from typing import NamedTuple
 
 from core.periods import PeriodCache
 from core.rediskeys import alerts_stream, budget_counter, workspace_tag
-from gateway.hotpath.admission import AdmitRequest, Handle
+from gateway.hotpath.admission import SETTLED_TTL_S as SETTLED_TTL_S
+from gateway.hotpath.admission import AdmitRequest, Settle, pack_double
+from gateway.hotpath.admission import settle_call as settle_call
 
 DEFAULT_RPM_FLOOR = 100
 DEFAULT_LADDER = (50, 75, 90, 100)
 CHAIN = ("key", "agent", "member", "department", "workspace")
 MONEY, REQUESTS, TOKENS, REQUEST_COST, RPM = "usd", "requests", "tokens", "request_usd", "rpm"
-SETTLED_TTL_S = 2 * 24 * 3600
-pack_double = struct.Struct("<d").pack  # the scripts read their numbers as little-endian doubles
+PLANS_PER_SNAPSHOT = 256  # chain shapes (scopes, provider, model) remembered per snapshot
+_PLANS = "_alephant_chain_plans"
+MONEY_KIND, REQUESTS_KIND, TOKENS_KIND = 0, 1, 2  # `Settle.kinds`: what a counter counts
+_KINDS = {MONEY: MONEY_KIND, REQUESTS: REQUESTS_KIND}
 
 
 def model_matches(pattern: str | None, provider: str, model: str) -> bool:
@@ -189,9 +194,11 @@ class Chain:
     """requests-per-minute caps on a scope (metric "rpm")."""
     over_request_cap: dict | None = None
     """A per-request cost cap this call's worst case exceeds (refused without a counter)."""
+    frame: Frame | None = field(default=None, compare=False, repr=False)
+    """What the scripts need of these budgets, made once (`frame_of`); shared by the calls."""
 
 
-def chain_for(
+def _chain_uncached(
     req: AdmitRequest, workspace: dict, periods: PeriodCache, time_zone: str, now: float
 ) -> Chain:
     chain = Chain()
@@ -216,77 +223,175 @@ def chain_for(
     return chain
 
 
+def chain_for(
+    req: AdmitRequest, workspace: dict, periods: PeriodCache, time_zone: str, now: float
+) -> Chain:
+    """The request's chain, with its `frame`. The budgets a chain shape (scopes, provider,
+    model) matches are found once per snapshot; their chain and frame are then reused while
+    `now` stays inside every counter's period and no temporary increase starts or lapses."""
+    props = req.properties
+    shape = (
+        req.key_id,
+        req.agent_id,
+        req.member_id,
+        req.department_id,
+        req.workspace_id,
+        req.agent_department_id,
+        tuple(props.items()) if props else None,
+        req.provider,
+        req.model,
+    )
+    plans = workspace.get(_PLANS)
+    if plans is None:
+        plans = workspace[_PLANS] = {}
+    plan = plans.get(shape)
+    if plan is None:
+        if len(plans) >= PLANS_PER_SNAPSHOT:  # a long-lived snapshot must not grow unbounded
+            plans.clear()
+        index = budget_index(workspace)
+        plan = plans[shape] = _Plan(
+            [
+                budget
+                for scope in scope_chain(req)
+                for budget in index.get(scope, ())
+                if model_matches(budget.get("model"), req.provider, req.model)
+            ]
+        )
+    frame = plan.frame
+    if frame is None or not (frame.lo <= now < frame.hi) or frame.time_zone != time_zone:
+        frame = plan.frame = _framed(plan.budgets, req, periods, time_zone, now)
+    for limit in frame.caps:
+        if req.reserve_nanos > limit:  # refused: the chain as it stands at that cap
+            return _chain_uncached(req, workspace, periods, time_zone, now)
+    return frame.chain
+
+
+@dataclass(slots=True)
+class _Plan:
+    budgets: list[dict]  # the chain shape's budgets after model filtering, in chain order
+    frame: Frame | None = None
+
+
+def _framed(
+    budgets: list[dict], req: AdmitRequest, periods: PeriodCache, time_zone: str, now: float
+) -> Frame:
+    """The chain of `budgets` at `now` and the interval [lo, hi) around `now` it holds for."""
+    lo, hi = -math.inf, math.inf
+    chain = Chain()
+    caps: list[int] = []
+    for raw in budgets:
+        for until, _nanos in raw.get("increases") or ():
+            if until > now:  # `effective`: running while until > now
+                hi = min(hi, until)
+            else:
+                lo = max(lo, until)
+        budget = effective(raw, now)
+        metric = budget.get("metric", MONEY)
+        if metric == REQUEST_COST:
+            caps.append(int(budget["limit"]))
+        elif metric == RPM:
+            chain.windows.append(budget)
+        else:
+            pkey, start, end = periods.get(budget["period"], time_zone, now)
+            if start is not None:
+                lo = max(lo, start.timestamp())
+            if end is not None:
+                hi = min(hi, end.timestamp())
+            chain.counted.append((budget, pkey, end))
+    frame = frame_of(chain, req.workspace_id, req.key_id)
+    frame.lo, frame.hi, frame.time_zone, frame.caps = lo, hi, time_zone, tuple(caps)
+    chain.frame = frame
+    return frame
+
+
+@dataclass(slots=True)
+class Frame:
+    """Everything of a chain the admit and settle scripts receive that does not depend on the
+    call: its keys, its packed numbers but the reserves, its refusal words."""
+
+    chain: Chain
+    keys: list[str]  # alerts, reservations, the counters, the throttle windows, the rpm windows
+    statics: list[bytes]  # b"", then each counter's `Compiled.admit_static` (its reserve between)
+    window_limits: bytes
+    cold: str  # words read only on a refusal
+    strings: list[str]  # per counter: its reserve as a decimal (a slot), its relative key
+    settle: Settle
+    tag: str  # the workspace's key tag
+    rate_key: str = ""  # the key's rpm window and tpm counter (`chain_for`: one key a frame)
+    tpm_prefix: str = ""
+    lo: float = -math.inf
+    hi: float = math.inf
+    time_zone: str = ""
+    caps: tuple[int, ...] = ()
+
+
+def frame_of(chain: Chain, workspace_id: int, key_id: int) -> Frame:
+    kinds: list[int] = []
+    counters: list[str] = []
+    throttles: list[str] = []
+    cold: list[str] = []
+    strings: list[str] = []
+    settle_cold: list[str] = []
+    statics, ladders = [b""], [b""]
+    for budget, pkey, _end in chain.counted:
+        c = compiled(budget, workspace_id)
+        period = c.strings(pkey)
+        kinds.append(_KINDS.get(c.metric, TOKENS_KIND))
+        counters.append(period.counter_key)
+        if c.throttled:
+            throttles.append(c.throttle_key)
+        statics.append(c.admit_static)
+        cold.append(period.admit_cold)
+        strings += ("", period.relative_key)
+        ladders.append(c.settle_ladder)
+        settle_cold.append(period.settle_cold)
+    tag = workspace_tag(workspace_id)
+    uniform = kinds[0] if kinds and len(set(kinds)) == 1 else -1
+    settle = Settle(
+        f"{tag}:settled:",
+        [alerts_stream(workspace_id), f"{tag}:resv", *counters],
+        pack_double(len(counters)),
+        ladders,
+        " ".join(settle_cold),
+        tuple(kinds),
+        uniform,
+    )
+    windows = [f"{tag}:rw:{w['id']}" for w in chain.windows]
+    return Frame(
+        chain,
+        [*settle.keys[:2], *counters, *throttles, *windows],
+        statics,
+        b"".join([pack_double(int(w["limit"])) for w in chain.windows]),
+        " ".join(cold),
+        strings,
+        settle,
+        tag,
+        f"{tag}:rl:k{key_id}",
+        f"{tag}:tpm:k{key_id}:",
+    )
+
+
+def admit_numbers(frame: Frame, reserves: tuple[int, int, int]) -> tuple[bytes, list[str]]:
+    """The chain's packed numbers and strings for one call, `reserves` being what it holds on a
+    money, a requests and a tokens counter (`reserve_for`)."""
+    kind = frame.settle.uniform
+    strings = frame.strings.copy()
+    if kind >= 0:  # every counter counts the same: one reserve
+        reserve = reserves[kind]
+        strings[0::2] = [str(reserve)] * len(frame.settle.kinds)
+        return pack_double(reserve).join(frame.statics), strings
+    kinds = frame.settle.kinds
+    numbers = [b""] * (2 * len(kinds))
+    packed = [pack_double(r) for r in reserves]
+    decimals = [str(r) for r in reserves]
+    numbers[0::2] = [packed[k] for k in kinds]
+    numbers[1::2] = frame.statics[1:]
+    strings[0::2] = [decimals[k] for k in kinds]
+    return b"".join(numbers), strings
+
+
 def reserve_for(metric: str, req: AdmitRequest, tokens_estimate: int) -> int:
     """What one call holds on a counter of this metric until it settles."""
     if metric == MONEY:
         return max(0, int(req.reserve_nanos))
     return 1 if metric == REQUESTS else tokens_estimate
-
-
-def settle_call(
-    handle: Handle, *, cost_nanos: int, count: int, tokens: int
-) -> tuple[list[str], list]:
-    """The settle script's keys and arguments (`lua/settle.lua`), before the usage events."""
-    tag = workspace_tag(handle.workspace_id)
-    keys = [f"{tag}:settled:{handle.request_id}", alerts_stream(handle.workspace_id), f"{tag}:resv"]
-    numbers, cold = [pack_double(len(handle.budgets))], []
-    per_budget: list[str] = []
-    actuals = {MONEY: cost_nanos, REQUESTS: count}
-    packed: dict[int, tuple[bytes, str]] = {}  # actual -> (double, decimal or "")
-    for b in handle.budgets:
-        actual = actuals.get(b.metric, tokens)
-        found = packed.get(actual)
-        if found is None:
-            found = packed[actual] = (pack_double(actual), str(actual) if actual > 0 else "")
-        keys.append(b.key)
-        numbers += (found[0], b.settle_ladder)
-        cold.append(b.settle_cold)
-        per_budget += (b.epoch, b.unreserve, found[1])
-    args = [SETTLED_TTL_S, handle.workspace_id, handle.request_id, handle.member]
-    return keys, [*args, b"".join(numbers), " ".join(cold), *per_budget]
-
-
-# `admission.Budgeted`'s fields but the epoch: key, reserve, metric, unreserve, ladder, cold
-SettleFields = tuple[str, int, str, str, bytes, str]
-
-
-class AdmitBudgets(NamedTuple):
-    """The chain's part of the admit script's keys and arguments (`lua/admit.lua`)."""
-
-    keys: list[str]  # the counters, then the throttle windows of budgets that have a band
-    numbers: bytes  # '<d' x 6 a budget: reserve, then `Compiled.admit_static`
-    cold: str  # words read only on a refusal
-    strings: list[str]  # a budget's reserve as a decimal, its counter key without the tag
-    settle: list[SettleFields]
-
-
-def admit_budgets(chain: Chain, req: AdmitRequest, tokens_estimate: int) -> AdmitBudgets:
-    keys: list[str] = []
-    throttle_keys: list[str] = []
-    cold: list[str] = []
-    numbers: list[bytes] = []
-    strings: list[str] = []
-    settle: list[SettleFields] = []
-    by_metric = {MONEY: max(0, int(req.reserve_nanos)), REQUESTS: 1}
-    packed: dict[int, tuple[bytes, str, str]] = {}  # reserve -> (double, decimal, unreserve)
-    for budget, pkey, _end in chain.counted:
-        c = budget.get("_alephant_compiled") or compiled(budget, req.workspace_id)
-        period = c.periods.get(pkey) or c.strings(pkey)
-        reserve = by_metric.get(c.metric, tokens_estimate)  # `reserve_for`
-        found = packed.get(reserve)
-        if found is None:
-            decimal = str(reserve)
-            found = (pack_double(reserve), decimal, "-" + decimal if reserve > 0 else "")
-            packed[reserve] = found
-        keys.append(period.counter_key)
-        if c.throttled:
-            throttle_keys.append(c.throttle_key)
-        numbers.append(found[0])
-        numbers.append(c.admit_static)
-        cold.append(period.admit_cold)
-        strings.append(found[1])
-        strings.append(period.relative_key)
-        settle.append(
-            (period.counter_key, reserve, c.metric, found[2], c.settle_ladder, period.settle_cold)
-        )
-    return AdmitBudgets(keys + throttle_keys, b"".join(numbers), " ".join(cold), strings, settle)

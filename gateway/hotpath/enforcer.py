@@ -37,26 +37,17 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from core.money import usd_exact
 from core.periods import PeriodCache, period_bounds
-from core.rediskeys import alerts_stream, workspace_tag
 from core.rediskeys import usage_stream as usage_stream_of  # `usage_stream` names an argument
 from gateway.hotpath import refusals
-from gateway.hotpath.admission import (
-    Admission,
-    AdmitRequest,
-    Budgeted,
-    CounterLoader,
-    Handle,
-)
+from gateway.hotpath.admission import Admission, AdmitRequest, CounterLoader, Handle, Settle
 from gateway.hotpath.budgets import (
     DEFAULT_RPM_FLOOR,
     MONEY,
     Chain,
-    SettleFields,
-    admit_budgets,
+    admit_numbers,
     chain_for,
-    pack_double,
+    frame_of,
     settle_call,
 )
 from gateway.hotpath.scripts import ADMIT, INIT, SETTLE, AnyRedis, Batcher
@@ -70,17 +61,24 @@ _COUNTERS_AT = 5  # keys[5:] are the chain's counters (after rl, tpm, loop, aler
 _HEADER = struct.Struct("<9d").pack  # the admit script's numbers (`lua/admit.lua`)
 
 
+def usd_header(nanos: int) -> str:
+    """`core.money.usd_exact` of nano-USD >= 0, without the Decimal (~0.9 us a call)."""
+    digits = str(nanos).rjust(10, "0")  # at least one digit before the point
+    return f"{digits[:-9]}.{digits[-9:].rstrip('0'):0<2}"
+
+
 def _s(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-@dataclass
+@dataclass(slots=True)
 class _AdmitCall:
     """One admit script call: its keys and args, and what the answer is read against."""
 
     keys: list[str]
     args: list
-    settle: list[SettleFields]  # `budgets.AdmitBudgets.settle`
+    settle: Settle  # `budgets.Frame.settle`
+    reserves: tuple[int, int, int]  # `budgets.admit_numbers`
     rpm: int
     tpm: int
     loop_max: int
@@ -147,7 +145,7 @@ class Enforcer:
     def _admit_call(
         self, req: AdmitRequest, workspace: dict, key: dict, chain: Chain, now: float
     ) -> _AdmitCall:
-        tag = workspace_tag(req.workspace_id)
+        frame = chain.frame or frame_of(chain, req.workspace_id, req.key_id)
         tokens_estimate = max(0, int(req.estimated_input_tokens)) + max(
             0, int(req.max_output_tokens)
         )
@@ -167,29 +165,29 @@ class Enforcer:
         )
         if not req.fingerprint or not subject:
             loop_max = 0
+        reserves = (max(0, int(req.reserve_nanos)), 1, tokens_estimate)  # `reserve_for`
+        numbers, strings = admit_numbers(frame, reserves)
         keys = [
-            f"{tag}:rl:k{req.key_id}",
-            f"{tag}:tpm:k{req.key_id}:{int(now // 60)}",
-            f"{tag}:loop:{subject}:{req.fingerprint}",
-            alerts_stream(req.workspace_id),
-            f"{tag}:resv",
+            frame.rate_key,  # the frame's chain shape is of one key
+            f"{frame.tpm_prefix}{int(now // 60)}",
+            f"{frame.tag}:loop:{subject}:{req.fingerprint}",
+            *frame.keys,
         ]
-        budgets = admit_budgets(chain, req, tokens_estimate)
-        keys += budgets.keys
-        keys += [f"{tag}:rw:{w['id']}" for w in chain.windows]
         header = (len(chain.counted), int(rpm or 0), int(tpm), tokens_estimate, loop_max)
         enforce = 1 if settings.get("loop_breaker") else 0
         args: list = [
             req.request_id,
             _HEADER(*header, loop_window, enforce, self.reservation_ttl_ms, len(chain.windows)),
-            budgets.numbers,
-            b"".join([pack_double(int(w["limit"])) for w in chain.windows]),
+            numbers,
+            frame.window_limits,
             req.workspace_id,
             subject,
-            budgets.cold,
-            *budgets.strings,
+            frame.cold,
+            *strings,
         ]
-        return _AdmitCall(keys, args, budgets.settle, rpm, tpm, loop_max, loop_window, subject)
+        return _AdmitCall(
+            keys, args, frame.settle, reserves, rpm, tpm, loop_max, loop_window, subject
+        )
 
     async def _run_admit(
         self, req: AdmitRequest, call: _AdmitCall, chain: Chain, time_zone: str, now: float
@@ -247,14 +245,23 @@ class Enforcer:
         self, req: AdmitRequest, call: _AdmitCall, chain: Chain, result: list
     ) -> Admission:
         remaining, has_money, looped = int(result[1]), int(result[2]), int(result[3])
-        budgets = [
-            Budgeted(*fields, _s(epoch))
-            for fields, epoch in zip(call.settle, result[5:], strict=True)
-        ]
-        handle = Handle(req.workspace_id, req.request_id, budgets, member=_s(result[4]))
+        try:
+            epochs = list(map(bytes.decode, result[5:]))
+        except TypeError:  # not all bytes (another client's replies)
+            epochs = [_s(epoch) for epoch in result[5:]]
+        if len(epochs) != len(call.settle.kinds):
+            raise ValueError(f"admit answered {len(epochs)} epochs for {len(call.settle.kinds)}")
+        handle = Handle(
+            req.workspace_id,
+            req.request_id,
+            epochs,
+            member=_s(result[4]),
+            settle=call.settle,
+            reserves=call.reserves,
+        )
         headers = {}
         if has_money:
-            headers["Alephant-Budget-Remaining-USD"] = usd_exact(max(0, remaining))
+            headers["Alephant-Budget-Remaining-USD"] = usd_header(max(0, remaining))
         # Log the first repeat past the limit, then at powers of two: a loop that keeps
         # going must not turn into one log line per request on the hot path.
         if looped and (looped == call.loop_max + 1 or looped & (looped - 1) == 0):
