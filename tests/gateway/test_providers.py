@@ -235,3 +235,30 @@ def test_sse_parser_and_error_classification():
 
 def test_credential_repr_hides_the_secret():
     assert "sk-secret" not in repr(CRED) and "sk-secret" not in str(CRED)
+
+
+def test_stream_usage_option_is_added_to_the_clients_own_bytes():
+    """The option goes in front of the client's JSON, which is otherwise sent as it came; any
+    body the splice can't take (option present, model renamed, odd bytes) is re-encoded."""
+    adapter = adapter_for("openai")
+    raw = b'{"model":"gpt-4o",  "stream":true,"messages":[{"role":"user","content":"hi \\u00e9"}]}'
+    body = orjson.loads(raw)
+    up = adapter.build("chat", body, raw, "gpt-4o", CRED, True)
+    assert up.body == b'{"stream_options":{"include_usage":true},' + raw[1:]
+    assert orjson.loads(up.body) == {**body, "stream_options": {"include_usage": True}}
+    for raw in (
+        b'{"model":"gpt-4o","stream_options":{"include_usage":false},"messages":[]}',
+        b'{"model":"gpt-4o","stream_options":null,"messages":[]}',
+        b' {"model":"gpt-4o","messages":[]}',
+    ):
+        body = orjson.loads(raw)
+        sent = orjson.loads(adapter.build("chat", body, raw, "gpt-4o", CRED, True).body)
+        assert sent["stream_options"] == {"include_usage": True}
+        assert sent["messages"] == []
+    renamed = adapter.build("chat", {"model": "alias"}, b'{"model":"alias"}', "gpt-4o", CRED, True)
+    assert orjson.loads(renamed.body) == {
+        "model": "gpt-4o",
+        "stream_options": {"include_usage": True},
+    }
+    asked = b'{"model":"gpt-4o","stream_options":{"include_usage":true}}'
+    assert adapter.build("chat", orjson.loads(asked), asked, "gpt-4o", CRED, True).body == asked
