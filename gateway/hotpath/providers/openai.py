@@ -169,11 +169,17 @@ TERMINAL = frozenset({"response.completed", "response.incomplete", "response.fai
 
 
 def _next_named(chunk: bytes, start: int) -> int:
-    """Where the next byte string that may name `usage` begins (`sse.may_name`), or past the end."""
-    word, escape = chunk.find(b"usage", start), chunk.find(b"\\u", start)
-    if word < 0:
-        return escape if escape >= 0 else len(chunk)
-    return word if escape < 0 else min(word, escape)
+    """Where the next byte string that may name `usage` begins (`sse.may_name`), or past the end.
+    A `\\u` is found through its backslash (a one-byte find is a memchr, ~10x faster than a
+    two-byte one), so escaped quotes and newlines in the text cost little."""
+    word = chunk.find(b"usage", start)
+    limit = word if word >= 0 else len(chunk)
+    at = chunk.find(b"\\", start, limit)
+    while at >= 0:
+        if chunk[at + 1 : at + 2] == b"u":
+            return at
+        at = chunk.find(b"\\", at + 1, limit)
+    return limit
 
 
 class OpenAIStream:
