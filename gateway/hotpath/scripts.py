@@ -17,6 +17,11 @@ from gateway.hotpath.resp import RespClient
 AnyRedis: TypeAlias = "aioredis.Redis | RespClient"
 
 
+# Loads tried before a NOSCRIPT is an error: a flush (SCRIPT FLUSH, a restart, a failover to a
+# replica without the scripts) can land between a load and the call that follows it.
+RELOADS = 3
+
+
 def _load_script(name: str) -> str:
     return (Path(__file__).with_name("lua") / name).read_text()
 
@@ -29,11 +34,12 @@ class Script:
         self.sha = hashlib.sha1(source.encode()).hexdigest()  # noqa: S324 - Redis' script id
 
     async def __call__(self, client: AnyRedis, keys: list[str], args: list) -> Any:
-        try:
-            return await client.evalsha(self.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            await client.script_load(self.source)
-            return await client.evalsha(self.sha, len(keys), *keys, *args)
+        for _ in range(RELOADS):
+            try:
+                return await client.evalsha(self.sha, len(keys), *keys, *args)
+            except NoScriptError:  # the script never ran: loading it and sending again is safe
+                await client.script_load(self.source)
+        return await client.evalsha(self.sha, len(keys), *keys, *args)
 
 
 def _resolve(future: asyncio.Future, result: Any) -> None:
@@ -84,11 +90,11 @@ class Batcher:
         try:
             while self.pending:
                 batch, self.pending = self.pending, []
-                await self._run(batch, reload=True)
+                await self._run(batch, reloads=RELOADS)
         finally:
             self.flushing = False
 
-    async def _run(self, batch: list, *, reload: bool) -> None:
+    async def _run(self, batch: list, *, reloads: int) -> None:
         if len(batch) == 1:
             script, keys, args, future = batch[0]
             try:
@@ -108,7 +114,7 @@ class Batcher:
         retry = []
         for item, result in zip(batch, results, strict=True):
             future = item[3]
-            if isinstance(result, NoScriptError) and reload:
+            if isinstance(result, NoScriptError) and reloads > 0:
                 retry.append(item)  # the script never ran: safe to send again
             elif isinstance(result, BaseException):
                 _fail(future, result)
@@ -122,7 +128,7 @@ class Batcher:
                 for *_rest, future in retry:
                     _fail(future, exc)
                 return
-            await self._run(retry, reload=False)
+            await self._run(retry, reloads=reloads - 1)
 
 
 ADMIT = Script(_load_script("admit.lua"))
