@@ -20,6 +20,10 @@ LITELLM_VENV = BENCH_DIR / "litellm"
 PORTKEY_DIR = BENCH_DIR / "portkey"
 PORTKEY_START = PORTKEY_DIR / "node_modules/@portkey-ai/gateway/build/start-server.js"
 PREFIX = {"json": "json", "stream": "sse", "paced": "paced"}  # bench mode -> mock path
+# The versions README's table was measured with (the issue's too); `BENCH_LITELLM` and
+# `BENCH_PORTKEY` name others (e.g. `litellm[proxy]` for the newest) for a fresh `.bench/`.
+LITELLM = os.environ.get("BENCH_LITELLM", "litellm[proxy]==1.108.7")
+PORTKEY = os.environ.get("BENCH_PORTKEY", "@portkey-ai/gateway@1.15.2")
 
 
 @dataclass
@@ -82,8 +86,8 @@ def _start_litellm(upstream: str, tmp: Path) -> Peer | None:
             if subprocess.run(venv, capture_output=True).returncode:
                 print("[bench] skipping litellm: could not create its venv", flush=True)
                 return None
-        pip = [str(LITELLM_VENV / "bin" / "pip"), "install", "-q", "litellm[proxy]"]
-        if not _install("litellm[proxy]", pip, LITELLM_VENV) or not binary.exists():
+        pip = [str(LITELLM_VENV / "bin" / "pip"), "install", "-q", LITELLM]
+        if not _install(LITELLM, pip, LITELLM_VENV) or not binary.exists():
             return None
     version = subprocess.run(
         [str(LITELLM_VENV / "bin" / "python"), "-c", "import importlib.metadata as m;"
@@ -106,8 +110,8 @@ def _start_litellm(upstream: str, tmp: Path) -> Peer | None:
 
 def _start_portkey(tmp: Path) -> Peer | None:
     if not PORTKEY_START.exists():
-        npm = ["npm", "install", "--no-audit", "--no-fund", "@portkey-ai/gateway"]
-        if not _install("@portkey-ai/gateway", npm, PORTKEY_DIR) or not PORTKEY_START.exists():
+        npm = ["npm", "install", "--no-audit", "--no-fund", PORTKEY]
+        if not _install(PORTKEY, npm, PORTKEY_DIR) or not PORTKEY_START.exists():
             return None
     package = PORTKEY_DIR / "node_modules/@portkey-ai/gateway/package.json"
     version = package.read_text().split('"version"', 1)[1].split('"')[1]
