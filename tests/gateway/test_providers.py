@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 import orjson
+import pytest
 
 from gateway.hotpath.providers import adapter_for
 from gateway.hotpath.providers.anthropic import AnthropicToChatStream
@@ -237,15 +240,33 @@ def test_credential_repr_hides_the_secret():
     assert "sk-secret" not in repr(CRED) and "sk-secret" not in str(CRED)
 
 
-def test_stream_usage_option_is_added_to_the_clients_own_bytes():
-    """The option goes in front of the client's JSON, which is otherwise sent as it came; any
-    body the splice can't take (option present, model renamed, odd bytes) is re-encoded."""
-    adapter = adapter_for("openai")
-    raw = b'{"model":"gpt-4o",  "stream":true,"messages":[{"role":"user","content":"hi \\u00e9"}]}'
+@pytest.mark.parametrize("provider", ["openai", "groq", "anthropic"])
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_key_given_twice_reaches_the_upstream_once_as_it_was_priced(provider, stream):
+    """The client's bytes repeat `model` and `max_tokens` (once through a `\\u` escape). We
+    parse last-wins and price that; a first-wins upstream must not see the other values, so it
+    gets the parsed object re-encoded, each key once."""
+    endpoint = "messages" if provider == "anthropic" else "chat"
+    raw = (
+        b'{"model":"gpt-4o","max_tokens":100000,"messages":[{"role":"user","content":"hi"}],'
+        b'"\\u006dodel":"gpt-4o-mini","max_tokens":5,"stream":'
+        + (b"true" if stream else b"false")
+        + b"}"
+    )
     body = orjson.loads(raw)
-    up = adapter.build("chat", body, raw, "gpt-4o", CRED, True)
-    assert up.body == b'{"stream_options":{"include_usage":true},' + raw[1:]
-    assert orjson.loads(up.body) == {**body, "stream_options": {"include_usage": True}}
+    assert (body["model"], body["max_tokens"]) == ("gpt-4o-mini", 5)
+    up = adapter_for(provider).build(endpoint, body, raw, "gpt-4o-mini", CRED, stream)
+    pairs = json.loads(up.body, object_pairs_hook=lambda kv: kv)
+    keys = [k for k, _v in pairs]
+    assert keys.count("model") == 1 and keys.count("max_tokens") == 1
+    first = dict(reversed(pairs))  # what a first-wins parser keeps
+    assert (first["model"], first["max_tokens"]) == ("gpt-4o-mini", 5)
+    if stream and provider != "anthropic":
+        assert first["stream_options"] == [("include_usage", True)]
+
+
+def test_stream_usage_option_is_added_to_the_parsed_body():
+    adapter = adapter_for("openai")
     for raw in (
         b'{"model":"gpt-4o","stream_options":{"include_usage":false},"messages":[]}',
         b'{"model":"gpt-4o","stream_options":null,"messages":[]}',
@@ -260,5 +281,3 @@ def test_stream_usage_option_is_added_to_the_clients_own_bytes():
         "model": "gpt-4o",
         "stream_options": {"include_usage": True},
     }
-    asked = b'{"model":"gpt-4o","stream_options":{"include_usage":true}}'
-    assert adapter.build("chat", orjson.loads(asked), asked, "gpt-4o", CRED, True).body == asked

@@ -20,6 +20,7 @@ from gateway.hotpath.providers.base import (
     UpstreamRequest,
     Usage,
     estimate_tokens,
+    forwarded,
     section,
     sse,
 )
@@ -62,7 +63,7 @@ class AnthropicAdapter:
         stream: bool,
     ) -> UpstreamRequest:
         if endpoint == "messages":
-            payload = raw if body.get("model") == model else orjson.dumps({**body, "model": model})
+            payload = forwarded(body if body.get("model") == model else {**body, "model": model})
         elif endpoint == "chat":
             payload = orjson.dumps(chat_to_messages(body, model, stream))
         else:

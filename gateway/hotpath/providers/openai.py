@@ -20,6 +20,7 @@ from gateway.hotpath.providers.base import (
     UpstreamRequest,
     Usage,
     estimate_tokens,
+    forwarded,
     section,
 )
 from gateway.hotpath.providers.messages_compat import ChatToAnthropicStream
@@ -53,7 +54,6 @@ DEFAULT_BASE_URLS = {
     "openrouter": "https://openrouter.ai/api/v1",
     "ollama": "http://127.0.0.1:11434/v1",
 }
-_INCLUDE_USAGE = b'{"stream_options":{"include_usage":true}'
 # Families that reject or ignore `stream_options` (their last chunk carries usage anyway).
 NO_STREAM_OPTIONS = frozenset({"mistral"})
 
@@ -105,25 +105,17 @@ class OpenAIAdapter:
             )
         if endpoint not in self.native:
             raise UnsupportedRoute(f"{self.family} does not serve /{endpoint}")
-        changed = body.get("model") != model
-        if changed:
+        # The upstream gets the object that was validated and priced, re-encoded (`forwarded`):
+        # never the client's bytes, in which a repeated key may be read the other way.
+        if body.get("model") != model:
             body = {**body, "model": model}
-        payload = raw
         if stream and endpoint in ("chat", "completions") and self.family not in NO_STREAM_OPTIONS:
             options = body.get("stream_options") or {}
             if not options.get("include_usage"):
-                if not changed and "stream_options" not in body and raw[:1] == b"{":
-                    # The client's own bytes with the option put first (no re-encoding of a
-                    # possibly long conversation); the key is absent, so it can't be repeated.
-                    payload = _INCLUDE_USAGE + (b"," if body else b"") + raw[1:]
-                    return UpstreamRequest(
-                        self.url(endpoint, model, cred), self.headers(cred), payload, stream
-                    )
                 body = {**body, "stream_options": {**options, "include_usage": True}}
-                changed = True
-        if changed:
-            payload = orjson.dumps(body)
-        return UpstreamRequest(self.url(endpoint, model, cred), self.headers(cred), payload, stream)
+        return UpstreamRequest(
+            self.url(endpoint, model, cred), self.headers(cred), forwarded(body), stream
+        )
 
     def reply(self, endpoint: str, raw: bytes, data: Any, model: str) -> Reply:
         if endpoint == "messages":
