@@ -59,7 +59,13 @@ def format_usd(value: int | Decimal) -> str:
 
 def usd_exact(value: int | Decimal) -> str:
     """The exact amount as a plain decimal string, no rounding: trailing zeros trimmed, but at
-    least 2 decimals ("1.50", "0.000000001", "-3.00"). For API fields, CSV cells, headers."""
+    least 2 decimals ("1.50", "0.000000001", "-3.00"). For API fields, CSV cells, headers.
+    Nano-dollars are written from the integer's digits (no Decimal: ~1 us less a call, the
+    gateway's budget header); the same text, property-tested against the Decimal path."""
+    if type(value) is int:
+        digits = str(abs(value)).rjust(10, "0")  # at least one digit before the point
+        sign = "-" if value < 0 else ""
+        return f"{sign}{digits[:-9]}.{digits[-9:].rstrip('0'):0<2}"
     amount = _as_decimal(value)
     text = f"{amount:f}"
     whole, _, frac = text.partition(".")

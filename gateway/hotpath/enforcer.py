@@ -37,6 +37,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from core.money import usd_exact
 from core.periods import PeriodCache, period_bounds
 from core.rediskeys import usage_stream as usage_stream_of  # `usage_stream` names an argument
 from gateway.hotpath import refusals
@@ -59,12 +60,6 @@ DEFAULT_LOOP_MAX_REPEATS = 8
 DEFAULT_LOOP_WINDOW_S = 60
 _COUNTERS_AT = 5  # keys[5:] are the chain's counters (after rl, tpm, loop, alerts, resv)
 _HEADER = struct.Struct("<9d").pack  # the admit script's numbers (`lua/admit.lua`)
-
-
-def usd_header(nanos: int) -> str:
-    """`core.money.usd_exact` of nano-USD >= 0, without the Decimal (~0.9 us a call)."""
-    digits = str(nanos).rjust(10, "0")  # at least one digit before the point
-    return f"{digits[:-9]}.{digits[-9:].rstrip('0'):0<2}"
 
 
 def _s(value: object) -> str:
@@ -261,7 +256,7 @@ class Enforcer:
         )
         headers = {}
         if has_money:
-            headers["Alephant-Budget-Remaining-USD"] = usd_header(max(0, remaining))
+            headers["Alephant-Budget-Remaining-USD"] = usd_exact(max(0, remaining))
         # Log the first repeat past the limit, then at powers of two: a loop that keeps
         # going must not turn into one log line per request on the hot path.
         if looped and (looped == call.loop_max + 1 or looped & (looped - 1) == 0):

@@ -35,10 +35,13 @@ def attempt_id(call: Call, index: int) -> str:
 
 
 def build_upstream(
-    adapter: Any, call: Call, body: dict, raw: bytes, route: Route, cred: Credential, stream: bool
+    adapter: Any, call: Call, body: dict, route: Route, cred: Credential, stream: bool
 ) -> UpstreamRequest:
+    """The upstream's request, made from the parsed, validated body and never from the client's
+    bytes: a key given twice (`model`, `max_tokens`, even through a `\\u` escape) is read
+    last-wins here, and a server that kept the first value would run what nobody priced."""
     try:
-        return adapter.build(call.endpoint, body, raw, route.model, cred, stream)
+        return adapter.build(call.endpoint, body, route.model, cred, stream)
     except UnsupportedRoute as exc:
         raise GatewayError(400, str(exc), code="unsupported_endpoint") from None
 
@@ -77,7 +80,6 @@ async def forward(
     rt: Runtime,
     call: Call,
     body: dict,
-    raw: bytes,
     plan: list[Route],
     admission: Admission,
     send: Any,
@@ -86,7 +88,7 @@ async def forward(
     for index, route in enumerate(plan):
         adapter = adapter_for(route.provider)
         cred = rt.credentials.get(call.key["workspace_id"], route.credential)
-        upstream = build_upstream(adapter, call, body, raw, route, cred, False)
+        upstream = build_upstream(adapter, call, body, route, cred, False)
         started = time.perf_counter()
         outcome = await _exchange(rt, call, adapter, upstream, route, cred)
         call.upstream_s += time.perf_counter() - started

@@ -53,10 +53,10 @@ async def proxy(rt: Runtime, call: Call, scope: dict, receive: Any, send: Any) -
     try:
         if call.stream:
             await forward_stream(
-                rt, call, body, raw, plan, admission, receive, send, v.client_wants_usage
+                rt, call, body, plan, admission, receive, send, v.client_wants_usage
             )
         else:
-            await forward(rt, call, body, raw, plan, admission, send)
+            await forward(rt, call, body, plan, admission, send)
     except BaseException:
         await release_unsettled(rt.enforcer, rt.usage, call, admission)
         raise

@@ -44,7 +44,6 @@ async def forward_stream(
     rt: Runtime,
     call: Call,
     body: dict,
-    raw: bytes,
     plan: list[Route],
     admission: Admission,
     receive: Any,
@@ -57,7 +56,7 @@ async def forward_stream(
     for index, route in enumerate(plan):
         adapter = adapter_for(route.provider)
         cred = rt.credentials.get(call.key["workspace_id"], route.credential)
-        upstream = build_upstream(adapter, call, body, raw, route, cred, True)
+        upstream = build_upstream(adapter, call, body, route, cred, True)
         call.attempts += 1
         started = time.perf_counter()
         try:

@@ -86,19 +86,22 @@ class _RespProtocol(asyncio.Protocol):
     def sent_batch(self, count: int, loop: asyncio.AbstractEventLoop) -> None:
         """Note a batch of `count` commands just written: its replies are due in timeout_s."""
         self.sent += count
-        due, answered = self.due, self.sent - len(self.waiters)
-        while due and due[0][0] <= answered:
-            due.popleft()  # answered batches, dropped here rather than per reply
+        self._drop_answered()
         when = loop.time() + self.timeout_s
-        due.append((self.sent, when))
+        self.due.append((self.sent, when))
         if self.watchdog is None:
             self.watchdog = loop.call_at(when, self._check, loop)
 
-    def _check(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.watchdog = None
+    def _drop_answered(self) -> None:
+        """Forget the batches whose replies all arrived (here rather than per reply)."""
         due, answered = self.due, self.sent - len(self.waiters)
         while due and due[0][0] <= answered:
             due.popleft()
+
+    def _check(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.watchdog = None
+        self._drop_answered()
+        due = self.due
         if not due:
             return  # nothing outstanding: the next batch re-arms the watchdog
         when = due[0][1]

@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.money import usd_exact
 from core.periods import PeriodCache
 from core.rediskeys import alerts_stream, workspace_tag
 from gateway.hotpath.admission import SETTLED_TTL_S, AdmitRequest, pack_double
@@ -26,7 +25,7 @@ from gateway.hotpath.budgets import (
     compiled,
     settle_call,
 )
-from gateway.hotpath.enforcer import _HEADER, Enforcer, usd_header
+from gateway.hotpath.enforcer import _HEADER, Enforcer
 
 WS = 77
 BASE = datetime(2026, 11, 30, 23, 0, tzinfo=UTC).timestamp()  # a day, week, month boundary
@@ -234,8 +233,3 @@ def test_plans_per_snapshot_are_bounded():
         req = AdmitRequest("r", WS, key_id, None, None, None, "openai", "m", 1, 1, 1, "", None)
         chain_for(req, ws, periods, "UTC", BASE)
     assert 0 < len(ws["_alephant_chain_plans"]) <= PLANS_PER_SNAPSHOT
-
-
-@given(st.integers(0, 10**30))
-def test_remaining_header_is_usd_exact(nanos):
-    assert usd_header(nanos) == usd_exact(nanos)

@@ -116,3 +116,10 @@ def test_no_other_module_formats_dollars_for_people():
                 if pattern.search(line):
                     offenders.append(f"{path.relative_to(root)}:{number}: {line.strip()}")
     assert offenders == []
+
+
+@given(st.integers(-(10**30), 10**30))
+def test_nano_dollars_are_written_as_the_decimal_path_writes_them(nanos):
+    """`usd_exact` of an int (nano-USD, the gateway's budget header) skips the Decimal; the text
+    is the Decimal path's, digit for digit, sign and trimmed zeros included."""
+    assert usd_exact(nanos) == usd_exact(nanos_to_decimal(nanos))

@@ -15,7 +15,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from tests.gateway.upstreams import ThreadedUpstream, running
+from tests.gateway.upstreams import ThreadedUpstream, provider_keys_point_at, running
 
 pytestmark = pytest.mark.slow
 
@@ -62,20 +62,12 @@ def first_wins():
 def routed(gw, first_wins):
     from billing.models import PriceOverride
     from gateway.models import ProviderCredential
-    from gateway.services.keys import provider_key_create
     from workspaces.tenancy import workspace_scope
 
     cast = gw.cast
     with workspace_scope(cast.workspace.pk):
         # The only OpenAI key: a bare model name routes here, under the name the client gave.
         ProviderCredential.objects.filter(workspace=cast.workspace, provider="openai").delete()
-        provider_key_create(
-            workspace=cast.workspace,
-            provider="openai",
-            name="firstwins",
-            secret="sk-first-0000",
-            base_url=f"http://127.0.0.1:{first_wins.port}/v1",
-        )
         for model, price in PRICES.items():
             PriceOverride.objects.create(
                 workspace=cast.workspace,
@@ -84,6 +76,7 @@ def routed(gw, first_wins):
                 input_per_mtok=Decimal(0),
                 output_per_mtok=price,
             )
+    provider_keys_point_at(gw, first_wins, families=["openai"], name="firstwins", secret="first")
     first_wins.seen.clear()
     return gw
 

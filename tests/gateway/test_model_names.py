@@ -93,9 +93,9 @@ def test_grammar_accepts_real_model_names(name):
 
 
 def test_gemini_and_azure_put_the_model_in_one_encoded_segment():
-    url = GeminiAdapter().build("chat", BODY, b"", "gemini-2.5-pro", CRED, False).url
+    url = GeminiAdapter().build("chat", BODY, "gemini-2.5-pro", CRED, False).url
     assert url == "https://gemini.example/v1beta/models/gemini-2.5-pro:generateContent"
-    url = GeminiAdapter().build("chat", BODY, b"", "a/b:c@1", CRED, True).url
+    url = GeminiAdapter().build("chat", BODY, "a/b:c@1", CRED, True).url
     assert url == (
         "https://gemini.example/v1beta/models/a%2Fb%3Ac%401:streamGenerateContent?alt=sse"
     )
@@ -104,7 +104,7 @@ def test_gemini_and_azure_put_the_model_in_one_encoded_segment():
         "https://az.example/openai/deployments/my-deploy.1/chat/completions?api-version=2024-10-21"
     )
     with pytest.raises(InvalidModelName):
-        GeminiAdapter().build("chat", BODY, b"", ATTACKS[0], CRED, False)
+        GeminiAdapter().build("chat", BODY, ATTACKS[0], CRED, False)
     with pytest.raises(InvalidModelName):
         AzureOpenAIAdapter().url("chat", "../../x?y", AZURE)
 
@@ -129,7 +129,7 @@ def test_property_rejected_or_one_segment_and_priced_as_sent(name):
         assert catalog_price("gemini", name) is None
         return
     for stream in (False, True):
-        url = urlsplit(GeminiAdapter().build("chat", BODY, b"", name, CRED, stream).url)
+        url = urlsplit(GeminiAdapter().build("chat", BODY, name, CRED, stream).url)
         method = "streamGenerateContent" if stream else "generateContent"
         assert url.fragment == ""
         assert url.query == ("alt=sse" if stream else "")

@@ -51,21 +51,21 @@ CHAT = {
 
 def test_openai_family_urls_headers_and_stream_usage_injection():
     up = adapter_for("openai").build(
-        "chat", {"model": "gpt-4o", "stream": True, "messages": []}, b"", "gpt-4o", CRED, True
+        "chat", {"model": "gpt-4o", "stream": True, "messages": []}, "gpt-4o", CRED, True
     )
     assert up.url == "https://api.openai.com/v1/chat/completions"
     assert up.headers["authorization"] == "Bearer sk-secret"
     assert up.headers["openai-organization"] == "org-1"
     assert orjson.loads(up.body)["stream_options"] == {"include_usage": True}
     raw = b'{"model":"m","messages":[]}'
-    assert adapter_for("groq").build("chat", orjson.loads(raw), raw, "m", CRED, False).body == raw
+    assert adapter_for("groq").build("chat", orjson.loads(raw), "m", CRED, False).body == raw
     assert (
         adapter_for("groq")
-        .build("chat", {}, b"{}", "m", CRED, False)
+        .build("chat", {}, "m", CRED, False)
         .url.startswith("https://api.groq.com/openai/v1")
     )
     azure = Credential(2, "azure-openai", "az", "https://r.openai.azure.com", None, None, 30, "k")
-    up = adapter_for("azure-openai").build("chat", {"model": "dep"}, b"", "dep", azure, False)
+    up = adapter_for("azure-openai").build("chat", {"model": "dep"}, "dep", azure, False)
     assert (
         up.url
         == "https://r.openai.azure.com/openai/deployments/dep/chat/completions?api-version=2024-10-21"
@@ -255,7 +255,7 @@ def test_a_key_given_twice_reaches_the_upstream_once_as_it_was_priced(provider, 
     )
     body = orjson.loads(raw)
     assert (body["model"], body["max_tokens"]) == ("gpt-4o-mini", 5)
-    up = adapter_for(provider).build(endpoint, body, raw, "gpt-4o-mini", CRED, stream)
+    up = adapter_for(provider).build(endpoint, body, "gpt-4o-mini", CRED, stream)
     pairs = json.loads(up.body, object_pairs_hook=lambda kv: kv)
     keys = [k for k, _v in pairs]
     assert keys.count("model") == 1 and keys.count("max_tokens") == 1
@@ -273,10 +273,10 @@ def test_stream_usage_option_is_added_to_the_parsed_body():
         b' {"model":"gpt-4o","messages":[]}',
     ):
         body = orjson.loads(raw)
-        sent = orjson.loads(adapter.build("chat", body, raw, "gpt-4o", CRED, True).body)
+        sent = orjson.loads(adapter.build("chat", body, "gpt-4o", CRED, True).body)
         assert sent["stream_options"] == {"include_usage": True}
         assert sent["messages"] == []
-    renamed = adapter.build("chat", {"model": "alias"}, b'{"model":"alias"}', "gpt-4o", CRED, True)
+    renamed = adapter.build("chat", {"model": "alias"}, "gpt-4o", CRED, True)
     assert orjson.loads(renamed.body) == {
         "model": "gpt-4o",
         "stream_options": {"include_usage": True},

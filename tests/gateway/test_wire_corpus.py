@@ -170,7 +170,7 @@ def test_every_upstream_is_asked_for_the_identity_encoding(provider: str):
     adapter = adapter_for(provider)
     endpoint = "chat" if "chat" in adapter.native | adapter.translated else "messages"
     body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
-    up = adapter.build(endpoint, body, orjson.dumps(body), "gemini-2.5-flash", cred, True)
+    up = adapter.build(endpoint, body, "gemini-2.5-flash", cred, True)
     assert up.headers["accept-encoding"] == "identity"
 
 

@@ -19,8 +19,8 @@ from gateway.hotpath.providers.base import (
     UnsupportedRoute,
     UpstreamRequest,
     Usage,
+    dumps,
     estimate_tokens,
-    forwarded,
     section,
     sse,
 )
@@ -57,13 +57,12 @@ class AnthropicAdapter:
         self,
         endpoint: str,
         body: dict[str, Any],
-        raw: bytes,
         model: str,
         cred: Credential,
         stream: bool,
     ) -> UpstreamRequest:
         if endpoint == "messages":
-            payload = forwarded(body if body.get("model") == model else {**body, "model": model})
+            payload = dumps(body if body.get("model") == model else {**body, "model": model})
         elif endpoint == "chat":
             payload = orjson.dumps(chat_to_messages(body, model, stream))
         else:

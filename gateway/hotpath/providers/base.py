@@ -88,14 +88,6 @@ def dumps(obj: Any) -> bytes:
     return orjson.dumps(obj)
 
 
-def forwarded(body: dict[str, Any]) -> bytes:
-    """The request body an upstream receives: the parsed object that was validated and priced,
-    re-encoded. Never the client's own bytes: a key given twice (`"model"`, `"max_tokens"`,
-    `"n"`, even spelled with a `\\u` escape) parses last-wins here, but a server written by
-    someone else may keep the first one and run a model or a limit nobody reserved for."""
-    return orjson.dumps(body)
-
-
 def estimate_tokens(text_len: int) -> int:
     """Characters -> tokens when nobody counted them (about 4 characters a token)."""
     return (text_len + 3) // 4

@@ -44,7 +44,6 @@ class GeminiAdapter:
         self,
         endpoint: str,
         body: dict[str, Any],
-        raw: bytes,
         model: str,
         cred: Credential,
         stream: bool,

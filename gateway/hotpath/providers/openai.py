@@ -19,8 +19,8 @@ from gateway.hotpath.providers.base import (
     UnsupportedRoute,
     UpstreamRequest,
     Usage,
+    dumps,
     estimate_tokens,
-    forwarded,
     section,
 )
 from gateway.hotpath.providers.messages_compat import ChatToAnthropicStream
@@ -91,7 +91,6 @@ class OpenAIAdapter:
         self,
         endpoint: str,
         body: dict[str, Any],
-        raw: bytes,
         model: str,
         cred: Credential,
         stream: bool,
@@ -105,8 +104,6 @@ class OpenAIAdapter:
             )
         if endpoint not in self.native:
             raise UnsupportedRoute(f"{self.family} does not serve /{endpoint}")
-        # The upstream gets the object that was validated and priced, re-encoded (`forwarded`):
-        # never the client's bytes, in which a repeated key may be read the other way.
         if body.get("model") != model:
             body = {**body, "model": model}
         if stream and endpoint in ("chat", "completions") and self.family not in NO_STREAM_OPTIONS:
@@ -114,7 +111,7 @@ class OpenAIAdapter:
             if not options.get("include_usage"):
                 body = {**body, "stream_options": {**options, "include_usage": True}}
         return UpstreamRequest(
-            self.url(endpoint, model, cred), self.headers(cred), forwarded(body), stream
+            self.url(endpoint, model, cred), self.headers(cred), dumps(body), stream
         )
 
     def reply(self, endpoint: str, raw: bytes, data: Any, model: str) -> Reply:
