@@ -30,6 +30,7 @@ from gateway.hotpath.resp import RespClient
 logger = logging.getLogger("alephant.gateway")
 
 MARK_TTL_MS = 60_000
+REPLAY_MARK_TTL_MS = 86_400_000  # a day: a mark that lapsed only costs one push again
 
 
 class ReplicaWait:
@@ -47,6 +48,10 @@ class ReplicaWait:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task | None = None
         self._short = False  # the last round fell short (log state changes, not every call)
+        # The spool replay's mark: written after each replayed batch, so a master that holds
+        # the latest mark holds every batch replayed before it (see `holds`).
+        self.replay_key = f"alephant:replaymark:{os.uname().nodename}:{os.getpid()}"
+        self.replay_token: bytes | None = None
 
     async def aclose(self) -> None:
         if isinstance(self.redis, RespClient):
@@ -65,6 +70,31 @@ class ReplicaWait:
                 "gateway: spooling usage of %s (replicas short) failed: %r", request_id, exc
             )
         return False
+
+    # The spool replay (`spool.replay_once`): spooled events are deleted only once replicas hold
+    # them. A replay pushed to a master that then failed over to a replica that never had it
+    # must be pushed again; a master that holds the latest replay mark holds everything pushed
+    # before it (one master's writes are one ordered stream), so it need not be.
+
+    def mark(self, pipe: Any) -> bytes:
+        """Append the next replay mark to a replay pipeline; returns it (`marked` once run)."""
+        token = os.urandom(8).hex().encode()
+        pipe.set(self.replay_key, token, px=REPLAY_MARK_TTL_MS)
+        return token
+
+    def marked(self, token: bytes) -> None:
+        self.replay_token = token
+
+    async def holds(self, redis: Any) -> bool:
+        """True when the current master holds the latest replay mark (so every push before it)."""
+        if self.replay_token is None:
+            return False
+        return await redis.get(self.replay_key) == self.replay_token
+
+    async def replay_acknowledged(self, redis: Any) -> bool:
+        """The replicas acknowledged a write made after the replayed batches, on the master that
+        still holds them (a failover between the push and the WAIT is caught by `holds`)."""
+        return await self._acknowledged() and await self.holds(redis)
 
     async def _acknowledged(self) -> bool:
         loop = asyncio.get_running_loop()

@@ -88,7 +88,9 @@ class Runtime:
         self.spool = Spool(config.usage_spool_dir, redis_url=config.redis_url, stream=STREAM)
         self.usage = UsageQueue(self.call_redis, spool=self.spool)
         self.usage.replicas = replica_wait(config, self.redis, self.spool)
-        self.replay = asyncio.get_running_loop().create_task(replay_forever(self.spool, self.redis))
+        self.replay = asyncio.get_running_loop().create_task(
+            replay_forever(self.spool, self.redis, replicas=self.usage.replicas)
+        )
         self.started = True
 
     async def close(self) -> None:
@@ -99,7 +101,7 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await self.replay
             self.spool.close()
-            await drain(self.spool, self.redis)
+            await drain(self.spool, self.redis, replicas=self.usage.replicas)
             if self.usage.replicas is not None:
                 await self.usage.replicas.aclose()
         if self.upstream is not None:

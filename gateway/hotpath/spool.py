@@ -60,6 +60,7 @@ class Claimed:
     path: Path
     fd: int
     events: list[bytes] | None = None  # read by the replayer
+    pushed: bool = False  # in the usage stream (kept until the replicas hold it, if asked to)
 
 
 class Spool:
@@ -201,36 +202,66 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-async def replay_once(spool: Spool, redis: Any, pending: list[Claimed]) -> int:
+async def replay_once(
+    spool: Spool, redis: Any, pending: list[Claimed], replicas: Any = None
+) -> int:
     """Claim what is spooled, XADD it to the usage stream, delete the files; returns how many
-    events were pushed. A file whose push fails stays claimed (in `pending`) for the next try.
+    events were deleted. A file whose push fails stays claimed (in `pending`) for the next try.
+
+    With `replicas` (`replication.ReplicaWait`, `ALEPHANT_REDIS_WAIT_REPLICAS` on) a file is
+    deleted only once the replicas hold its events too: until then it stays claimed, and each
+    round asks again. It is pushed again only when the master lost it (a failover to a replica
+    that never had it: `replicas.holds` says so), never once a round (the wait can last as long
+    as a replica is away).
 
     A crash between the XADD and the delete pushes the same events again on the next replay:
     harmless, the ledger writer stores one row per request id (`ON CONFLICT DO NOTHING`)."""
     skip = [item.path for item in pending]
     pending.extend(await asyncio.to_thread(spool.claim, skip=skip))
-    pushed = 0
+    if not pending:
+        return 0
+    if replicas is not None and not await replicas.holds(redis):
+        for item in pending:
+            item.pushed = False
+    for item in pending:
+        if not item.pushed:
+            await _push(spool, redis, item, replicas)
+    if replicas is not None and not await replicas.replay_acknowledged(redis):
+        return 0  # kept, claimed: the next round asks again
+    done = 0
     while pending:
-        item = pending[0]
-        if item.events is None:
-            item.events = await asyncio.to_thread(read_events, item.path)
-        for start in range(0, len(item.events), REPLAY_BATCH):
-            pipe = redis.pipeline(transaction=False)
-            for raw in item.events[start : start + REPLAY_BATCH]:
-                pipe.xadd(stream_of(raw, spool.stream), {"e": raw})
-            await pipe.execute()
-        pending.pop(0)  # before the delete: if that fails, the unlocked file is replayed again
+        item = pending.pop(0)  # before the delete: if that fails, the unlocked file is replayed
         await asyncio.to_thread(spool.discard, item)
-        pushed += len(item.events)
+        assert item.events is not None
+        done += len(item.events)
         if item.events:
             logger.warning(
                 "gateway: replayed %d spooled usage events from %s", len(item.events), item.path
             )
-    return pushed
+    return done
+
+
+async def _push(spool: Spool, redis: Any, item: Claimed, replicas: Any) -> None:
+    if item.events is None:
+        item.events = await asyncio.to_thread(read_events, item.path)
+    for start in range(0, len(item.events), REPLAY_BATCH):
+        pipe = redis.pipeline(transaction=False)
+        for raw in item.events[start : start + REPLAY_BATCH]:
+            pipe.xadd(stream_of(raw, spool.stream), {"e": raw})
+        mark = replicas.mark(pipe) if replicas is not None else None
+        await pipe.execute()
+        if mark is not None:
+            replicas.marked(mark)  # only now: a pipeline that failed left the old mark standing
+    item.pushed = True
 
 
 async def replay_forever(
-    spool: Spool, redis: Any, *, interval: float = REPLAY_INTERVAL_S, backoff: Backoff | None = None
+    spool: Spool,
+    redis: Any,
+    *,
+    replicas: Any = None,
+    interval: float = REPLAY_INTERVAL_S,
+    backoff: Backoff | None = None,
 ) -> None:
     """The runtime's background task: replay every `interval` s; on failure wait with backoff.
     Never dies on an error (only on cancellation, at shutdown)."""
@@ -239,7 +270,7 @@ async def replay_forever(
     try:
         while True:
             try:
-                await replay_once(spool, redis, pending)
+                await replay_once(spool, redis, pending, replicas)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # Redis still down, disk trouble: try again later
@@ -254,12 +285,12 @@ async def replay_forever(
             os.close(item.fd)
 
 
-async def drain(spool: Spool, redis: Any, *, timeout_s: float = 2.0) -> None:
+async def drain(spool: Spool, redis: Any, *, replicas: Any = None, timeout_s: float = 2.0) -> None:
     """At shutdown, after the loop stopped: one last bounded replay. Whatever is left stays on
     disk, unlocked, for the next gateway on the same spool directory."""
     pending: list[Claimed] = []
     try:
-        await asyncio.wait_for(replay_once(spool, redis, pending), timeout_s)
+        await asyncio.wait_for(replay_once(spool, redis, pending, replicas), timeout_s)
     except Exception as exc:  # Redis still down: the files wait for the next process
         logger.warning("gateway: spool left on disk at shutdown (%r): %s", exc, spool.dir)
     finally:

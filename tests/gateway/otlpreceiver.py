@@ -25,6 +25,7 @@ class OtlpReceiver:
         self.posts = 0
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self._run, daemon=True)
+        self.listening = threading.Event()
 
     @property
     def url(self) -> str:
@@ -70,10 +71,15 @@ class OtlpReceiver:
         self.loop.run_until_complete(self.runner.setup())
         site = web.TCPSite(self.runner, "127.0.0.1", self.port)
         self.loop.run_until_complete(site.start())
+        self.listening.set()
         self.loop.run_forever()
 
     def start(self) -> OtlpReceiver:
+        """Returns once the socket listens: an exporter posting at once must not be refused (a
+        refused batch is dropped, as it would be by a real exporter, and the test would miss it)."""
         self.thread.start()
+        if not self.listening.wait(10):
+            raise RuntimeError(f"the OTLP receiver did not listen on {self.port} within 10 s")
         return self
 
     def stop(self) -> None:

@@ -8,6 +8,7 @@ ledger row (with `ALEPHANT_REDIS_WAIT_REPLICAS=0` the same scenario loses it: ch
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import time
 from decimal import Decimal
@@ -25,7 +26,7 @@ from billing.services.budgets import budget_create
 from gateway.hotpath.config import Config
 from gateway.hotpath.replication import ReplicaWait
 from gateway.hotpath.resp import RespClient
-from gateway.hotpath.spool import Spool, read_events
+from gateway.hotpath.spool import Claimed, Spool, read_events, replay_once
 from tests.cast import build_cast
 from tests.gateway.conftest import add_provider_keys, issue_key
 from tests.gateway.redistopo import REDIS_CLI, REDIS_SERVER, sentinel_start
@@ -149,6 +150,71 @@ def test_asking_for_more_replicas_than_exist_spools(master_replica, tmp_path):
     results, _elapsed = _confirm(master, spool, [_events("m")], replicas=2, timeout_ms=300)
     assert results == [False]
     assert _spooled(tmp_path / "spool") == ["m"]
+    spool.close()
+
+
+def _replay_rounds(port: int, spool: Spool, rounds) -> list[int]:
+    """Run `replay_once` with a waiter on `port`; before each round, `rounds[i]()` (or None)."""
+
+    async def run() -> list[int]:
+        redis_ = aioredis.Redis(port=port)
+        waiter = ReplicaWait(RespClient(port=port, timeout_s=10), spool, replicas=1, timeout_ms=300)
+        pending: list[Claimed] = []
+        done = []
+        try:
+            for before in rounds:
+                if before is not None:
+                    before()
+                done.append(await replay_once(spool, redis_, pending, waiter))
+            return done
+        finally:
+            for item in pending:
+                os.close(item.fd)
+            await waiter.aclose()
+            await redis_.aclose()
+
+    return asyncio.run(run())
+
+
+def _stream_ids(port: int) -> list[str]:
+    return sorted(
+        orjson.loads(f[b"e"])["request_id"] for _i, f in redis.Redis(port=port).xrange(STREAM)
+    )
+
+
+def test_replay_keeps_spooled_usage_until_a_replica_holds_it(master_replica, tmp_path):
+    """The spool is the only copy a failover cannot take away: replaying it into a master whose
+    replica is away and deleting it at once would lose it again (seen in CI: the replay beat the
+    SIGKILL of the master). It is pushed once, kept, and deleted once the replica has it."""
+    master, replica, replica_proc = master_replica
+    spool = Spool(tmp_path / "spool", redis_url=f"redis://127.0.0.1:{master}/0", stream=STREAM)
+    spool.append(_events("p", "q"))
+    stopped = lambda: replica_proc.proc.send_signal(signal.SIGSTOP)  # noqa: E731
+    resumed = lambda: replica_proc.proc.send_signal(signal.SIGCONT)  # noqa: E731
+    assert _replay_rounds(master, spool, [stopped, None, None, resumed]) == [0, 0, 0, 2]
+    assert _spooled(tmp_path / "spool") == []
+    assert _stream_ids(master) == ["p", "q"]  # pushed once, not once a round
+    assert wait_until(lambda: _stream_ids(replica) == ["p", "q"], timeout=10)
+    spool.close()
+
+
+def test_replay_pushes_again_when_the_master_lost_what_it_was_given(master_replica, tmp_path):
+    """A failover to a replica that never had the replayed events: the new master lacks the
+    replay mark, so the events are pushed again (here the master's data is flushed, as a stale
+    replica promoted in its place would lack it), and deleted once a replica holds them."""
+    master, _replica, replica_proc = master_replica
+    spool = Spool(tmp_path / "spool", redis_url=f"redis://127.0.0.1:{master}/0", stream=STREAM)
+    spool.append(_events("s"))
+    stopped = lambda: replica_proc.proc.send_signal(signal.SIGSTOP)  # noqa: E731
+    lost = lambda: redis.Redis(port=master).flushall()  # noqa: E731
+
+    def resumed() -> None:
+        replica_proc.proc.send_signal(signal.SIGCONT)
+        assert wait_until(lambda: _synced(_replica), timeout=20)
+
+    assert _replay_rounds(master, spool, [stopped, lost, resumed]) == [0, 0, 1]
+    assert _stream_ids(master) == ["s"]  # pushed again after the loss, deleted after resync
+    assert _spooled(tmp_path / "spool") == []
     spool.close()
 
 
