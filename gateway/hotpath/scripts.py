@@ -33,8 +33,10 @@ class Script:
         self.source = source
         self.sha = hashlib.sha1(source.encode()).hexdigest()  # noqa: S324 - Redis' script id
 
-    async def __call__(self, client: AnyRedis, keys: list[str], args: list) -> Any:
-        for _ in range(RELOADS):
+    async def __call__(
+        self, client: AnyRedis, keys: list[str], args: list, reloads: int = RELOADS
+    ) -> Any:
+        for _ in range(reloads):
             try:
                 return await client.evalsha(self.sha, len(keys), *keys, *args)
             except NoScriptError:  # the script never ran: loading it and sending again is safe
@@ -98,7 +100,8 @@ class Batcher:
         if len(batch) == 1:
             script, keys, args, future = batch[0]
             try:
-                _resolve(future, await script(self.client, keys, args))
+                # the loads left to this batch, not a fresh RELOADS (no 3 + 3 stacking)
+                _resolve(future, await script(self.client, keys, args, reloads))
             except BaseException as exc:
                 _fail(future, exc)
             return

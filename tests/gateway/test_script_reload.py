@@ -67,3 +67,21 @@ def test_a_script_that_keeps_vanishing_is_an_error_not_a_loop(redis_client):
     assert isinstance(results[0], NoScriptError)
     assert count is None  # it never ran
     assert loads == RELOADS
+
+
+def test_a_retried_pipeline_of_one_keeps_the_loads_it_has_left(redis_client):
+    """A pipeline whose retry shrinks to one call goes through `Script` alone: it gets the loads
+    the batch has left, not a fresh `RELOADS` on top (which allowed 3 + 3)."""
+
+    async def main():
+        client = RespClient.from_url(settings.REDIS_URL)
+        await client.execute_command("SCRIPT", "FLUSH")
+        flaky = FlushAfterLoad(client, 100)
+        future = asyncio.get_running_loop().create_future()
+        await Batcher(flaky)._run([(COUNT, ["reload:n"], [], future)], reloads=1)
+        await client.aclose()
+        return future.exception(), flaky.loads
+
+    error, loads = asyncio.run(main())
+    assert isinstance(error, NoScriptError)
+    assert loads == 1
