@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from io import StringIO
 
+import pytest
 from django.core.management import call_command
 
+from attribution import demo as attribution_demo
+from billing.services.partitions import DEFAULT_PARTITION, owner_cursor
 from tests.workspaces.helpers import members_of
 from workspaces.management.commands.seed_demo import (
     DEMO_PASSWORD,
@@ -61,3 +64,21 @@ def test_demo_owner_can_log_in_with_the_printed_password(db, client):
     assert response.status_code == 302
     page = client.get("/")
     assert page.status_code == 200 and b"Demo Co" in page.content
+
+
+@pytest.mark.django_db(transaction=True)  # the partitions are made on another connection
+def test_the_demo_history_lands_in_month_partitions_not_the_default_one(monkeypatch, tmp_path):
+    """The 30 days of history are dated in past months, which a new install has no partition
+    for: without the seed making them, every history row sat in the default partition until
+    the hourly beat task moved it."""
+    monkeypatch.setattr(attribution_demo, "KEYS_FILE", tmp_path / "demo_keys.json")
+    out = StringIO()
+    call_command("seed_demo", stdout=out)
+    with owner_cursor() as cursor:  # partitions are read by name, past RLS, as the owner
+        cursor.execute(f'SELECT count(*) FROM "{DEFAULT_PARTITION}"')
+        stray = cursor.fetchone()[0]
+        cursor.execute(
+            "SELECT count(*) FROM billing_usagerecord WHERE request_id LIKE 'demo-hist-%'"
+        )
+        history = cursor.fetchone()[0]
+    assert history > 1000 and stray == 0

@@ -2,7 +2,9 @@
 
 Later parts add their own demo data without touching this file: a module `<app>.demo` (for
 `DEMO_EXTENSION_APPS`) with `seed(demo: DemoWorkspace, *, stdout) -> None` is called inside the
-demo workspace's scope after the directory below exists. It must be idempotent too.
+demo workspace's scope after the directory below exists. It must be idempotent too. An optional
+`after_seed(*, stdout) -> None` of the same module runs once every seed has committed, outside
+any transaction (DDL on another connection, say, which would wait on the seed's own locks).
 
     from workspaces.management.commands.seed_demo import get_demo_workspace, seed_directory
 """
@@ -150,6 +152,10 @@ def run_extensions(demo: DemoWorkspace, *, stdout) -> list[str]:
         with workspace_scope(demo.workspace.pk):
             module.seed(demo, stdout=stdout)
         ran.append(module_name)
+    for module_name in ran:
+        after_seed = getattr(importlib.import_module(module_name), "after_seed", None)
+        if after_seed is not None:
+            after_seed(stdout=stdout)
     return ran
 
 
