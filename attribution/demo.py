@@ -25,8 +25,7 @@ from attribution.services.rollups import rollup_rebuild_range, rollup_workspace
 from billing.models import Budget, UsageRecord
 from billing.pricing import cost_usd
 from billing.services.budgets import budget_create
-from billing.services.ledger_retention import retention_cutoff
-from billing.services.partitions import ledger_partitions_ensure_as_owner
+from billing.services.ledger_retention import ledger_partitions_keep_up
 from gateway.models import GatewayKey, ProviderCredential
 from gateway.services.keys import gateway_key_create, gateway_key_revoke, provider_key_create
 
@@ -227,7 +226,6 @@ def after_seed(*, stdout) -> None:
     install: those rows landed in the default partition. Make their months' partitions now
     (moving the rows in), as the hourly beat task would, so a demo's reads hit month partitions
     from its first minute."""
-    now = timezone.now()
-    created = ledger_partitions_ensure_as_owner(now=now, keep_from=retention_cutoff(now=now))
+    created = ledger_partitions_keep_up(now=timezone.now())
     if created:
         stdout.write(f"  ledger partitions made for the history: {', '.join(created)}")

@@ -18,8 +18,7 @@ from billing.services.budget_requests import budget_request_expire
 from billing.services.channels import DeliveryError
 from billing.services.counters import counters_reconcile
 from billing.services.forecast import budget_forecast_check
-from billing.services.ledger_retention import ledger_retention_run, retention_cutoff
-from billing.services.partitions import ledger_partitions_ensure_as_owner
+from billing.services.ledger_retention import ledger_partitions_keep_up, ledger_retention_run
 from billing.services.spend_reports import spend_reports_send_due
 from gateway.snapshots import redis_client
 from workspaces.models import Workspace
@@ -134,7 +133,7 @@ def ledger_partitions_maintain() -> dict[str, list[str]]:
     """Beat, hourly (idempotent): create the coming months' ledger partitions, then archive and
     drop the months past `ALEPHANT_LEDGER_RETENTION_MONTHS` (none when unset)."""
     now = timezone.now()
-    created = ledger_partitions_ensure_as_owner(now=now, keep_from=retention_cutoff(now=now))
+    created = ledger_partitions_keep_up(now=now)
     retention = ledger_retention_run(now=now)
     return {
         "created": created,

@@ -42,6 +42,7 @@ from billing.services.partitions import (
     LOCK_KEY,
     PARENT,
     add_months,
+    ledger_partitions_ensure_as_owner,
     month_partitions,
     month_start,
     owner_cursor,
@@ -89,6 +90,12 @@ def retention_cutoff(*, now: dt.datetime, months: int | None = None) -> dt.datet
     """The first month kept (months before it are archived), or None when retention is off."""
     months = retention_months() if months is None else months
     return add_months(month_start(now), -months) if months > 0 else None
+
+
+def ledger_partitions_keep_up(*, now: dt.datetime) -> list[str]:
+    """The partitions the ledger needs at `now` (the coming months, and the months of rows the
+    default partition holds, unless past retention), made as the owner; the names created."""
+    return ledger_partitions_ensure_as_owner(now=now, keep_from=retention_cutoff(now=now))
 
 
 def archive_dir() -> Path:

@@ -143,7 +143,7 @@ def seed_directory() -> DemoWorkspace:
 
 
 def run_extensions(demo: DemoWorkspace, *, stdout) -> list[str]:
-    ran = []
+    modules = []
     for app in DEMO_EXTENSION_APPS:
         module_name = f"{app}.demo"
         if importlib.util.find_spec(app) is None or importlib.util.find_spec(module_name) is None:
@@ -151,12 +151,11 @@ def run_extensions(demo: DemoWorkspace, *, stdout) -> list[str]:
         module = importlib.import_module(module_name)
         with workspace_scope(demo.workspace.pk):
             module.seed(demo, stdout=stdout)
-        ran.append(module_name)
-    for module_name in ran:
-        after_seed = getattr(importlib.import_module(module_name), "after_seed", None)
-        if after_seed is not None:
-            after_seed(stdout=stdout)
-    return ran
+        modules.append(module)
+    for module in modules:
+        if hasattr(module, "after_seed"):
+            module.after_seed(stdout=stdout)
+    return [module.__name__ for module in modules]
 
 
 class Command(BaseCommand):
